@@ -1,13 +1,13 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
 import sharp from 'sharp';
 import { InputError } from '../src/errors.js';
 import {
-  centerCrop, centerCropOffset, decodeRgb, decodeRgbBuffer, loadImage, preprocessRgb, resample, resizedSize,
+  centerCrop, centerCropOffset, decodeRgb, decodeRgbBuffer, loadImage, preprocessRgb, resample, resizedSize, sniffHeader,
   type RgbImage,
 } from '../src/io/images.js';
 import { PACKAGE_ROOT } from '../src/io/paths.js';
@@ -241,4 +241,38 @@ test('images: resample leaves unchanged axes alone and handles 1-pixel images', 
   for (const interp of ['nearest', 'bilinear', 'bicubic', 'lanczos'] as const) {
     assert.deepEqual(rgbOf(resample(dot, 3, 2, interp)), [9, 8, 7, 9, 8, 7, 9, 8, 7, 9, 8, 7, 9, 8, 7, 9, 8, 7], interp);
   }
+});
+
+test('JPEG and PNG headers read directly agree with libvips on size and CMYK, and anything odd is left to libvips', async () => {
+  const dirs = ['bad', 'photos', 'images'].map((d) => join(PACKAGE_ROOT, 'test', 'fixtures', d));
+  const files = dirs.flatMap((d) => readdirSync(d).filter((f) => /\.(jpe?g|png)$/.test(f)).map((f) => readFileSync(join(d, f))));
+  // Encoder variants: progressive, restart markers, EXIF and ICC segments before the frame, greyscale, CMYK.
+  const base = sharp(join(PHOTOS, 'chelsea.png')).resize(67, 45);
+  files.push(
+    await base.clone().jpeg({ progressive: true }).toBuffer(),
+    await base.clone().withMetadata({ orientation: 6 }).jpeg().toBuffer(),
+    await base.clone().withIccProfile('p3').jpeg().toBuffer(),
+    await base.clone().greyscale().jpeg().toBuffer(),
+    await base.clone().toColourspace('cmyk').jpeg().toBuffer(),
+  );
+  let sniffed = 0;
+  for (const buf of files) {
+    const head = sniffHeader(buf);
+    if (head === null) continue;
+    const meta = await sharp(buf, { limitInputPixels: false }).metadata().catch(() => null);
+    sniffed++;
+    assert.ok(meta, 'a header read directly must be one libvips reads too');
+    assert.deepEqual(head, { width: meta.width, height: meta.height, cmyk: meta.space === 'cmyk' });
+  }
+  assert.ok(sniffed >= 20, `only ${sniffed} headers read directly`);
+  assert.equal(sniffHeader(Buffer.from([0xff, 0xd8, 0xff, 0xd9])), null);
+  assert.equal(sniffHeader(Buffer.from('GIF89a')), null);
+  // A truncated frame header, and a height left to a DNL marker.
+  const jpeg = await base.clone().jpeg().toBuffer();
+  const sof = jpeg.indexOf(Buffer.from([0xff, 0xc0]));
+  assert.equal(sniffHeader(jpeg.subarray(0, sof + 6)), null);
+  const dnl = Buffer.from(jpeg);
+  dnl[sof + 5] = 0;
+  dnl[sof + 6] = 0;
+  assert.equal(sniffHeader(dnl), null);
 });

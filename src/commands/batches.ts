@@ -1,5 +1,6 @@
 import type { Engine, RunOptions, RunResult } from '../model/engines/engine.js';
-import { InputError } from '../errors.js';
+import { InputError, ModelError } from '../errors.js';
+import type { ViTConfig } from '../model/config.js';
 import { loadImage } from '../io/images.js';
 
 /** One decoded batch: the pixels of the images that decoded, and what happened to each input. */
@@ -16,7 +17,13 @@ export type Outcome = { path: string; result: RunResult; row: number } | { path:
 
 export interface BatchLoopOptions {
   paths: string[];
-  engine: Engine;
+  /** The model's config: image size and preprocessing, known before the engine is ready. */
+  config: ViTConfig;
+  /**
+   * The engine, or its start-up still under way: images are decoded while onnxruntime creates its session,
+   * on the core that start-up leaves free.
+   */
+  engine: Engine | Promise<Engine>;
   batchSize: number;
   runOptions?: RunOptions;
   /** Called once per input, in input order, as soon as its batch is done; return false to stop early. */
@@ -36,20 +43,25 @@ function reason(e: unknown): string {
 }
 
 /**
+ * While the engine starts, up to this many bytes of batches are decoded ahead (B/32 at batch 8: 8 batches);
+ * once it runs, one batch is decoded while the engine computes the previous one.
+ */
+const STARTUP_AHEAD_BYTES = 40 * 2 ** 20;
+const STARTUP_AHEAD_MAX = 8;
+
+/**
  * Decode (sharp, on libuv's threads) the next batch while the engine runs this one, then hand out results
- * in input order. Two pixel buffers alternate, so nothing is allocated per batch.
+ * in input order. Pixel buffers are reused from batch to batch, so nothing large is allocated per batch.
  */
 export async function runBatches(o: BatchLoopOptions): Promise<{ done: number; failed: number; stopped: boolean }> {
-  const cfg = o.engine.config;
+  const cfg = o.config;
   const [h, w] = cfg.imgSize;
   const per = cfg.inChans * h * w;
-  const buffers = [new Float32Array(o.batchSize * per), new Float32Array(o.batchSize * per)];
-  let flip = 0;
+  const free: Float32Array[] = [];
+  const startupAhead = Math.max(1, Math.min(STARTUP_AHEAD_MAX, Math.floor(STARTUP_AHEAD_BYTES / (o.batchSize * per * 4))));
 
-  const decode = async (start: number): Promise<Batch> => {
+  const decode = async (start: number, pixels: Float32Array): Promise<Batch> => {
     const paths = o.paths.slice(start, start + o.batchSize);
-    const pixels = buffers[flip];
-    flip ^= 1;
     // Decode into per-input slots, then compact the failures out so the engine sees a dense batch.
     const results = await Promise.all(paths.map((p, i) =>
       loadImage(p, cfg.preprocess, [h, w], pixels, i * per).then(() => null, (e: unknown) => reason(e))));
@@ -66,13 +78,47 @@ export async function runBatches(o: BatchLoopOptions): Promise<{ done: number; f
     return { paths, slots, pixels, count };
   };
 
+  let engine: Engine | null = null;
+  const ready = Promise.resolve(o.engine).then((e) => {
+    const [eh, ew] = e.config.imgSize;
+    if (eh !== h || ew !== w || e.config.inChans !== cfg.inChans) {
+      throw new ModelError(`the engine takes ${e.config.inChans}×${eh}×${ew} images, the batches were made for ${cfg.inChans}×${h}×${w}`);
+    }
+    engine = e;
+    return e;
+  });
+  // Rejections surface where `ready` is awaited; this only keeps an early one from counting as unhandled.
+  ready.catch(() => undefined);
+
+  const queue: Promise<Batch>[] = [];
+  let queued = 0;
+  const decodeAhead = () => {
+    const depth = engine ? 1 : startupAhead;
+    while (queue.length < depth && queued < o.paths.length && !o.shouldStop?.()) {
+      queue.push(decode(queued, free.pop() ?? new Float32Array(o.batchSize * per)));
+      queued += o.batchSize;
+    }
+  };
+  const drain = async () => {
+    await Promise.all(queue.splice(0));
+  };
+
   let done = 0;
   let failed = 0;
-  let next: Promise<Batch> | null = o.paths.length > 0 ? decode(0) : null;
-  for (let start = 0; next; start += o.batchSize) {
-    const batch = await next;
-    next = start + o.batchSize < o.paths.length && !o.shouldStop?.() ? decode(start + o.batchSize) : null;
-    const result = batch.count > 0 ? await o.engine.run(batch.pixels, batch.count, o.runOptions) : null;
+  decodeAhead();
+  while (queue.length > 0) {
+    const batch = await queue.shift()!;
+    decodeAhead();
+    let result: RunResult | null = null;
+    if (batch.count > 0) {
+      try {
+        result = await (engine ?? await ready).run(batch.pixels, batch.count, o.runOptions);
+      } catch (e) {
+        await drain();
+        throw e;
+      }
+    }
+    free.push(batch.pixels);
     for (let i = 0; i < batch.paths.length; i++) {
       const slot = batch.slots[i];
       const path = batch.paths[i];
@@ -82,16 +128,18 @@ export async function runBatches(o: BatchLoopOptions): Promise<{ done: number; f
       if ('error' in slot) failed++;
       else done++;
       if (!go) {
-        await next?.catch(() => undefined);
+        await drain();
         return { done, failed, stopped: true };
       }
     }
     await o.onBatchEnd?.();
     if (o.shouldStop?.()) {
-      await next?.catch(() => undefined);
+      await drain();
       return { done, failed, stopped: true };
     }
   }
+  // A run whose every input failed never needed the engine; it still has to have started properly.
+  await ready;
   return { done, failed, stopped: false };
 }
 

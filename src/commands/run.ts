@@ -8,8 +8,8 @@ import { createProgress } from '../io/progress.js';
 import { readStoredOutput, type StoredOutput } from '../io/stored.js';
 import { createSchemaWriter, formatsFor, type Format, type RowSchema, type RowWriter } from '../io/writers.js';
 import { ENGINE_NAMES, type EngineChoice } from '../model/engines/index.js';
-import { openModel } from './open-model.js';
-import type { Engine, RunOptions } from '../model/engines/engine.js';
+import { startModel, type StartedModel } from './open-model.js';
+import type { RunOptions } from '../model/engines/engine.js';
 import { runBatches, type Outcome } from './batches.js';
 import { modelOptions, parseImageSize, type Context } from './common.js';
 
@@ -51,12 +51,12 @@ export interface Args {
   shardCount?: number;
 }
 
-export function openArgsModel(a: Args, ctx: Context): Promise<{ model: LoadedModel; engine: Engine }> {
+export function startArgsModel(a: Args, ctx: Context): Promise<StartedModel> {
   const spec = {
     model: a.model, weights: a.weights, randomWeights: a.randomWeights, numClasses: a.numClasses,
     imageSize: parseImageSize(a.imageSize),
   };
-  return openModel(spec, a.engine, ctx.verbose);
+  return startModel(spec, a.engine, ctx.verbose);
 }
 
 export interface RunSpec<R extends { path: string }> {
@@ -139,14 +139,16 @@ export async function runCommand<R extends { path: string }>(a: Args, ctx: Conte
     paths = paths.filter((p) => !done.has(p));
     ctx.note(`resuming ${a.output}: ${total - paths.length} of ${total} inputs already done`);
   }
-  const { model, engine } = await openArgsModel(a, ctx);
+  const { model, engine } = await startArgsModel(a, ctx);
+  // The engine owns a worker thread: release it on every way out, or the process cannot exit. A start-up
+  // failure is reported where the engine is awaited.
+  const disposeEngine = () => engine.then((e) => e.dispose(), () => undefined);
   let writer: RowWriter<R>;
   try {
     spec.check?.(model);
     writer = spec.writer?.() ?? createSchemaWriter(spec.schema, a.format, { output: a.output, stdout: ctx.stdout, append });
   } catch (e) {
-    // The engine owns a worker thread: release it on every way out, or the process cannot exit.
-    await engine.dispose();
+    await disposeEngine();
     throw e;
   }
   const progress = createProgress(paths.length, { stderr: ctx.stderr, quiet: a.quiet });
@@ -156,6 +158,7 @@ export async function runCommand<R extends { path: string }>(a: Args, ctx: Conte
   try {
     stats = await runBatches({
       paths,
+      config: model.config,
       engine,
       batchSize: a.batchSize,
       runOptions: spec.runOptions,
@@ -177,7 +180,7 @@ export async function runCommand<R extends { path: string }>(a: Args, ctx: Conte
   } finally {
     signals.release();
     progress.stop();
-    await engine.dispose();
+    await disposeEngine();
   }
   const secs = (performance.now() - t0) / 1000;
   ctx.verbose(`${stats.done + stats.failed} images in ${secs.toFixed(2)} s (${((stats.done + stats.failed) / secs).toFixed(1)} images/s)`);
