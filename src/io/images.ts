@@ -15,6 +15,7 @@ import { crc32 } from 'node:zlib';
 import sharp, { type Metadata } from 'sharp';
 import { InputError } from '../errors.js';
 import type { Interpolation, Preprocess } from '../model/config.js';
+import { turboJpeg } from './jpeg-turbo.js';
 import { resampleSeparableWasm, wasmResamplerAvailable } from './resample-wasm.js';
 
 /** An 8-bit RGB image, interleaved (HWC): pixel (x, y) channel c is data[(y * width + x) * 3 + c]. */
@@ -33,6 +34,8 @@ export const DEFAULT_PIXEL_LIMIT = 16384 * 16384;
 export interface DecodeOptions {
   /** Refuse images with more than this many pixels (width × height); default DEFAULT_PIXEL_LIMIT. */
   pixelLimit?: number;
+  /** Decode JPEGs with libjpeg-turbo directly where it is available (default), else everything with sharp. */
+  turbo?: boolean;
 }
 
 /** Raster formats (sharp's names) an image pipeline reads; sharp would also rasterise SVG, which PIL cannot. */
@@ -83,6 +86,11 @@ export async function decodeRgbBuffer(buf: Uint8Array, opts: DecodeOptions = {})
   checkPngHeaderChunks(buf);
   const head = sniffHeader(buf) ?? await sharpHeader(buf);
   if (head.width * head.height > limit) throw new InputError(`image too large (${head.width}×${head.height} pixels)`);
+  if (head.jpegOrientation !== null && !head.cmyk && opts.turbo !== false) {
+    // Anything libjpeg-turbo refuses (truncated, corrupt, 12-bit) goes on to sharp, which words the reason.
+    const rgb = turboJpeg()?.decode(buf);
+    if (rgb) return orientRgb(rgb, head.jpegOrientation);
+  }
   const source = () => sharp(buf, { limitInputPixels: limit, failOn: 'truncated', autoOrient: true, ignoreIcc: true });
   try {
     if (head.cmyk) {
@@ -105,6 +113,11 @@ interface Header {
   width: number;
   height: number;
   cmyk: boolean;
+  /**
+   * For a JPEG read directly: its EXIF orientation (1 when it has none). Null when the format is not JPEG or
+   * the orientation is not plain to read; such files go through sharp, which applies it.
+   */
+  jpegOrientation: number | null;
 }
 
 /** The header as libvips reads it: any format it knows, refused unless it is a raster format PIL reads too. */
@@ -116,7 +129,7 @@ async function sharpHeader(buf: Uint8Array): Promise<Header> {
     throw decodeReason(e);
   }
   if (!RASTER_FORMATS.has(meta.format ?? '')) throw new InputError(`not an image (${meta.format ?? 'unknown'} format)`);
-  return { width: meta.width ?? 0, height: meta.height ?? 0, cmyk: meta.space === 'cmyk' };
+  return { width: meta.width ?? 0, height: meta.height ?? 0, cmyk: meta.space === 'cmyk', jpegOrientation: null };
 }
 
 /**
@@ -130,10 +143,12 @@ export function sniffHeader(buf: Uint8Array): Header | null {
     const view = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
     const width = view.getUint32(16);
     const height = view.getUint32(20);
-    return width > 0 && height > 0 ? { width, height, cmyk: false } : null;
+    return width > 0 && height > 0 ? { width, height, cmyk: false, jpegOrientation: null } : null;
   }
   if (buf.length < 4 || buf[0] !== 0xff || buf[1] !== 0xd8 || buf[2] !== 0xff) return null;
   // JPEG: walk the marker segments (FF, code, 2-byte length counting itself) up to the first frame header.
+  let orientation: number | null = 1;
+  let exifSeen = false;
   for (let at = 2; at + 4 <= buf.length;) {
     if (buf[at] !== 0xff) return null;
     const code = buf[at + 1];
@@ -155,12 +170,78 @@ export function sniffHeader(buf: Uint8Array): Header | null {
       const components = buf[at + 9];
       // Four components are CMYK or YCCK, which libjpeg hands over as CMYK; anything but 1, 3 or 4 is for libvips to judge.
       if (height === 0 || width === 0 || ![1, 3, 4].includes(components)) return null;
-      return { width, height, cmyk: components === 4 };
+      return { width, height, cmyk: components === 4, jpegOrientation: orientation };
     }
     if (len < 2) return null;
+    if (code === 0xe1 && isExif(buf, at + 4, len - 2)) {
+      // Only the first EXIF segment counts; a second one makes the orientation a matter for libvips to settle.
+      orientation = exifSeen ? null : exifOrientation(buf.subarray(at + 10, Math.min(buf.length, at + 2 + len)));
+      exifSeen = true;
+    }
     at += 2 + len;
   }
   return null;
+}
+
+function isExif(buf: Uint8Array, at: number, len: number): boolean {
+  return len >= 6 && at + 6 <= buf.length && String.fromCharCode(...buf.subarray(at, at + 6)) === 'Exif\0\0';
+}
+
+/**
+ * The Orientation tag (0x0112) of IFD0 in a TIFF structure (the body of an EXIF segment): 1 when absent, null
+ * when the structure is damaged or the value is not 1..8 (left to libvips).
+ */
+function exifOrientation(tiff: Uint8Array): number | null {
+  if (tiff.length < 8) return null;
+  const little = tiff[0] === 0x49 && tiff[1] === 0x49;
+  if (!little && !(tiff[0] === 0x4d && tiff[1] === 0x4d)) return null;
+  const view = new DataView(tiff.buffer, tiff.byteOffset, tiff.byteLength);
+  if (view.getUint16(2, little) !== 42) return null;
+  const ifd = view.getUint32(4, little);
+  if (ifd + 2 > tiff.length) return null;
+  const entries = view.getUint16(ifd, little);
+  for (let i = 0; i < entries; i++) {
+    const e = ifd + 2 + i * 12;
+    if (e + 12 > tiff.length) return null;
+    if (view.getUint16(e, little) !== 0x0112) continue;
+    // A SHORT, one value, held in the first two bytes of the value field.
+    if (view.getUint16(e + 2, little) !== 3 || view.getUint32(e + 4, little) !== 1) return null;
+    const value = view.getUint16(e + 8, little);
+    return value >= 1 && value <= 8 ? value : null;
+  }
+  return 1;
+}
+
+/**
+ * An image as displayed under EXIF orientation o (1..8), as libvips' autorotation gives it: 2 mirrors, 3
+ * turns 180°, 4 flips, 5 transposes, 6 turns 90° clockwise, 7 transverses, 8 turns 90° anticlockwise.
+ */
+export function orientRgb(img: RgbImage, o: number): RgbImage {
+  if (o === 1) return img;
+  const { data: src, width: w, height: h } = img;
+  const swap = o >= 5;
+  const [ow, oh] = swap ? [h, w] : [w, h];
+  const dst = new Uint8Array(src.length);
+  // Where output pixel (x, y) comes from: stored pixel (sx, sy) = (ax * x + bx * y + cx, ay * x + by * y + cy).
+  const [ax, bx, cx, ay, by, cy] = ({
+    2: [-1, 0, w - 1, 0, 1, 0],
+    3: [-1, 0, w - 1, 0, -1, h - 1],
+    4: [1, 0, 0, 0, -1, h - 1],
+    5: [0, 1, 0, 1, 0, 0],
+    6: [0, 1, 0, -1, 0, h - 1],
+    7: [0, -1, w - 1, -1, 0, h - 1],
+    8: [0, -1, w - 1, 1, 0, 0],
+  } as Record<number, number[]>)[o];
+  let p = 0;
+  for (let y = 0; y < oh; y++) {
+    for (let x = 0; x < ow; x++, p += 3) {
+      const q = ((ay * x + by * y + cy) * w + (ax * x + bx * y + cx)) * 3;
+      dst[p] = src[q];
+      dst[p + 1] = src[q + 1];
+      dst[p + 2] = src[q + 2];
+    }
+  }
+  return { data: dst, width: ow, height: oh };
 }
 
 const PNG_SIGNATURE = Uint8Array.from([137, 80, 78, 71, 13, 10, 26, 10]);
