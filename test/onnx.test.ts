@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { UsageError } from '../src/errors.js';
+import { PACKAGE_ROOT } from '../src/io/paths.js';
 import { loadModel } from '../src/io/model-source.js';
 import { openOnnxCache } from '../src/io/onnx-cache.js';
 import { validateConfig, type ViTConfig } from '../src/model/config.js';
@@ -212,4 +213,27 @@ test('createEngine: auto picks onnx here and says so; tfjs on request; unknown n
   assert.ok(notes.some((n) => /^engine: onnx \(onnxruntime-node \d+\.\d+\.\d+, cpu, \d+ threads?\)$/.test(n)), notes.join('\n'));
   await withEngine(createEngine('tfjs', m.config, m.weights), async (e) => assert.equal(e.name, 'tfjs'));
   await assert.rejects(createEngine('gpu' as 'auto', m.config, m.weights), (e: unknown) => e instanceof UsageError && /auto, onnx, tfjs/.test(e.message));
+});
+
+test('vit classify: a later run starts from the cached graph without the checkpoint, and a damaged entry falls back to it', async () => {
+  const { runVit } = await import('./helpers/cli.js');
+  const env = { XDG_CACHE_HOME: join(scratch, 'cli-cache') };
+  const images = join(PACKAGE_ROOT, 'test', 'fixtures', 'images');
+  const args = ['classify', images, '-m', modelDir('odd40', 'hf'), '-f', 'jsonl', '--engine', 'onnx', '--verbose'];
+  const first = await runVit(args, { env });
+  assert.equal(first.code, 0, first.stderr);
+  const second = await runVit(args, { env });
+  assert.equal(second.code, 0, second.stderr);
+  assert.match(second.stderr, /without reading the checkpoint/);
+  assert.equal(second.stdout, first.stdout);
+  // Garble the graph of the entry the alias points to, keeping its size (a complete-looking entry that
+  // onnxruntime cannot load): the run must load the checkpoint instead and give the same rows.
+  const root = join(env.XDG_CACHE_HOME, 'vit', 'onnx');
+  const entry = readdirSync(root).find((d) => d !== 'files' && existsSync(join(root, d, 'model.onnx')))!;
+  const graph = join(root, entry, 'model.onnx');
+  writeFileSync(graph, Buffer.alloc(statSync(graph).size, 0xff));
+  const third = await runVit(args, { env });
+  assert.equal(third.code, 0, third.stderr);
+  assert.match(third.stderr, /cached graph unusable/);
+  assert.equal(third.stdout, first.stdout);
 });

@@ -1,4 +1,4 @@
-import { readAlias, writeAlias } from '../io/onnx-cache.js';
+import { discardEntry, readAlias, writeAlias } from '../io/onnx-cache.js';
 import { loadModel, resolveModel, weightsIdentity, type LoadedModel, type ModelSpec } from '../io/model-source.js';
 import { ModelError } from '../errors.js';
 import type { Engine } from '../model/engines/engine.js';
@@ -32,6 +32,7 @@ export async function startModel(spec: ModelSpec, choice: EngineChoice, verbose:
       .then(({ OnnxEngine }) => OnnxEngine.fromEntry(hit.config, hit.dir, { verbose }))
       .catch((e: unknown) => {
         verbose(`onnx: cached graph unusable (${(e as Error).message.split('\n')[0]}); loading the checkpoint`);
+        discardEntry(hit.dir);
         return fromCheckpoint();
       });
     return { model: { config: hit.config, weights: new Map(), scheme: 'cached', source: resolved.source }, engine };

@@ -94,6 +94,14 @@ export function readAlias(fileKey: string, root: string = defaultOnnxCacheDir())
   }
 }
 
+/**
+ * Remove an entry onnxruntime could not load (damaged on disk), so that the next build writes it afresh
+ * instead of finding it again. Best effort, like every cache write.
+ */
+export function discardEntry(entryDir: string): void {
+  removeQuietly(entryDir);
+}
+
 /** Record which entry a weights file identity built (best effort: a cache that cannot be written is no error). */
 export function writeAlias(fileKey: string, entryDir: string, config: ViTConfig, root: string = defaultOnnxCacheDir()): void {
   const path = aliasPath(root, fileKey);
