@@ -1,12 +1,8 @@
 import { createRequire } from 'node:module';
 import type YargsFactory from 'yargs';
-import { attentionCommand } from './commands/attention.js';
-import { classifyCommand } from './commands/classify.js';
-import { embedCommand } from './commands/embed.js';
-import { mergeCommand } from './commands/merge.js';
-import { summaryCommand } from './commands/summary.js';
-import { enableHubModels, fetchCommand } from './commands/fetch.js';
-import type { Context } from './commands/common.js';
+import type { CommandModule } from 'yargs';
+import { enableHubModels } from './commands/fetch.js';
+import type { CommandBody, Context } from './commands/common.js';
 import { UsageError, VitError } from './errors.js';
 import { ExitStatus } from './exit.js';
 import { closeLiveResources } from './model/engines/live.js';
@@ -17,7 +13,59 @@ import { toolVersion } from './io/paths.js';
 // yargs' CommonJS build: its ES module build wraps help text by characters, splitting words mid-way.
 const yargs = createRequire(import.meta.url)('yargs') as typeof YargsFactory;
 
-const COMMANDS = [classifyCommand, embedCommand, attentionCommand, summaryCommand, fetchCommand, mergeCommand];
+/** A command as `vit --help` lists it, and the module with the rest of it (options, examples, handler). */
+interface CommandEntry {
+  command: string;
+  describe: string;
+  load(): Promise<(ctx: Context) => CommandBody>;
+}
+
+/**
+ * The commands. A command's module is loaded only when that command runs or shows its help: together they
+ * bring most of the tool (image decoding, input walking, the engines' front end), which neither `vit --help`
+ * nor a run of one command needs all of.
+ */
+const COMMANDS: CommandEntry[] = [
+  {
+    command: 'classify [inputs..]', describe: 'Top-k classes per image',
+    load: async () => (await import('./commands/classify.js')).classifyCommand,
+  },
+  {
+    command: 'embed [inputs..]', describe: 'One feature vector per image',
+    load: async () => (await import('./commands/embed.js')).embedCommand,
+  },
+  {
+    command: 'attention [inputs..]', describe: 'Attention maps: rollout, raw probabilities, distance, heatmaps',
+    load: async () => (await import('./commands/attention.js')).attentionCommand,
+  },
+  {
+    command: 'summary [model]', describe: 'Layers, parameters, MACs and weight size of a model',
+    load: async () => (await import('./commands/summary.js')).summaryCommand,
+  },
+  {
+    command: 'fetch <model>', describe: 'Download a model from the Hugging Face Hub into its cache',
+    load: async () => (await import('./commands/fetch.js')).fetchCommand,
+  },
+  {
+    command: 'merge <output> <parts..>', describe: 'Join shard outputs (--shard K/N) into one',
+    load: async () => (await import('./commands/merge.js')).mergeCommand,
+  },
+];
+
+/** The yargs command of an entry: its builder loads the module first (yargs awaits a builder's promise). */
+function lazyCommand(entry: CommandEntry, ctx: Context): CommandModule {
+  let body: Promise<CommandBody> | null = null;
+  const load = () => (body ??= entry.load().then((factory) => factory(ctx)));
+  return {
+    command: entry.command,
+    describe: entry.describe,
+    builder: async (y) => {
+      const { builder } = await load();
+      return typeof builder === 'function' ? builder(y) : y.options(builder ?? {});
+    },
+    handler: async (argv) => (await load()).handler(argv),
+  };
+}
 
 /** Run the CLI; resolves to the process exit status. */
 export async function main(args: string[], stdout: NodeJS.WritableStream, stderr: NodeJS.WritableStream): Promise<number> {
@@ -52,7 +100,7 @@ export async function main(args: string[], stdout: NodeJS.WritableStream, stderr
     .fail((msg, err) => {
       throw err ?? new UsageError(msg);
     });
-  for (const c of COMMANDS) cli.command(c(ctx));
+  for (const c of COMMANDS) cli.command(lazyCommand(c, ctx));
 
   try {
     await cli.parseAsync();

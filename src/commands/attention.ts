@@ -1,5 +1,4 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
-import type { CommandModule } from 'yargs';
 import { UsageError } from '../errors.js';
 import { HeatmapNames, overlay } from '../io/heatmap.js';
 import { decodeRgb } from '../io/images.js';
@@ -8,7 +7,7 @@ import type { ErrorRow, RowSchema, RowWriter } from '../io/writers.js';
 import { attentionDistance, layerHeads, rollout } from '../model/attention.js';
 import { numPrefixTokens, patchGrid, type ViTConfig } from '../model/config.js';
 import type { HostTensor } from '../model/tensor.js';
-import type { Context } from './common.js';
+import type { CommandBody, Context } from './common.js';
 import { batchOptions, runCommand, type Args } from './run.js';
 
 interface RolloutRow { path: string; grid: [number, number]; rollout: Float32Array }
@@ -116,10 +115,8 @@ interface AttentionArgs extends Args {
   heatmap?: string;
 }
 
-export function attentionCommand(ctx: Context): CommandModule {
+export function attentionCommand(ctx: Context): CommandBody {
   return {
-    command: 'attention [inputs..]',
-    describe: 'Attention maps: rollout, raw probabilities, distance, heatmaps',
     builder: (y) => batchOptions(y, ['jsonl', 'json', 'csv', 'npy'])
       .option('raw', { type: 'boolean', default: false, describe: 'the softmax attention probabilities [layers][heads][tokens][tokens] (tokens include the class token)' })
       .option('layer', { type: 'string', default: 'all', describe: 'with --raw: a 0-based layer index, or all' })

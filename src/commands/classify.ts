@@ -1,9 +1,8 @@
-import type { CommandModule } from 'yargs';
 import { ModelError, UsageError } from '../errors.js';
 import { resolveLabels } from '../io/labels.js';
 import type { LoadedModel } from '../io/model-source.js';
 import { rowOf } from './batches.js';
-import type { Context } from './common.js';
+import type { CommandBody, Context } from './common.js';
 import { CLASSIFY_SCHEMA, type Prediction } from '../io/writers.js';
 import { batchOptions, runCommand, type Args } from './run.js';
 
@@ -28,10 +27,8 @@ export function topK(logits: Float32Array, k: number, labels: string[]): Predict
   return best.map((i) => ({ index: i, label: labels[i], score: exp[i] / sum, logit: logits[i] }));
 }
 
-export function classifyCommand(ctx: Context): CommandModule {
+export function classifyCommand(ctx: Context): CommandBody {
   return {
-    command: 'classify [inputs..]',
-    describe: 'Top-k classes per image',
     builder: (y) => batchOptions(y, ['csv', 'json', 'jsonl'])
       .option('top-k', { alias: 'k', type: 'number', default: 5, describe: 'predictions per image' })
       .option('labels', { type: 'string', describe: 'class names: a file with one per line, or JSON (array or id2label)' })

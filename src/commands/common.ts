@@ -1,4 +1,4 @@
-import type { Argv } from 'yargs';
+import type { Argv, CommandModule } from 'yargs';
 import { UsageError } from '../errors.js';
 
 /** What every command gets from the CLI: its streams and the stderr loggers the shared flags control. */
@@ -10,6 +10,12 @@ export interface Context {
   /** Details under --verbose: engine, backend, timings. */
   verbose(msg: string): void;
 }
+
+/**
+ * What a command module gives: its options (with examples) and its handler. Its usage line and description
+ * are in src/cli.ts, so that `vit --help` can list every command without loading their modules.
+ */
+export type CommandBody = Pick<CommandModule, 'builder' | 'handler'>;
 
 /** Options naming the model, shared by every command that runs or describes one. */
 export function modelOptions<T>(y: Argv<T>) {

@@ -1,7 +1,6 @@
-import type { CommandModule } from 'yargs';
 import type { RunResult } from '../model/engines/engine.js';
 import { rowOf } from './batches.js';
-import type { Context } from './common.js';
+import type { CommandBody, Context } from './common.js';
 import { EMBED_SCHEMA } from '../io/writers.js';
 import { batchOptions, runCommand, type Args } from './run.js';
 
@@ -21,10 +20,8 @@ export function l2normalize(v: Float32Array): Float32Array {
   return v;
 }
 
-export function embedCommand(ctx: Context): CommandModule {
+export function embedCommand(ctx: Context): CommandBody {
   return {
-    command: 'embed [inputs..]',
-    describe: 'One feature vector per image',
     builder: (y) => batchOptions(y, ['csv', 'json', 'jsonl', 'npy'])
       .option('pool', {
         type: 'string', choices: POOLS, default: 'cls',

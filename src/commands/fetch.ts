@@ -1,24 +1,31 @@
-import cliProgress from 'cli-progress';
-import type { CommandModule } from 'yargs';
-import { fetchModel, LARGE_FILE, resolveHubModel, type DownloadProgress, type FetchOptions } from '../io/hub.js';
-import { registerModelResolver } from '../io/model-source.js';
+import type CliProgress from 'cli-progress';
+import type { DownloadProgress, FetchOptions } from '../io/hub.js';
+import { registerModelResolver } from '../io/model-resolvers.js';
 import { progressEnabled } from '../io/progress.js';
 import { writeAll } from '../io/streams.js';
-import type { Context } from './common.js';
+import type { CommandBody, Context } from './common.js';
 
 const mib = (n: number) => `${(n / 2 ** 20).toFixed(1)} MiB`;
+
+type Hub = typeof import('../io/hub.js');
+
+/** The hub client, loaded only when a hub model is asked for: every run registers the resolver. */
+function loadHub(): Promise<Hub> {
+  return import('../io/hub.js');
+}
 
 /**
  * A byte bar per large file, shown under the same conditions as the run's bar (a TTY stderr, not CI, not
  * --quiet); createProgress counts images, this one counts MiB.
  */
-function downloadBar(stderr: NodeJS.WritableStream, quiet: boolean): DownloadProgress | undefined {
+async function downloadBar(hub: Hub, stderr: NodeJS.WritableStream, quiet: boolean): Promise<DownloadProgress | undefined> {
   if (!progressEnabled({ stderr, quiet })) return undefined;
-  let bar: cliProgress.SingleBar | null = null;
+  const { default: cliProgress } = await import('cli-progress');
+  let bar: CliProgress.SingleBar | null = null;
   let total = 0;
   return {
     start(file, totalBytes, doneBytes) {
-      if (totalBytes !== null && totalBytes < LARGE_FILE) return;
+      if (totalBytes !== null && totalBytes < hub.LARGE_FILE) return;
       total = totalBytes ?? 0;
       bar = new cliProgress.SingleBar({
         stream: stderr as NodeJS.WriteStream,
@@ -38,8 +45,8 @@ function downloadBar(stderr: NodeJS.WritableStream, quiet: boolean): DownloadPro
   };
 }
 
-function hubOptions(ctx: Context, quiet: boolean): FetchOptions {
-  return { progress: downloadBar(ctx.stderr, quiet), note: ctx.note };
+async function hubOptions(hub: Hub, ctx: Context, quiet: boolean): Promise<FetchOptions> {
+  return { progress: await downloadBar(hub, ctx.stderr, quiet), note: ctx.note };
 }
 
 let hubContext: { ctx: Context; quiet: boolean } | null = null;
@@ -49,14 +56,17 @@ let hubContext: { ctx: Context; quiet: boolean } | null = null;
  * model, fetched otherwise (unless offline). Called by the CLI for each run, so notes go to that run's stderr.
  */
 export function enableHubModels(ctx: Context, quiet: boolean): void {
-  if (!hubContext) registerModelResolver((name) => resolveHubModel(name, hubOptions(hubContext!.ctx, hubContext!.quiet)));
+  if (!hubContext) {
+    registerModelResolver(async (name) => {
+      const hub = await loadHub();
+      return hub.resolveHubModel(name, await hubOptions(hub, hubContext!.ctx, hubContext!.quiet));
+    });
+  }
   hubContext = { ctx, quiet };
 }
 
-export function fetchCommand(ctx: Context): CommandModule {
+export function fetchCommand(ctx: Context): CommandBody {
   return {
-    command: 'fetch <model>',
-    describe: 'Download a model from the Hugging Face Hub into its cache',
     builder: (y) => y
       .positional('model', { type: 'string', describe: 'hub model id ORG/NAME (optionally ORG/NAME@REVISION)' })
       .option('revision', { type: 'string', describe: 'branch, tag or commit hash (default: main)' })
@@ -66,7 +76,8 @@ export function fetchCommand(ctx: Context): CommandModule {
       .epilog('Environment: HF_HUB_CACHE or HF_HOME (cache location), HF_ENDPOINT, HF_TOKEN, HF_HUB_OFFLINE=1.'),
     handler: async (argv) => {
       const a = argv as Record<string, unknown>;
-      const r = await fetchModel(a.model as string, { ...hubOptions(ctx, a.quiet as boolean), revision: a.revision as string | undefined });
+      const hub = await loadHub();
+      const r = await hub.fetchModel(a.model as string, { ...await hubOptions(hub, ctx, a.quiet as boolean), revision: a.revision as string | undefined });
       ctx.note(
         `${r.repo}@${r.revision} is commit ${r.commit}: ` +
         (r.downloaded.length > 0 ? `downloaded ${r.downloaded.join(', ')}` : 'everything was in the cache'),

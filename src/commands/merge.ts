@@ -1,9 +1,7 @@
-import type { CommandModule } from 'yargs';
 import { UsageError } from '../errors.js';
-import { collectInputs, uniquePaths } from '../io/inputs.js';
 import { mergeOutputs } from '../io/merge.js';
 import { FORMATS, type Format } from '../io/writers.js';
-import type { Context } from './common.js';
+import type { CommandBody, Context } from './common.js';
 
 interface MergeArgs {
   output: string;
@@ -20,10 +18,8 @@ function formatOf(file: string): Format | undefined {
   return (FORMATS as readonly string[]).includes(ext ?? '') ? (ext as Format) : undefined;
 }
 
-export function mergeCommand(ctx: Context): CommandModule {
+export function mergeCommand(ctx: Context): CommandBody {
   return {
-    command: 'merge <output> <parts..>',
-    describe: 'Join shard outputs (--shard K/N) into one',
     builder: (y) => y
       .positional('output', { type: 'string', describe: 'the merged file (- for stdout; npy needs a file, its paths file goes beside it)' })
       .positional('parts', { type: 'string', array: true, describe: 'the shard outputs (npy: each with its .paths.txt beside it)' })
@@ -39,9 +35,12 @@ export function mergeCommand(ctx: Context): CommandModule {
       const a = argv as unknown as MergeArgs;
       const format = (a.format as Format | undefined) ?? formatOf(a.output) ?? formatOf(a.parts[0]);
       if (format === undefined) throw new UsageError(`cannot tell the format from "${a.output}": name it with -f (${FORMATS.join(', ')})`);
-      const inputs = a.inputs === undefined
-        ? undefined
-        : uniquePaths(await collectInputs(a.inputs, { stdin: process.stdin, stdinIsTTY: process.stdin.isTTY === true, nul: a.null })).paths;
+      let inputs: string[] | undefined;
+      if (a.inputs !== undefined) {
+        // Imported only here: inputs.js brings sharp (for the image extensions it reads) and fast-glob.
+        const { collectInputs, uniquePaths } = await import('../io/inputs.js');
+        inputs = uniquePaths(await collectInputs(a.inputs, { stdin: process.stdin, stdinIsTTY: process.stdin.isTTY === true, nul: a.null })).paths;
+      }
       // yargs hands a positional `-` to a string option as ''.
       const output = a.output === '-' || a.output === '' ? undefined : a.output;
       const rows = await mergeOutputs(a.parts, { format, output, stdout: ctx.stdout, inputs, note: ctx.note });

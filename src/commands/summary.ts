@@ -1,9 +1,8 @@
-import type { CommandModule } from 'yargs';
 import { withImageSize } from '../model/config.js';
 import { summarize, type ModelSummary } from '../model/summary.js';
 import { resolveModel } from '../io/model-source.js';
 import { writeAll } from '../io/streams.js';
-import { modelOptions, parseImageSize, type Context } from './common.js';
+import { modelOptions, parseImageSize, type Context, type CommandBody } from './common.js';
 
 const int = (n: number) => n.toLocaleString('en-US');
 
@@ -38,10 +37,8 @@ export function formatSummary(s: ModelSummary): string {
   return out.join('\n') + '\n';
 }
 
-export function summaryCommand(ctx: Context): CommandModule {
+export function summaryCommand(ctx: Context): CommandBody {
   return {
-    command: 'summary [model]',
-    describe: 'Layers, parameters, MACs and weight size of a model',
     builder: (y) => modelOptions(y)
       .positional('model', { type: 'string', describe: 'preset or model directory (same as --model)' })
       .option('json', { type: 'boolean', default: false, describe: 'print one JSON object instead of a table' })

@@ -5,9 +5,14 @@
 import { createHash } from 'node:crypto';
 import { readdir, realpath, stat } from 'node:fs';
 import { dirname, resolve } from 'node:path';
-import fg from 'fast-glob';
+import type fg from 'fast-glob';
 import sharp from 'sharp';
 import { UsageError } from '../errors.js';
+
+/** fast-glob, loaded only to walk a directory or expand a pattern (not for files named one by one). */
+async function loadGlob(): Promise<typeof fg> {
+  return (await import('fast-glob')).default;
+}
 
 /** Extensions (lower case, no dot) a directory walk picks up; HEIC/HEIF only where this sharp decodes them. */
 export const IMAGE_EXTENSIONS: readonly string[] = (() => {
@@ -106,13 +111,19 @@ function globOptions(cwd: string, roots: string[]): fg.Options {
 /** The images under a directory, sorted, each joined onto the directory as the user wrote it. */
 async function walkDirectory(dir: string, cwd: string): Promise<string[]> {
   const root = resolve(cwd, dir);
+  const fg = await loadGlob();
   const found = await fg(`**/*.{${IMAGE_EXTENSIONS.join(',')}}`, { ...globOptions(root, [root]), caseSensitiveMatch: false });
   const prefix = dir.endsWith('/') ? dir : `${dir}/`;
   return found.sort(byteOrder).map((rel) => prefix + rel);
 }
 
-/** Files a glob pattern matches, sorted; the pattern itself when nothing does (it becomes an error row). */
+/**
+ * Files a glob pattern matches, sorted; the path itself when nothing does or when it is no pattern at all (it
+ * becomes an error row).
+ */
 async function expandGlob(pattern: string, cwd: string): Promise<string[]> {
+  const fg = await loadGlob();
+  if (!fg.isDynamicPattern(pattern)) return [pattern];
   const roots = fg.generateTasks([pattern], { cwd }).map((t) => resolve(cwd, t.base));
   const found = await fg(pattern, globOptions(cwd, roots));
   return found.length > 0 ? found.sort(byteOrder) : [pattern];
@@ -156,7 +167,7 @@ export async function collectInputs(args: string[], opts: CollectOptions = {}): 
     }
     const kind = await kindOf(resolve(cwd, arg));
     if (kind === 'dir') out.push(...await walkDirectory(arg, cwd));
-    else if (kind === 'missing' && fg.isDynamicPattern(arg)) out.push(...await expandGlob(arg, cwd));
+    else if (kind === 'missing') out.push(...await expandGlob(arg, cwd));
     else out.push(arg);
   }
   return out;

@@ -6,12 +6,7 @@ import { validateConfig, withImageSize, type ViTConfig } from '../model/config.j
 import { configFromJson } from '../model/config-readers.js';
 import { isPresetName, presetConfig } from '../model/presets.js';
 import type { TensorMap } from '../model/tensor.js';
-import { checkWeights } from '../model/weights/check.js';
-import { readWeights } from '../model/weights/formats.js';
-import '../model/weights/index.js';
-import { randomWeights } from '../model/weights/random.js';
-import { fitPosEmbed } from '../model/weights/resample.js';
-import { detectScheme } from '../model/weights/schemes.js';
+import { modelResolvers } from './model-resolvers.js';
 import { DEFAULT_MODEL_DIR, toolVersion } from './paths.js';
 import { readFileBytes } from './streams.js';
 
@@ -36,13 +31,6 @@ export interface ResolvedModel {
 
 /** Weight files a model directory may hold, in order of preference. */
 const WEIGHT_FILES = ['model.safetensors', 'model.safetensors.index.json', 'pytorch_model.bin', 'model.pth', 'model.pt', 'model.bin', 'model.npz'];
-
-/** Resolves names that are neither a directory nor a preset (the hub adds a resolver for ORG/NAME). */
-export type ModelResolver = (name: string) => Promise<string | null>;
-const resolvers: ModelResolver[] = [];
-export function registerModelResolver(r: ModelResolver): void {
-  resolvers.push(r);
-}
 
 function readJson(path: string): Record<string, unknown> {
   try {
@@ -76,7 +64,7 @@ export async function resolveModel(spec: ModelSpec): Promise<ResolvedModel> {
   if (isDir(name)) resolved = configFromDir(name);
   else if (isPresetName(name)) resolved = { config: presetConfig(name), weightsPath: null, source: name };
   else {
-    for (const r of resolvers) {
+    for (const r of modelResolvers) {
       const dir = await r(name);
       if (dir) {
         const fromDir = configFromDir(dir);
@@ -114,7 +102,28 @@ function adaptToCheckpoint(cfg: ViTConfig, w: TensorMap, fromPreset: boolean, fi
   return validateConfig(out);
 }
 
-function readOne(path: string): TensorMap {
+/**
+ * The checkpoint readers, naming schemes and checks, loaded when weights are first needed: resolving a model
+ * (summary, a run on a cached ONNX graph) uses none of them.
+ */
+async function weightTools() {
+  const [check, formats, random, resample, schemes] = await Promise.all([
+    import('../model/weights/check.js'),
+    import('../model/weights/formats.js'),
+    import('../model/weights/random.js'),
+    import('../model/weights/resample.js'),
+    import('../model/weights/schemes.js'),
+    // For its effect: registers every format and scheme beyond safetensors / timm / hf.
+    import('../model/weights/index.js'),
+  ]);
+  return {
+    checkWeights: check.checkWeights, readWeights: formats.readWeights, randomWeights: random.randomWeights,
+    fitPosEmbed: resample.fitPosEmbed, detectScheme: schemes.detectScheme,
+  };
+}
+type ReadWeights = Awaited<ReturnType<typeof weightTools>>['readWeights'];
+
+function readOne(path: string, readWeights: ReadWeights): TensorMap {
   let bytes: Uint8Array;
   try {
     bytes = readFileBytes(path);
@@ -125,14 +134,14 @@ function readOne(path: string): TensorMap {
 }
 
 /** A checkpoint file, or a sharded one: `*.index.json` whose weight_map names the shard of every tensor. */
-function readCheckpoint(path: string): TensorMap {
-  if (!path.endsWith('.index.json')) return readOne(path);
+function readCheckpoint(path: string, readWeights: ReadWeights): TensorMap {
+  if (!path.endsWith('.index.json')) return readOne(path, readWeights);
   const index = readJson(path) as { weight_map?: Record<string, string> };
   if (!index.weight_map) throw new WeightsError(`${path}: a sharded checkpoint index needs a weight_map`);
   const out: TensorMap = new Map();
   for (const shard of new Set(Object.values(index.weight_map))) {
     if (shard.includes('/') || shard.includes('\\')) throw new WeightsError(`${path}: shard "${shard}" is not a file beside the index`);
-    for (const [k, v] of readOne(join(dirname(path), shard))) out.set(k, v);
+    for (const [k, v] of readOne(join(dirname(path), shard), readWeights)) out.set(k, v);
   }
   return out;
 }
@@ -148,6 +157,7 @@ export interface LoadedModel {
 /** Resolve, read, convert to canonical names and check the weights: ready for an engine. */
 export async function loadModel(spec: ModelSpec, verbose: (m: string) => void = () => {}, resolved?: ResolvedModel): Promise<LoadedModel> {
   const r = resolved ?? await resolveModel(spec);
+  const { checkWeights, detectScheme, fitPosEmbed, randomWeights, readWeights } = await weightTools();
   if (spec.randomWeights) {
     verbose(`model: ${r.config.name} with random weights (seed 0)`);
     const weights = randomWeights(r.config);
@@ -161,7 +171,7 @@ export async function loadModel(spec: ModelSpec, verbose: (m: string) => void = 
     );
   }
   const t0 = performance.now();
-  const raw = readCheckpoint(r.weightsPath);
+  const raw = readCheckpoint(r.weightsPath, readWeights);
   const scheme = detectScheme(raw);
   const weights = scheme.toCanonical(raw, r.config);
   const fromPreset = isPresetName(r.source) && !isDir(r.source);

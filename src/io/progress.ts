@@ -2,7 +2,8 @@
  * A progress bar on stderr for long runs: done/total, images per second, ETA. Only for a person watching a
  * terminal: nothing when stderr is a pipe or file, under CI (env CI set), or with --quiet.
  */
-import cliProgress from 'cli-progress';
+import { createRequire } from 'node:module';
+import type CliProgress from 'cli-progress';
 
 export interface Progress {
   /** `n` more inputs are done (written, or failed). */
@@ -29,6 +30,8 @@ export function progressEnabled(opts: ProgressOptions): boolean {
 
 export function createProgress(total: number, opts: ProgressOptions): Progress {
   if (total <= 0 || !progressEnabled(opts)) return NO_PROGRESS;
+  // Loaded only for a bar (most runs write to a pipe or file); required because this function is synchronous.
+  const cliProgress = createRequire(import.meta.url)('cli-progress') as typeof CliProgress;
   const bar = new cliProgress.SingleBar({
     stream: opts.stderr,
     format: '{bar} {value}/{total} | {rate} images/s | ETA {eta_formatted}',

@@ -4,6 +4,7 @@ import { numTokens, type ViTConfig } from '../config.js';
 import type { Ops } from '../ops.js';
 import { shapeStr, sizeOf, type TensorMap } from '../tensor.js';
 import { vitForward } from '../vit.js';
+import { GRAPH_FORMAT, WEIGHTS_FILE } from './onnx-format.js';
 
 const { onnx } = protoPkg;
 type INodeProto = protoPkg.onnx.INodeProto;
@@ -14,12 +15,8 @@ type IModelProto = protoPkg.onnx.IModelProto;
 
 /** LayerNormalization became a standard op in opset 17; ReduceMean still takes its axes as an attribute there. */
 export const OPSET = 17;
-/** The one file name every weight initializer points into, on disk beside the graph or handed over in memory. */
-export const WEIGHTS_FILE = 'weights.bin';
 /** Weight offsets are page-aligned so onnxruntime can map each initializer straight from the file. */
 const WEIGHT_ALIGN = 4096;
-/** Bumped whenever the emitted graph changes, so cached graphs from an older build are never reused. */
-export const GRAPH_FORMAT = 1;
 
 /** Where one weight initializer lives inside the weights file, and how it is made from a canonical parameter. */
 export interface WeightSlot {
@@ -230,7 +227,6 @@ export interface VitGraph {
   outputs: string[];
 }
 
-export const BASE_OUTPUTS = ['logits', 'cls', 'avg', 'preLogits'] as const;
 export const INPUT_NAME = 'pixels';
 const BATCH_DIM = 'batch';
 

@@ -7,10 +7,18 @@ import type { Engine, EngineFactoryOptions, RunOptions, RunResult } from './engi
 import { collectGarbage } from './gc.js';
 import { liveResources } from './live.js';
 import type { WorkerInit, WorkerOutputs, WorkerReply, WorkerRequest, WorkerSource } from './onnx-worker.js';
-import {
-  BASE_OUTPUTS, buildVitGraph, encodeModel, GRAPH_FORMAT, WEIGHTS_FILE, weightChunks, weightFileSize,
-  type VitGraph, type WeightSlot,
-} from './onnx-graph.js';
+import { BASE_OUTPUTS, GRAPH_FORMAT, WEIGHTS_FILE } from './onnx-format.js';
+import type { VitGraph, WeightSlot } from './onnx-graph.js';
+
+type GraphBuilder = typeof import('./onnx-graph.js');
+
+/**
+ * The graph builder, loaded only when a graph is built: it brings the protobuf encoder (onnx-proto,
+ * protobufjs), which an engine started on a cached graph never needs.
+ */
+function graphBuilder(): Promise<GraphBuilder> {
+  return import('./onnx-graph.js');
+}
 
 /** One file of a cache entry: small ones as bytes, the weights as chunks at their offsets (streamed). */
 export type StoreFile =
@@ -79,14 +87,14 @@ const ATTENTION_MODEL_FILE = 'model-attn.onnx';
 type GraphFile = typeof MODEL_FILE | typeof ATTENTION_MODEL_FILE;
 
 /** Both graphs, which must read the same weights file. */
-function buildGraphs(cfg: ViTConfig, weights: TensorMap): Record<GraphFile, VitGraph> {
+function buildGraphs(g: GraphBuilder, cfg: ViTConfig, weights: TensorMap): Record<GraphFile, VitGraph> {
   const shapeOf = (param: string) => {
     const t = weights.get(param);
     if (!t) throw new ModelError(`onnx engine: the weights have no "${param}" for model ${cfg.name}`);
     return t.shape;
   };
-  const plain = buildVitGraph(cfg, shapeOf);
-  const withAttentions = buildVitGraph(cfg, shapeOf, { attentions: true });
+  const plain = g.buildVitGraph(cfg, shapeOf);
+  const withAttentions = g.buildVitGraph(cfg, shapeOf, { attentions: true });
   const [a, b] = [plain.slots, withAttentions.slots];
   if (a.length !== b.length || a.some((s, i) => s.name !== b[i].name || s.offset !== b[i].offset)) {
     throw new ModelError('onnx engine: the attention graph reads other weights than the plain one');
@@ -95,9 +103,9 @@ function buildGraphs(cfg: ViTConfig, weights: TensorMap): Record<GraphFile, VitG
 }
 
 /** The weights file in one buffer, for onnxruntime's in-memory external data. */
-function packWeights(slots: WeightSlot[], weights: TensorMap): Uint8Array {
-  const blob = new Uint8Array(weightFileSize(slots));
-  for (const c of weightChunks(slots, weights)) blob.set(c.bytes, c.offset);
+function packWeights(g: GraphBuilder, slots: WeightSlot[], weights: TensorMap): Uint8Array {
+  const blob = new Uint8Array(g.weightFileSize(slots));
+  for (const c of g.weightChunks(slots, weights)) blob.set(c.bytes, c.offset);
   return blob;
 }
 
@@ -110,8 +118,8 @@ class SessionWorker {
   private readonly pending = new Map<number, { resolve(r: WorkerReply): void; reject(e: Error): void }>();
   private failed: Error | null = null;
 
-  constructor(source: SessionSource, threads: number) {
-    const init: WorkerInit = { source: toWorkerSource(source), threads };
+  constructor(source: WorkerSource, threads: number) {
+    const init: WorkerInit = { source, threads };
     const transfer = init.source.kind === 'memory'
       ? [init.source.weights.buffer as ArrayBuffer, ...Object.values(init.source.graphs).map((g) => g.buffer as ArrayBuffer)]
       : [];
@@ -167,14 +175,15 @@ class SessionWorker {
 }
 
 /** What the worker needs to open sessions: a directory, or both graphs and the weights file as bytes. */
-function toWorkerSource(source: SessionSource): WorkerSource {
+async function toWorkerSource(source: SessionSource): Promise<WorkerSource> {
   if (source.kind === 'path') return source;
+  const g = await graphBuilder();
   const plain = source.graphs[MODEL_FILE];
   return {
     kind: 'memory',
-    graphs: { [MODEL_FILE]: encodeModel(plain.model), [ATTENTION_MODEL_FILE]: encodeModel(source.graphs[ATTENTION_MODEL_FILE].model) },
+    graphs: { [MODEL_FILE]: g.encodeModel(plain.model), [ATTENTION_MODEL_FILE]: g.encodeModel(source.graphs[ATTENTION_MODEL_FILE].model) },
     weightsFile: WEIGHTS_FILE,
-    weights: packWeights(plain.slots, source.weights),
+    weights: packWeights(g, plain.slots, source.weights),
   };
 }
 
@@ -216,7 +225,7 @@ export class OnnxEngine implements Engine {
       source = await OnnxEngine.fromStore(opts.store, cfg, weights, opts, startup, lap);
     }
     if (!source) {
-      source = { kind: 'memory', weights, graphs: buildGraphs(cfg, weights) };
+      source = { kind: 'memory', weights, graphs: buildGraphs(await graphBuilder(), cfg, weights) };
       startup.graphMs += lap();
     }
     const { engine, version } = await OnnxEngine.start(cfg, source, threads, startup);
@@ -232,7 +241,7 @@ export class OnnxEngine implements Engine {
 
   /** A worker with the plain graph's session open. */
   private static async start(cfg: ViTConfig, source: SessionSource, threads: number, startup: OnnxStartup) {
-    const sessions = new SessionWorker(source, threads);
+    const sessions = new SessionWorker(await toWorkerSource(source), threads);
     try {
       const version = await sessions.open(MODEL_FILE);
       return { engine: new OnnxEngine(cfg, sessions, threads, startup), version };
@@ -271,13 +280,14 @@ export class OnnxEngine implements Engine {
         startup.reused = true;
         if (opts.releaseWeights) weights.clear();
       } else {
-        const graphs = buildGraphs(cfg, weights);
+        const g = await graphBuilder();
+        const graphs = buildGraphs(g, cfg, weights);
         const slots = graphs[MODEL_FILE].slots;
         startup.graphMs = lap();
         dir = await store.save(key, [
-          { name: MODEL_FILE, bytes: encodeModel(graphs[MODEL_FILE].model) },
-          { name: ATTENTION_MODEL_FILE, bytes: encodeModel(graphs[ATTENTION_MODEL_FILE].model) },
-          { name: WEIGHTS_FILE, size: weightFileSize(slots), chunks: weightChunks(slots, weights, opts.releaseWeights) },
+          { name: MODEL_FILE, bytes: g.encodeModel(graphs[MODEL_FILE].model) },
+          { name: ATTENTION_MODEL_FILE, bytes: g.encodeModel(graphs[ATTENTION_MODEL_FILE].model) },
+          { name: WEIGHTS_FILE, size: g.weightFileSize(slots), chunks: g.weightChunks(slots, weights, opts.releaseWeights) },
         ]);
       }
       if (opts.releaseWeights) collectGarbage();

@@ -1,0 +1,12 @@
+/**
+ * The names and version a built ONNX graph and its cache entry share. They live apart from onnx-graph.ts so
+ * that running a cached graph does not load the graph builder and its protobuf encoder (onnx-proto,
+ * protobufjs), which only building needs.
+ */
+
+/** The one file name every weight initializer points into, on disk beside the graph or handed over in memory. */
+export const WEIGHTS_FILE = 'weights.bin';
+/** Bumped whenever the emitted graph changes, so cached graphs from an older build are never reused. */
+export const GRAPH_FORMAT = 1;
+/** Outputs of every graph; the attention graph adds attn_0 … attn_{depth-1}. */
+export const BASE_OUTPUTS = ['logits', 'cls', 'avg', 'preLogits'] as const;
