@@ -50,7 +50,7 @@ const STARTUP_AHEAD_BYTES = 40 * 2 ** 20;
 const STARTUP_AHEAD_MAX = 8;
 
 /**
- * Decode (sharp, on libuv's threads) the next batch while the engine runs this one, then hand out results
+ * Decode and resize the next batch while the engine (onnxruntime in its worker thread) runs this one, then hand out results
  * in input order. Pixel buffers are reused from batch to batch, so nothing large is allocated per batch.
  */
 export async function runBatches(o: BatchLoopOptions): Promise<{ done: number; failed: number; stopped: boolean }> {

@@ -2,7 +2,8 @@
  * Decode and preprocess images the way the reference pipelines (timm's eval transform, Hugging Face image
  * processors) do with PIL, so that a checkpoint sees the pixels it was trained and evaluated on.
  *
- * sharp does the decoding (every format, EXIF orientation, colour conversion to 8-bit RGB). Resampling is our
+ * sharp does the decoding (every format, EXIF orientation, colour conversion to 8-bit RGB), except for JPEGs
+ * where libjpeg-turbo can be called directly (jpeg-turbo.ts: the same pixels for half the CPU). Resampling is our
  * own port of PIL's algorithm, not sharp's: measured on real photos, sharp's `linear`/`cubic` kernels agree
  * with PIL for ~2x downscales (mean 0.2 grey levels, max 2) but not for upscales (max 50+: different sample
  * grid) or strong downscales (max 6-10: libvips shrinks by a box filter first). PIL's separable convolution
@@ -12,7 +13,9 @@
 import { constants } from 'node:fs';
 import { open } from 'node:fs/promises';
 import { crc32 } from 'node:zlib';
-import sharp, { type Metadata } from 'sharp';
+import { createRequire } from 'node:module';
+import type sharpModule from 'sharp';
+import type { Metadata } from 'sharp';
 import { InputError } from '../errors.js';
 import type { Interpolation, Preprocess } from '../model/config.js';
 import { turboJpeg } from './jpeg-turbo.js';
@@ -40,6 +43,14 @@ export interface DecodeOptions {
 
 /** Raster formats (sharp's names) an image pipeline reads; sharp would also rasterise SVG, which PIL cannot. */
 const RASTER_FORMATS = new Set(['jpeg', 'png', 'webp', 'gif', 'tiff', 'heif', 'jp2']);
+
+let sharpLib: typeof sharpModule | null = null;
+
+/** sharp, loaded on first use: JPEGs decoded by libjpeg-turbo directly never need it (nor its start-up time). */
+function sharp(...args: Parameters<typeof sharpModule>): ReturnType<typeof sharpModule> {
+  sharpLib ??= createRequire(import.meta.url)('sharp') as typeof sharpModule;
+  return sharpLib(...args);
+}
 
 /** An fs error → the short reason an error row shows. */
 function fsReason(e: unknown): InputError {

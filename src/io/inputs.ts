@@ -5,8 +5,9 @@
 import { createHash } from 'node:crypto';
 import { readdir, realpath, stat } from 'node:fs';
 import { dirname, resolve } from 'node:path';
+import { createRequire } from 'node:module';
 import type fg from 'fast-glob';
-import sharp from 'sharp';
+import type sharpModule from 'sharp';
 import { UsageError } from '../errors.js';
 
 /** fast-glob, loaded only to walk a directory or expand a pattern (not for files named one by one). */
@@ -14,15 +15,23 @@ async function loadGlob(): Promise<typeof fg> {
   return (await import('fast-glob')).default;
 }
 
-/** Extensions (lower case, no dot) a directory walk picks up; HEIC/HEIF only where this sharp decodes them. */
-export const IMAGE_EXTENSIONS: readonly string[] = (() => {
+let extensions: readonly string[] | null = null;
+
+/**
+ * Extensions (lower case, no dot) a directory walk picks up; HEIC/HEIF only where this sharp decodes them.
+ * Worked out on the first walk: sharp is not loaded for files named one by one.
+ */
+export function imageExtensions(): readonly string[] {
+  if (extensions) return extensions;
   const exts = ['jpg', 'jpeg', 'png', 'webp', 'gif', 'tif', 'tiff', 'avif'];
   // Prebuilt sharp reads AVIF through libheif but not HEVC-coded HEIC; it lists what it reads as suffixes.
+  const sharp = createRequire(import.meta.url)('sharp') as typeof sharpModule;
   const heif = (sharp.format as unknown as Record<string, { input?: { fileSuffix?: string[] } }>).heif;
   const suffixes = heif?.input?.fileSuffix ?? [];
   for (const e of ['heic', 'heif']) if (suffixes.includes(`.${e}`)) exts.push(e);
+  extensions = exts;
   return exts;
-})();
+}
 
 export interface CollectOptions {
   /** Where `-` (or no arguments on a pipe) reads paths from; default process.stdin. */
@@ -112,7 +121,7 @@ function globOptions(cwd: string, roots: string[]): fg.Options {
 async function walkDirectory(dir: string, cwd: string): Promise<string[]> {
   const root = resolve(cwd, dir);
   const fg = await loadGlob();
-  const found = await fg(`**/*.{${IMAGE_EXTENSIONS.join(',')}}`, { ...globOptions(root, [root]), caseSensitiveMatch: false });
+  const found = await fg(`**/*.{${imageExtensions().join(',')}}`, { ...globOptions(root, [root]), caseSensitiveMatch: false });
   const prefix = dir.endsWith('/') ? dir : `${dir}/`;
   return found.sort(byteOrder).map((rel) => prefix + rel);
 }
