@@ -1,7 +1,7 @@
 import type { Engine, RunOptions, RunResult } from '../model/engines/engine.js';
-import { InputError, ModelError } from '../errors.js';
+import { ModelError } from '../errors.js';
 import type { ViTConfig } from '../model/config.js';
-import { loadImage } from '../io/images.js';
+import { PreprocessPool, sharedFloats } from '../io/preprocess-pool.js';
 
 /** One decoded batch: the pixels of the images that decoded, and what happened to each input. */
 interface Batch {
@@ -37,11 +37,6 @@ export interface BatchLoopOptions {
   onBatchEnd?(): Promise<void>;
 }
 
-function reason(e: unknown): string {
-  if (e instanceof InputError) return e.message;
-  return (e as Error).message?.split('\n')[0] ?? String(e);
-}
-
 /**
  * While the engine starts, up to this many bytes of batches are decoded ahead (B/32 at batch 8: 8 batches);
  * once it runs, one batch is decoded while the engine computes the previous one.
@@ -50,21 +45,31 @@ const STARTUP_AHEAD_BYTES = 40 * 2 ** 20;
 const STARTUP_AHEAD_MAX = 8;
 
 /**
- * Decode and resize the next batch while the engine (onnxruntime in its worker thread) runs this one, then hand out results
- * in input order. Pixel buffers are reused from batch to batch, so nothing large is allocated per batch.
+ * Preprocess the next batch on the pool's threads while the engine runs this one, then hand out results in
+ * input order. Pixel buffers are shared with the pool and reused from batch to batch.
  */
 export async function runBatches(o: BatchLoopOptions): Promise<{ done: number; failed: number; stopped: boolean }> {
+  const [h, w] = o.config.imgSize;
+  const per = o.config.inChans * h * w;
+  const pool = new PreprocessPool(o.config.preprocess, [h, w]);
+  try {
+    return await loop(o, pool, per);
+  } finally {
+    await pool.close();
+  }
+}
+
+/** The batch loop proper, with the pool the caller closes. */
+async function loop(o: BatchLoopOptions, pool: PreprocessPool, per: number): Promise<{ done: number; failed: number; stopped: boolean }> {
   const cfg = o.config;
   const [h, w] = cfg.imgSize;
-  const per = cfg.inChans * h * w;
   const free: Float32Array[] = [];
   const startupAhead = Math.max(1, Math.min(STARTUP_AHEAD_MAX, Math.floor(STARTUP_AHEAD_BYTES / (o.batchSize * per * 4))));
 
   const decode = async (start: number, pixels: Float32Array): Promise<Batch> => {
     const paths = o.paths.slice(start, start + o.batchSize);
     // Decode into per-input slots, then compact the failures out so the engine sees a dense batch.
-    const results = await Promise.all(paths.map((p, i) =>
-      loadImage(p, cfg.preprocess, [h, w], pixels, i * per).then(() => null, (e: unknown) => reason(e))));
+    const results = await Promise.all(paths.map((p, i) => pool.load(p, pixels, i * per)));
     const slots: Batch['slots'] = [];
     let count = 0;
     results.forEach((err, i) => {
@@ -95,12 +100,12 @@ export async function runBatches(o: BatchLoopOptions): Promise<{ done: number; f
   const decodeAhead = () => {
     const depth = engine ? 1 : startupAhead;
     while (queue.length < depth && queued < o.paths.length && !o.shouldStop?.()) {
-      queue.push(decode(queued, free.pop() ?? new Float32Array(o.batchSize * per)));
+      queue.push(decode(queued, free.pop() ?? sharedFloats(o.batchSize * per)));
       queued += o.batchSize;
     }
   };
   const drain = async () => {
-    await Promise.all(queue.splice(0));
+    await Promise.allSettled(queue.splice(0));
   };
 
   let done = 0;
