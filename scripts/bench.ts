@@ -15,7 +15,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import sharp from 'sharp';
 import { PACKAGE_ROOT } from '../src/io/paths.js';
+import { turboJpeg } from '../src/io/jpeg-turbo.js';
 import { loadModel } from '../src/io/model-source.js';
+import { wasmResamplerAvailable } from '../src/io/resample-wasm.js';
 import type { ViTConfig } from '../src/model/config.js';
 import { createEngine, type EngineChoice } from '../src/model/engines/index.js';
 import { presetConfig } from '../src/model/presets.js';
@@ -133,6 +135,8 @@ interface Row { model: string; engine: string; images: number; a: number; b: num
 
 async function main(): Promise<void> {
   console.error(`bench: ${N_IMAGES} images (tfjs: ${N_TFJS}), batch ${BATCH}, in ${work}`);
+  // What the end-to-end figures depend on besides the engine: which decoder and resampler this install has.
+  console.error(`  JPEG decoding: ${turboJpeg() ? 'libjpeg-turbo, called directly' : 'sharp'}; resizing: ${wasmResamplerAvailable() ? 'WebAssembly SIMD' : 'JavaScript'}`);
   const imgDir = join(work, 'images');
   await writeImages(imgDir, N_IMAGES);
   const small = join(work, 'images-small');

@@ -2,21 +2,11 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { computeTaps, FILTERS, resampleHorizontal, resampleVertical, type RgbImage, type Taps } from '../src/io/images.js';
 import { resampleSeparableWasm, wasmResamplerAvailable, wasmResamplerMemoryBytes } from '../src/io/resample-wasm.js';
+import { rng } from '../src/model/weights/random.js';
 
 type FilterName = keyof typeof FILTERS;
 const FILTER_NAMES = Object.keys(FILTERS) as FilterName[];
 
-/** mulberry32: a seeded generator, so that a failing case can be rerun. */
-function random(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 2 ** 32;
-  };
-}
 
 type Content = 'noise' | 'checkerboard' | 'binary noise';
 
@@ -107,12 +97,12 @@ test('the wasm resampler loads here (Node has WebAssembly SIMD; npm run build co
 });
 
 test('random resizes (1..700 px, 2.5× up to 12× down, crops, one or both passes) match the JS passes byte for byte', () => {
-  const rand = random(20240611);
+  const rand = rng(20240611);
   for (let n = 0; n < 150; n++) assertExact(randomCase(rand, n));
 });
 
 test('tiny images and every row length mod 16 match the JS passes', () => {
-  const rand = random(7);
+  const rand = rng(7);
   for (let w = 1; w <= 19; w++) {
     for (const h of [1, 2, 3, 4]) {
       const img = makeImage(w, h, 'noise', rand);
@@ -146,7 +136,7 @@ function accumulatorRange(img: RgbImage, t: Taps): [number, number] {
 }
 
 test('bicubic and lanczos over- and undershoot on 0/255 checkerboards clip exactly as the JS does', () => {
-  const rand = random(3);
+  const rand = rng(3);
   for (const filter of ['bicubic', 'lanczos'] as const) {
     for (const [w, h, outW, outH, cell] of [[40, 30, 117, 95, 4], [301, 157, 71, 40, 20], [64, 64, 64 * 3, 25, 3]]) {
       const img = makeImage(w, h, 'checkerboard', rand, cell);
@@ -160,7 +150,7 @@ test('bicubic and lanczos over- and undershoot on 0/255 checkerboards clip exact
 });
 
 test('calls of different sizes in a row reuse one memory and are all exact', () => {
-  const rand = random(11);
+  const rand = rng(11);
   const whole = (w: number, h: number) => ({ left: 0, top: 0, width: w, height: h });
   const big = windowCase('big', makeImage(413, 290, 'noise', rand), 150, 101, 'bilinear', whole(150, 101), 'xy');
   const small = windowCase('small', makeImage(37, 23, 'noise', rand), 90, 70, 'lanczos', whole(90, 70), 'xy');
@@ -173,7 +163,7 @@ test('calls of different sizes in a row reuse one memory and are all exact', () 
 });
 
 test('a call above the shared-memory limit runs in a throwaway instance and is exact', () => {
-  const rand = random(5);
+  const rand = rng(5);
   assertExact(windowCase('warm-up', makeImage(20, 20, 'noise', rand), 10, 10, 'bilinear', { left: 0, top: 0, width: 10, height: 10 }, 'xy'));
   const before = wasmResamplerMemoryBytes();
   // A source larger than the shared memory now is, so keeping it would have to grow that memory.
@@ -186,7 +176,7 @@ test('a call above the shared-memory limit runs in a throwaway instance and is e
 });
 
 test('taps that reach outside the source, and sources of the wrong length, are refused', () => {
-  const img = makeImage(10, 10, 'noise', random(1));
+  const img = makeImage(10, 10, 'noise', rng(1));
   const taps = computeTaps(10, 4, FILTERS.bilinear);
   const outside = { ...taps, start: taps.start.map((s) => s + 3) };
   assert.throws(() => resampleSeparableWasm(img.data, 10, 10, outside, null), /horizontal tap 2: expected ≤ 7 source pixels inside \[0, 10\), found 5 from 7/);
