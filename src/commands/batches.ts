@@ -126,7 +126,9 @@ async function loop(o: BatchLoopOptions, pool: PreprocessPool, per: number): Pro
         throw e;
       }
     }
-    free.push(batch.pixels);
+    // Two spare buffers cover the steady state (one batch running, one decoding); the extra ones made while
+    // the engine started are let go.
+    if (free.length < 2) free.push(batch.pixels);
     for (let i = 0; i < batch.paths.length; i++) {
       const slot = batch.slots[i];
       const path = batch.paths[i];
