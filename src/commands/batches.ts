@@ -51,20 +51,19 @@ const STARTUP_AHEAD_MAX = 20;
  * input order. Pixel buffers are shared with the pool and reused from batch to batch.
  */
 export async function runBatches(o: BatchLoopOptions): Promise<{ done: number; failed: number; stopped: boolean }> {
-  const [h, w] = o.config.imgSize;
-  const per = o.config.inChans * h * w;
-  const pool = new PreprocessPool(o.config.preprocess, [h, w]);
+  const pool = new PreprocessPool(o.config.preprocess, o.config.imgSize);
   try {
-    return await loop(o, pool, per);
+    return await loop(o, pool);
   } finally {
     await pool.close();
   }
 }
 
 /** The batch loop proper, with the pool the caller closes. */
-async function loop(o: BatchLoopOptions, pool: PreprocessPool, per: number): Promise<{ done: number; failed: number; stopped: boolean }> {
+async function loop(o: BatchLoopOptions, pool: PreprocessPool): Promise<{ done: number; failed: number; stopped: boolean }> {
   const cfg = o.config;
   const [h, w] = cfg.imgSize;
+  const per = cfg.inChans * h * w;
   const free: Float32Array[] = [];
   const startupAhead = Math.max(1, Math.min(STARTUP_AHEAD_MAX, Math.floor(STARTUP_AHEAD_BYTES / (o.batchSize * per * 4))));
 

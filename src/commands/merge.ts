@@ -1,4 +1,5 @@
 import { UsageError } from '../errors.js';
+import { collectInputs, uniquePaths } from '../io/inputs.js';
 import { mergeOutputs } from '../io/merge.js';
 import { FORMATS, type Format } from '../io/writers.js';
 import type { CommandBody, Context } from './common.js';
@@ -35,12 +36,9 @@ export function mergeCommand(ctx: Context): CommandBody {
       const a = argv as unknown as MergeArgs;
       const format = (a.format as Format | undefined) ?? formatOf(a.output) ?? formatOf(a.parts[0]);
       if (format === undefined) throw new UsageError(`cannot tell the format from "${a.output}": name it with -f (${FORMATS.join(', ')})`);
-      let inputs: string[] | undefined;
-      if (a.inputs !== undefined) {
-        // Imported only here: inputs.js brings sharp (for the image extensions it reads) and fast-glob.
-        const { collectInputs, uniquePaths } = await import('../io/inputs.js');
-        inputs = uniquePaths(await collectInputs(a.inputs, { stdin: process.stdin, stdinIsTTY: process.stdin.isTTY === true, nul: a.null })).paths;
-      }
+      const inputs = a.inputs === undefined
+        ? undefined
+        : uniquePaths(await collectInputs(a.inputs, { stdin: process.stdin, stdinIsTTY: process.stdin.isTTY === true, nul: a.null })).paths;
       // yargs hands a positional `-` to a string option as ''.
       const output = a.output === '-' || a.output === '' ? undefined : a.output;
       const rows = await mergeOutputs(a.parts, { format, output, stdout: ctx.stdout, inputs, note: ctx.note });
