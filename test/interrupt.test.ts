@@ -131,7 +131,9 @@ test('interrupt: a second SIGINT exits at once, leaving no temporary file; --res
   run.child.kill('SIGINT');
   run.child.kill('SIGINT');
   const r = await run.result;
-  assert.equal(r.code, 130, r.stderr);
+  // The second SIGINT ends the process by the signal itself; when the OS merges the two into one, the run
+  // stops cleanly with 130 instead. A shell reports 130 either way.
+  assert.ok(r.signal === 'SIGINT' || r.code === 130, `code ${r.code}, signal ${r.signal}: ${r.stderr}`);
   assert.deepEqual(tempsOf('twice.csv'), []);
   const noFile = await startVit(['classify', DIR, ...MODEL, '--resume']).result;
   assert.equal(noFile.code, 2);

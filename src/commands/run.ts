@@ -6,7 +6,7 @@ import { collectInputs, resolveShard, selectShard, uniquePaths } from '../io/inp
 import type { LoadedModel } from '../io/model-source.js';
 import { createProgress } from '../io/progress.js';
 import { readStoredOutput, type StoredOutput } from '../io/stored.js';
-import { createSchemaWriter, formatsFor, type Format, type RowSchema, type RowWriter } from '../io/writers.js';
+import { createSchemaWriter, formatsFor, removeTempFiles, type Format, type RowSchema, type RowWriter } from '../io/writers.js';
 import { ENGINE_NAMES, type EngineChoice } from '../model/engines/index.js';
 import { startModel, type StartedModel } from './open-model.js';
 import type { RunOptions } from '../model/engines/engine.js';
@@ -76,13 +76,21 @@ type StopSignal = keyof typeof STOP_SIGNALS;
 
 /**
  * Catch SIGINT / SIGTERM for the length of the batch loop. The first asks for a clean stop (the batch in
- * flight is finished, rows flushed, files closed validly); a second one exits at once, as an impatient user
- * wants (temporary files are removed on exit; an in-place --resume file keeps its rows).
+ * flight is finished, rows flushed, files closed validly); a second one ends the process at once, as an
+ * impatient user wants (temporary files are removed first; an in-place --resume file keeps its rows).
  */
 function catchStopSignals(ctx: Context): { signal(): StopSignal | null; release(): void } {
   let caught: StopSignal | null = null;
   const handler = (sig: StopSignal) => {
-    if (caught !== null) process.exit(STOP_SIGNALS[sig]);
+    if (caught !== null) {
+      // Ended by the signal itself (the shell reports 128 + its number), not by process.exit: exit() would
+      // tear the process down while onnxruntime's worker may be finishing a run, and its addon then aborts
+      // the process (seen 1 time in 40). With no listener left the signal's default action applies.
+      removeTempFiles();
+      for (const s of Object.keys(STOP_SIGNALS)) process.removeAllListeners(s);
+      process.kill(process.pid, sig);
+      return;
+    }
     caught = sig;
     ctx.note(`${sig}: finishing the batch in flight, then stopping (again to stop at once)`);
   };

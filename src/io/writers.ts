@@ -251,7 +251,9 @@ class StreamSink implements Sink {
 
 /** Temporary files not yet renamed or removed: a process that exits in between (a second Ctrl-C) removes them. */
 const liveTempFiles = new Set<string>();
-process.on('exit', () => {
+
+/** Remove the temporary files of unfinished outputs (on exit, or before a second Ctrl-C ends the process). */
+export function removeTempFiles(): void {
   for (const f of liveTempFiles) {
     try {
       unlinkSync(f);
@@ -259,7 +261,9 @@ process.on('exit', () => {
       // Already gone.
     }
   }
-});
+  liveTempFiles.clear();
+}
+process.on('exit', removeTempFiles);
 
 function fileError(what: string, e: unknown): OutputError {
   return new OutputError(`cannot write ${what}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
