@@ -237,3 +237,37 @@ test('vit classify: a later run starts from the cached graph without the checkpo
   assert.match(third.stderr, /cached graph unusable/);
   assert.equal(third.stdout, first.stdout);
 });
+
+test('vit classify where onnxruntime-node does not load: auto runs on tfjs and keeps the cached graph; --engine onnx says why it cannot', async () => {
+  const { runVit } = await import('./helpers/cli.js');
+  const env = { XDG_CACHE_HOME: join(scratch, 'cli-cache-no-ort') };
+  const noOrt = { ...env, NODE_OPTIONS: `--import ${join(PACKAGE_ROOT, 'dist', 'test', 'helpers', 'no-onnxruntime.js')}` };
+  const images = join(PACKAGE_ROOT, 'test', 'fixtures', 'images');
+  const args = ['classify', images, '-m', modelDir('odd40', 'hf'), '-f', 'jsonl', '-k', '1', '--verbose'];
+  const withOrt = await runVit(args, { env });
+  assert.equal(withOrt.code, 0, withOrt.stderr);
+  assert.match(withOrt.stderr, /engine: onnx/);
+  const root = join(env.XDG_CACHE_HOME, 'vit', 'onnx');
+  const entries = readdirSync(root).sort();
+
+  const fallback = await runVit(args, { env: noOrt });
+  assert.equal(fallback.code, 0, fallback.stderr);
+  assert.match(fallback.stderr, /onnxruntime-node does not load \(.*unavailable in this test\); falling back to tfjs/);
+  assert.match(fallback.stderr, /engine: tfjs/);
+  const tops = (out: string) => out.trim().split('\n').map((l) => JSON.parse(l) as { path: string; predictions: { index: number; logit: number }[] });
+  const [a, b] = [tops(fallback.stdout), tops(withOrt.stdout)];
+  assert.equal(a.length, b.length);
+  a.forEach((r, i) => {
+    assert.equal(r.path, b[i].path);
+    assert.equal(r.predictions[0].index, b[i].predictions[0].index, r.path);
+    assert.ok(Math.abs(r.predictions[0].logit - b[i].predictions[0].logit) < TOL, r.path);
+  });
+  // The cached graph was not blamed for the runtime's absence.
+  assert.deepEqual(readdirSync(root).sort(), entries);
+  assert.ok(entries.every((d) => d === 'files' || existsSync(join(root, d, 'model.onnx'))));
+
+  const forced = await runVit([...args, '--engine', 'onnx'], { env: noOrt });
+  assert.equal(forced.code, 1);
+  assert.match(forced.stderr, /the onnx engine needs onnxruntime-node, which does not load here: .*unavailable in this test/);
+  assert.equal(forced.stdout, '');
+});

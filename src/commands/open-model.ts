@@ -2,7 +2,7 @@ import { discardEntry, readAlias, writeAlias } from '../io/onnx-cache.js';
 import { loadModel, resolveModel, weightsIdentity, type LoadedModel, type ModelSpec } from '../io/model-source.js';
 import { ModelError } from '../errors.js';
 import type { Engine } from '../model/engines/engine.js';
-import { createEngine, type EngineChoice } from '../model/engines/index.js';
+import { createEngine, usesOnnx, type EngineChoice } from '../model/engines/index.js';
 
 /** A model whose engine may still be starting (onnxruntime creating its session, tfjs loading weights). */
 export interface StartedModel {
@@ -18,7 +18,9 @@ export interface StartedModel {
  */
 export async function startModel(spec: ModelSpec, choice: EngineChoice, verbose: (m: string) => void): Promise<StartedModel> {
   const resolved = await resolveModel(spec);
-  const identity = choice === 'tfjs' ? null : weightsIdentity(spec, resolved);
+  // Settled first, so that a cached graph is never blamed (and discarded) for onnxruntime-node not loading.
+  const engineChoice = (await usesOnnx(choice, verbose)) ? 'onnx' : 'tfjs';
+  const identity = engineChoice === 'onnx' ? weightsIdentity(spec, resolved) : null;
   const hit = identity ? readAlias(identity) : null;
   if (hit) {
     const fromCheckpoint = async () => {
@@ -26,7 +28,7 @@ export async function startModel(spec: ModelSpec, choice: EngineChoice, verbose:
       if (JSON.stringify(model.config) !== JSON.stringify(hit.config)) {
         throw new ModelError(`the checkpoint of ${resolved.source} no longer reads as it did when its graph was cached; run again`);
       }
-      return createEngine(choice, model.config, model.weights, { verbose, releaseWeights: true });
+      return createEngine(engineChoice, model.config, model.weights, { verbose, releaseWeights: true });
     };
     const engine = import('../model/engines/onnx.js')
       .then(({ OnnxEngine }) => OnnxEngine.fromEntry(hit.config, hit.dir, { verbose }))
@@ -38,7 +40,7 @@ export async function startModel(spec: ModelSpec, choice: EngineChoice, verbose:
     return { model: { config: hit.config, weights: new Map(), scheme: 'cached', source: resolved.source }, engine };
   }
   const model = await loadModel(spec, verbose, resolved);
-  const engine = createEngine(choice, model.config, model.weights, { verbose, releaseWeights: true }).then((e) => {
+  const engine = createEngine(engineChoice, model.config, model.weights, { verbose, releaseWeights: true }).then((e) => {
     const dir = (e as { startup?: { cacheDir: string | null } }).startup?.cacheDir;
     if (identity && dir) writeAlias(identity, dir, model.config);
     return e;

@@ -7,7 +7,7 @@ import type { LoadedModel } from '../io/model-source.js';
 import { createProgress } from '../io/progress.js';
 import { readStoredOutput, type StoredOutput } from '../io/stored.js';
 import { createSchemaWriter, formatsFor, removeTempFiles, type Format, type RowSchema, type RowWriter } from '../io/writers.js';
-import { ENGINE_NAMES, type EngineChoice } from '../model/engines/index.js';
+import { ENGINE_NAMES, preloadEngine, type EngineChoice } from '../model/engines/index.js';
 import { startModel, type StartedModel } from './open-model.js';
 import type { RunOptions } from '../model/engines/engine.js';
 import { runBatches, type Outcome } from './batches.js';
@@ -132,6 +132,8 @@ export async function runCommand<R extends { path: string }>(a: Args, ctx: Conte
   if (a.batchSize < 1 || !Number.isInteger(a.batchSize)) throw new UsageError(`--batch-size must be a positive integer, not ${a.batchSize}`);
   if (a.resume && a.output === undefined) throw new UsageError('--resume continues an output file: give it with -o FILE');
   if (a.resume && spec.writer !== undefined) throw new UsageError('--resume continues a file of rows; this output is a summary over all inputs');
+  // onnxruntime-node's native library loads on its thread while the inputs are read.
+  preloadEngine(a.engine);
   let paths = await runInputs(a, ctx);
   const total = paths.length;
   let append: StoredOutput | undefined;
@@ -192,6 +194,7 @@ export async function runCommand<R extends { path: string }>(a: Args, ctx: Conte
   }
   const secs = (performance.now() - t0) / 1000;
   ctx.verbose(`${stats.done + stats.failed} images in ${secs.toFixed(2)} s (${((stats.done + stats.failed) / secs).toFixed(1)} images/s)`);
+  ctx.verbose(`decoding: ${stats.overlapped} of ${stats.batches} batches while the engine ran another, the rest before or between runs`);
   if (writer.closedByReader) return;
   const stopped = signals.signal();
   if (stopped !== null) {

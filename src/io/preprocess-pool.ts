@@ -73,6 +73,11 @@ export class PreprocessPool {
     return this.running.size;
   }
 
+  /** No image is being loaded, or waiting to be. */
+  get quiet(): boolean {
+    return this.running.size === 0 && this.queue.length === 0;
+  }
+
   async close(): Promise<void> {
     this.fail(new Error('preprocessing pool closed'));
     await Promise.all(this.workers.map((w) => w.terminate()));

@@ -25,24 +25,42 @@ function firstLine(e: unknown): string {
 }
 
 /**
+ * Whether a run with this choice uses the onnx engine: false for tfjs; for auto, whether onnxruntime-node
+ * loads here (said in verbose mode when it does not); for onnx, true or a ModelError saying why it cannot.
+ * The answer comes from the worker thread that will run the sessions, started now if it was not preloaded.
+ */
+export async function usesOnnx(choice: EngineChoice, verbose?: (m: string) => void): Promise<boolean> {
+  if (!ENGINE_NAMES.includes(choice)) throw new UsageError(`unknown engine "${choice}"; choose one of ${ENGINE_NAMES.join(', ')}`);
+  if (choice === 'tfjs') return false;
+  try {
+    await (await import('./onnx.js')).onnxRuntimeVersion();
+    return true;
+  } catch (e) {
+    if (choice === 'onnx') throw new ModelError(`the onnx engine needs onnxruntime-node, which does not load here: ${firstLine(e)}`);
+    verbose?.(`engine: onnxruntime-node does not load (${firstLine(e)}); falling back to tfjs`);
+    return false;
+  }
+}
+
+/**
+ * Start loading what a run with this choice will need before the model is known (onnxruntime-node, on the
+ * thread its sessions will run on), so that it overlaps reading the inputs.
+ */
+export function preloadEngine(choice: EngineChoice): void {
+  if (choice === 'tfjs' || !ENGINE_NAMES.includes(choice)) return;
+  import('./onnx.js').then((m) => m.preloadOnnxRuntime(), () => undefined);
+}
+
+/**
  * Build the named engine. Both are imported lazily: a run pays only for the runtime it uses, and a machine
  * where onnxruntime-node's native library cannot load still runs on tfjs (which picks its own best backend).
  */
 export async function createEngine(choice: EngineChoice, cfg: ViTConfig, weights: TensorMap, opts: CreateEngineOptions = {}): Promise<Engine> {
-  if (!ENGINE_NAMES.includes(choice)) throw new UsageError(`unknown engine "${choice}"; choose one of ${ENGINE_NAMES.join(', ')}`);
-  if (choice !== 'tfjs') {
-    let onnx: typeof import('./onnx.js') | null = null;
-    try {
-      onnx = await import('./onnx.js');
-    } catch (e) {
-      if (choice === 'onnx') throw new ModelError(`the onnx engine needs onnxruntime-node, which does not load here: ${firstLine(e)}`);
-      opts.verbose?.(`engine: onnxruntime-node does not load (${firstLine(e)}); falling back to tfjs`);
-    }
-    if (onnx) {
-      // The cache touches the file system, which the model layer leaves to src/io.
-      const { openOnnxCache } = await import('../../io/onnx-cache.js');
-      return onnx.OnnxEngine.create(cfg, weights, { ...opts, store: openOnnxCache(opts.cacheDir) });
-    }
+  if (await usesOnnx(choice, opts.verbose)) {
+    const { OnnxEngine } = await import('./onnx.js');
+    // The cache touches the file system, which the model layer leaves to src/io.
+    const { openOnnxCache } = await import('../../io/onnx-cache.js');
+    return OnnxEngine.create(cfg, weights, { ...opts, store: openOnnxCache(opts.cacheDir) });
   }
   const { TfjsEngine } = await import('./tfjs.js');
   const engine = await TfjsEngine.create(cfg, weights, opts);

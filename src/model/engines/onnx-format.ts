@@ -1,7 +1,8 @@
 /**
- * The names and version a built ONNX graph and its cache entry share. They live apart from onnx-graph.ts so
- * that running a cached graph does not load the graph builder and its protobuf encoder (onnx-proto,
- * protobufjs), which only building needs.
+ * The names and version a built ONNX graph and its cache entry share, and a constant of the worker protocol.
+ * They live apart from onnx-graph.ts so that running a cached graph does not load the graph builder and its
+ * protobuf encoder (onnx-proto, protobufjs), which only building needs; and apart from onnx-worker.ts, whose
+ * module only runs in the worker.
  */
 
 /** The one file name every weight initializer points into, on disk beside the graph or handed over in memory. */
@@ -10,3 +11,6 @@ export const WEIGHTS_FILE = 'weights.bin';
 export const GRAPH_FORMAT = 1;
 /** Outputs of every graph; the attention graph adds attn_0 … attn_{depth-1}. */
 export const BASE_OUTPUTS = ['logits', 'cls', 'avg', 'preLogits'] as const;
+
+/** The id of the worker's first message, saying whether onnxruntime-node loaded; requests count from 1. */
+export const LOADED_ID = 0;

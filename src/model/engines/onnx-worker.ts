@@ -3,12 +3,18 @@
  * thread it would stall everything else there — above all the resizing of the next batch, which then could not
  * overlap inference. Here a session blocks only this worker; the main thread keeps preparing images.
  *
- * Messages in: open (create the session of one graph file), run (one batch), close. Each is answered with the
- * same id, as `{ id, ok }`, `{ id, outputs }` or `{ id, error }`.
+ * The thread can be started before anyone knows what it will run (onnx.ts `preloadOnnxRuntime`): it imports
+ * onnxruntime-node at once, whose native library takes a while to load, and says `{ id: 0, ok, version }`, or
+ * `{ id: 0, error }` when the library does not load here (then every request is answered with that error).
+ *
+ * Messages in: init (where the graphs are, how many threads), open (create the session of one graph file),
+ * run (one batch), close. Each is answered with the same id, as `{ id, ok }`, `{ id, outputs }` or
+ * `{ id, error }`.
  */
 import { join } from 'node:path';
-import { parentPort, workerData } from 'node:worker_threads';
-import * as ort from 'onnxruntime-node';
+import { parentPort } from 'node:worker_threads';
+import type * as Ort from 'onnxruntime-node';
+import { LOADED_ID } from './onnx-format.js';
 
 /** Where the graphs come from: a cache entry directory, or the graph and weights bytes handed over. */
 export type WorkerSource =
@@ -18,6 +24,7 @@ export type WorkerSource =
 export interface WorkerInit { source: WorkerSource; threads: number }
 
 export type WorkerRequest =
+  | ({ id: number; type: 'init' } & WorkerInit)
   | { id: number; type: 'open'; file: string }
   | { id: number; type: 'run'; file: string; pixels: Float32Array; dims: number[]; fetches: string[] }
   | { id: number; type: 'close' };
@@ -29,10 +36,20 @@ export type WorkerReply =
   | { id: number; outputs: WorkerOutputs }
   | { id: number; error: string };
 
-const { source, threads } = workerData as WorkerInit;
-const sessions = new Map<string, Promise<ort.InferenceSession>>();
+let ort: typeof Ort | null = null;
+let loadError = '';
+try {
+  ort = await import('onnxruntime-node');
+} catch (e) {
+  loadError = (e instanceof Error ? e.message : String(e)).split('\n')[0];
+}
+const version = ort ? ort.env.versions.node ?? ort.env.versions.common : '';
+parentPort!.postMessage((ort ? { id: LOADED_ID, ok: true, version } : { id: LOADED_ID, error: loadError }) satisfies WorkerReply);
 
-function options(): ort.InferenceSession.SessionOptions {
+let init: WorkerInit | null = null;
+const sessions = new Map<string, Promise<Ort.InferenceSession>>();
+
+function options(threads: number): Ort.InferenceSession.SessionOptions {
   return {
     executionProviders: ['cpu'],
     intraOpNumThreads: threads,
@@ -47,26 +64,32 @@ function options(): ort.InferenceSession.SessionOptions {
   };
 }
 
-function session(file: string): Promise<ort.InferenceSession> {
+function session(ort: typeof Ort, file: string): Promise<Ort.InferenceSession> {
   let s = sessions.get(file);
   if (!s) {
+    if (!init) throw new Error('no init message before the first session');
+    const { source, threads } = init;
     // From a path, onnxruntime resolves each initializer's `location` relative to the model file's directory;
     // from bytes there is no directory, so the weights file is handed over under the name the graph uses.
     s = source.kind === 'path'
-      ? ort.InferenceSession.create(join(source.dir, file), options())
-      : ort.InferenceSession.create(source.graphs[file], { ...options(), externalData: [{ path: source.weightsFile, data: source.weights }] });
+      ? ort.InferenceSession.create(join(source.dir, file), options(threads))
+      : ort.InferenceSession.create(source.graphs[file], { ...options(threads), externalData: [{ path: source.weightsFile, data: source.weights }] });
     sessions.set(file, s);
   }
   return s;
 }
 
 async function handle(msg: WorkerRequest): Promise<{ reply: WorkerReply; transfer: ArrayBuffer[] }> {
+  if (!ort) throw new Error(loadError);
   switch (msg.type) {
+    case 'init':
+      init = { source: msg.source, threads: msg.threads };
+      return { reply: { id: msg.id, ok: true, version }, transfer: [] };
     case 'open':
-      await session(msg.file);
-      return { reply: { id: msg.id, ok: true, version: ort.env.versions.node ?? ort.env.versions.common }, transfer: [] };
+      await session(ort, msg.file);
+      return { reply: { id: msg.id, ok: true, version }, transfer: [] };
     case 'run': {
-      const s = await session(msg.file);
+      const s = await session(ort, msg.file);
       const out = await s.run({ [s.inputNames[0]]: new ort.Tensor('float32', msg.pixels, msg.dims) }, msg.fetches);
       const outputs: WorkerOutputs = {};
       const transfer: ArrayBuffer[] = [];

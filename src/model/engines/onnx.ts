@@ -6,8 +6,8 @@ import type { HostTensor, TensorMap } from '../tensor.js';
 import type { Engine, EngineFactoryOptions, RunOptions, RunResult } from './engine.js';
 import { collectGarbage } from './gc.js';
 import { liveResources } from './live.js';
-import type { WorkerInit, WorkerOutputs, WorkerReply, WorkerRequest, WorkerSource } from './onnx-worker.js';
-import { BASE_OUTPUTS, GRAPH_FORMAT, WEIGHTS_FILE } from './onnx-format.js';
+import type { WorkerOutputs, WorkerReply, WorkerRequest, WorkerSource } from './onnx-worker.js';
+import { BASE_OUTPUTS, GRAPH_FORMAT, LOADED_ID, WEIGHTS_FILE } from './onnx-format.js';
 import type { VitGraph, WeightSlot } from './onnx-graph.js';
 
 type GraphBuilder = typeof import('./onnx-graph.js');
@@ -111,21 +111,100 @@ function packWeights(g: GraphBuilder, slots: WeightSlot[], weights: TensorMap): 
 
 type DistributiveOmit<T, K extends PropertyKey> = T extends unknown ? Omit<T, K> : never;
 
+/** A worker thread of onnx-worker.ts, and its word on whether onnxruntime-node loaded there. */
+interface Spawned {
+  worker: Worker;
+  /** onnxruntime-node's version, or a rejection with the reason it does not load. */
+  loaded: Promise<string>;
+}
+
+function spawnWorker(): Spawned {
+  const worker = new Worker(new URL('./onnx-worker.js', import.meta.url));
+  // The worker must not keep the process alive on its own: a finished run exits even if dispose was skipped.
+  worker.unref();
+  const loaded = new Promise<string>((resolve, reject) => {
+    const done = () => {
+      worker.off('message', onMessage);
+      worker.off('error', onError);
+      worker.off('exit', onExit);
+    };
+    const onMessage = (r: WorkerReply) => {
+      if (r.id !== LOADED_ID) return;
+      done();
+      if ('error' in r) reject(new Error(r.error));
+      else resolve('version' in r ? r.version : '');
+    };
+    const onError = (e: Error) => {
+      done();
+      reject(e);
+    };
+    const onExit = (code: number) => {
+      done();
+      reject(new Error(`the onnxruntime thread exited (${code})`));
+    };
+    worker.on('message', onMessage);
+    worker.on('error', onError);
+    worker.on('exit', onExit);
+  });
+  loaded.catch(() => undefined);
+  return { worker, loaded };
+}
+
+/** The worker started by preloadOnnxRuntime, until an engine adopts it. */
+let spare: Spawned | null = null;
+/** Whether onnxruntime-node loads here, as the first worker found out (the answer holds for the process). */
+let probe: Promise<string> | null = null;
+/** Ends an unadopted spare worker with the command that started it. */
+const spareCloser = {
+  async close(): Promise<void> {
+    liveResources.delete(spareCloser);
+    const s = spare;
+    spare = null;
+    if (s) await s.worker.terminate();
+  },
+};
+
+/**
+ * Start a worker thread importing onnxruntime-node now, for the engine that will be made later: loading the
+ * native library (~60 ms) then overlaps the command's other start-up work (reading arguments and inputs). The
+ * worker is ended with the command if no engine takes it.
+ */
+export function preloadOnnxRuntime(): void {
+  if (probe) return;
+  spare = spawnWorker();
+  probe = spare.loaded;
+  liveResources.add(spareCloser);
+}
+
+/** onnxruntime-node's version, or a rejection saying why it does not load here. */
+export function onnxRuntimeVersion(): Promise<string> {
+  preloadOnnxRuntime();
+  return probe!;
+}
+
+/** The preloaded worker if there is one, else a new one. */
+function takeWorker(): Spawned {
+  const s = spare ?? spawnWorker();
+  if (s === spare) {
+    spare = null;
+    liveResources.delete(spareCloser);
+  }
+  return s;
+}
+
 /** The onnxruntime sessions of one engine, in a worker thread (see onnx-worker.ts for why). */
 class SessionWorker {
   private readonly worker: Worker;
-  private next = 1;
+  private next = LOADED_ID + 1;
   private readonly pending = new Map<number, { resolve(r: WorkerReply): void; reject(e: Error): void }>();
   private failed: Error | null = null;
+  private readonly started: Promise<WorkerReply>;
 
   constructor(source: WorkerSource, threads: number) {
-    const init: WorkerInit = { source, threads };
-    const transfer = init.source.kind === 'memory'
-      ? [init.source.weights.buffer as ArrayBuffer, ...Object.values(init.source.graphs).map((g) => g.buffer as ArrayBuffer)]
+    const transfer = source.kind === 'memory'
+      ? [source.weights.buffer as ArrayBuffer, ...Object.values(source.graphs).map((g) => g.buffer as ArrayBuffer)]
       : [];
-    this.worker = new Worker(new URL('./onnx-worker.js', import.meta.url), { workerData: init, transferList: transfer });
-    // The worker must not keep the process alive on its own: a finished run exits even if dispose was skipped.
-    this.worker.unref();
+    this.worker = takeWorker().worker;
     this.worker.on('message', (r: WorkerReply) => {
       const p = this.pending.get(r.id);
       this.pending.delete(r.id);
@@ -141,6 +220,9 @@ class SessionWorker {
     this.worker.on('error', (e) => fail(new ModelError(`onnxruntime worker failed: ${e.message}`)));
     this.worker.on('exit', (code) => fail(new ModelError(`onnxruntime worker exited (${code})`)));
     liveResources.add(this);
+    // Requests sent now wait in the worker's queue until onnxruntime-node has loaded there.
+    this.started = this.request({ type: 'init', source, threads }, transfer);
+    this.started.catch(() => undefined);
   }
 
   private request(msg: DistributiveOmit<WorkerRequest, 'id'>, transfer: ArrayBuffer[] = []): Promise<WorkerReply> {
@@ -154,6 +236,7 @@ class SessionWorker {
 
   /** Create the session of one graph file; resolves to onnxruntime's version. */
   async open(file: GraphFile): Promise<string> {
+    await this.started;
     const r = await this.request({ type: 'open', file });
     return 'version' in r ? r.version : '';
   }
