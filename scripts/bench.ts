@@ -7,7 +7,12 @@
  *   (c) time to first result: spawn → first row on stdout, for one image (cold cache, then warm)
  *   (d) peak RSS of the end-to-end run (/usr/bin/time's maximum resident set size)
  *
- * Options: --images N (default 500), --tfjs-images N (default 16), --models b32,b16, --batch N (default 8).
+ * (a) and (b) are measured in turn, --rounds times for onnx (once for tfjs, which is slow), and the medians
+ * reported: on a shared machine the speed drifts by several per cent from one minute to the next, and one
+ * (a) beside one (b) measures the drift as much as the tool. Every round's figures are printed too.
+ *
+ * Options: --images N (default 500), --tfjs-images N (default 16), --models b32,b16, --batch N (default 8),
+ * --rounds N (default 3).
  */
 import { spawn } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -34,6 +39,7 @@ const N_IMAGES = Number(opt('images', '500'));
 const N_TFJS = Number(opt('tfjs-images', '16'));
 const BATCH = Number(opt('batch', '8'));
 const MODELS = opt('models', 'b32,b16').split(',');
+const ROUNDS = Math.max(1, Number(opt('rounds', '3')));
 const PRESETS: Record<string, string> = { b32: 'B/32', b16: 'B/16' };
 const VIT = join(PACKAGE_ROOT, 'bin', 'vit.js');
 const work = mkdtempSync(join(tmpdir(), 'vit-bench-'));
@@ -131,6 +137,11 @@ function classify(input: string, model: string, engine: EngineChoice, extra: str
   });
 }
 
+function median(xs: number[]): number {
+  const s = [...xs].sort((x, y) => x - y);
+  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
+}
+
 interface Row { model: string; engine: string; images: number; a: number; b: number; ttfrCold: number; ttfrWarm: number; rss: number }
 
 async function main(): Promise<void> {
@@ -151,14 +162,23 @@ async function main(): Promise<void> {
       rmSync(cache, { recursive: true, force: true });
       const cold = await classify(one, dir, engine);
       const warm = await classify(one, dir, engine);
-      const a = await modelOnly(dir, engine, Math.min(count, engine === 'tfjs' ? 16 : 200));
-      const run = await classify(engine === 'tfjs' ? small : imgDir, dir, engine);
-      if (run.code !== 0) throw new Error(`vit classify exited ${run.code}`);
-      const b = count / run.wall;
-      rows.push({ model: PRESETS[key], engine, images: count, a, b, ttfrCold: cold.firstRow, ttfrWarm: warm.firstRow, rss: run.rssMb });
-      console.error(`  ${PRESETS[key]} ${engine}: a ${a.toFixed(2)}/s, b ${b.toFixed(2)}/s, first result ${cold.firstRow.toFixed(2)} s cold / ${warm.firstRow.toFixed(2)} s warm, peak RSS ${run.rssMb.toFixed(0)} MB`);
+      const as: number[] = [];
+      const bs: number[] = [];
+      let rss = 0;
+      for (let r = 0; r < (engine === 'tfjs' ? 1 : ROUNDS); r++) {
+        as.push(await modelOnly(dir, engine, Math.min(count, engine === 'tfjs' ? 16 : 200)));
+        const run = await classify(engine === 'tfjs' ? small : imgDir, dir, engine);
+        if (run.code !== 0) throw new Error(`vit classify exited ${run.code}`);
+        bs.push(count / run.wall);
+        rss = Math.max(rss, run.rssMb);
+        console.error(`  ${PRESETS[key]} ${engine}, round ${r + 1}: a ${as[r].toFixed(2)}/s, b ${bs[r].toFixed(2)}/s, (b)/(a) ${(bs[r] / as[r]).toFixed(2)}, peak RSS ${run.rssMb.toFixed(0)} MB`);
+      }
+      const [a, b] = [median(as), median(bs)];
+      rows.push({ model: PRESETS[key], engine, images: count, a, b, ttfrCold: cold.firstRow, ttfrWarm: warm.firstRow, rss });
+      console.error(`  ${PRESETS[key]} ${engine}: a ${a.toFixed(2)}/s, b ${b.toFixed(2)}/s (medians of ${as.length}), first result ${cold.firstRow.toFixed(2)} s cold / ${warm.firstRow.toFixed(2)} s warm, peak RSS ${rss.toFixed(0)} MB`);
     }
   }
+  console.log(`(a) and (b): medians of ${ROUNDS} interleaved rounds for onnx, one for tfjs; (d): the largest of the rounds.`);
   const head = '| model | engine | images | (a) model only, img/s | (b) end to end, img/s | (b)/(a) | (c) first result, cold / warm | (d) peak RSS |';
   console.log(head);
   console.log('|---|---|---|---|---|---|---|---|');

@@ -25,7 +25,7 @@ function reason(e: unknown): string {
 }
 
 parentPort!.on('message', (req: PreprocessRequest) => {
-  loadImage(req.path, preprocess, size, req.pixels, req.offset).then(
+  loadImage(req.path, preprocess, size, req.pixels, req.offset, { blockingRead: true }).then(
     () => parentPort!.postMessage({ error: null } satisfies PreprocessReply),
     (e: unknown) => parentPort!.postMessage({ error: reason(e) } satisfies PreprocessReply),
   );
