@@ -7,8 +7,8 @@
  *   (c) time to first result: spawn → first row on stdout, for one image (cold cache, then warm)
  *   (d) peak RSS of the end-to-end run (/usr/bin/time's maximum resident set size)
  *
- * (a) and (b) are measured in turn, --rounds times for onnx (once for tfjs, which is slow), and the medians
- * reported: on a shared machine the speed drifts by several per cent from one minute to the next, and one
+ * (a) and (b) are measured in turn, --rounds times for onnx (once for tfjs, which is slow), with one more (a)
+ * at the end, and the medians reported: on a shared machine the speed drifts by several per cent from one minute to the next, and one
  * (a) beside one (b) measures the drift as much as the tool. Every round's figures are printed too.
  *
  * Options: --images N (default 500), --tfjs-images N (default 16), --models b32,b16, --batch N (default 8),
@@ -173,12 +173,14 @@ async function main(): Promise<void> {
         rss = Math.max(rss, run.rssMb);
         console.error(`  ${PRESETS[key]} ${engine}, round ${r + 1}: a ${as[r].toFixed(2)}/s, b ${bs[r].toFixed(2)}/s, (b)/(a) ${(bs[r] / as[r]).toFixed(2)}, peak RSS ${run.rssMb.toFixed(0)} MB`);
       }
+      // One more (a) after the last (b), so that every (b) has an (a) on either side.
+      if (engine !== 'tfjs') as.push(await modelOnly(dir, engine, Math.min(count, 200)));
       const [a, b] = [median(as), median(bs)];
       rows.push({ model: PRESETS[key], engine, images: count, a, b, ttfrCold: cold.firstRow, ttfrWarm: warm.firstRow, rss });
-      console.error(`  ${PRESETS[key]} ${engine}: a ${a.toFixed(2)}/s, b ${b.toFixed(2)}/s (medians of ${as.length}), first result ${cold.firstRow.toFixed(2)} s cold / ${warm.firstRow.toFixed(2)} s warm, peak RSS ${rss.toFixed(0)} MB`);
+      console.error(`  ${PRESETS[key]} ${engine}: a ${a.toFixed(2)}/s (${as.map((x) => x.toFixed(2)).join(', ')}), b ${b.toFixed(2)}/s (medians), first result ${cold.firstRow.toFixed(2)} s cold / ${warm.firstRow.toFixed(2)} s warm, peak RSS ${rss.toFixed(0)} MB`);
     }
   }
-  console.log(`(a) and (b): medians of ${ROUNDS} interleaved rounds for onnx, one for tfjs; (d): the largest of the rounds.`);
+  console.log(`(a) and (b): medians of ${ROUNDS} interleaved rounds for onnx (a: ${ROUNDS + 1} runs), one for tfjs; (d): the largest of the rounds.`);
   const head = '| model | engine | images | (a) model only, img/s | (b) end to end, img/s | (b)/(a) | (c) first result, cold / warm | (d) peak RSS |';
   console.log(head);
   console.log('|---|---|---|---|---|---|---|---|');
