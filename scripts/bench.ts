@@ -12,7 +12,7 @@
  * (a) beside one (b) measures the drift as much as the tool. Every round's figures are printed too.
  *
  * Options: --images N (default 500), --tfjs-images N (default 16), --models b32,b16, --batch N (default 8),
- * --rounds N (default 3).
+ * --rounds N (default 5).
  */
 import { spawn } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -39,7 +39,7 @@ const N_IMAGES = Number(opt('images', '500'));
 const N_TFJS = Number(opt('tfjs-images', '16'));
 const BATCH = Number(opt('batch', '8'));
 const MODELS = opt('models', 'b32,b16').split(',');
-const ROUNDS = Math.max(1, Number(opt('rounds', '3')));
+const ROUNDS = Math.max(1, Number(opt('rounds', '5')));
 const PRESETS: Record<string, string> = { b32: 'B/32', b16: 'B/16' };
 const VIT = join(PACKAGE_ROOT, 'bin', 'vit.js');
 const work = mkdtempSync(join(tmpdir(), 'vit-bench-'));
