@@ -2,6 +2,7 @@ import type { Engine, RunOptions, RunResult } from '../model/engines/engine.js';
 import { ModelError } from '../errors.js';
 import type { ViTConfig } from '../model/config.js';
 import { PreprocessPool, sharedFloats } from '../io/preprocess-pool.js';
+import { statSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 
 /** One decoded batch: the pixels of the images that decoded, and what happened to each input. */
@@ -108,8 +109,12 @@ async function loop(o: BatchLoopOptions, pool: PreprocessPool): Promise<BatchSta
 
   const decode = async (start: number, pixels: Float32Array): Promise<Batch> => {
     const paths = o.paths.slice(start, start + o.batchSize);
-    // Decode into per-input slots, then compact the failures out so the engine sees a dense batch.
-    const results = await Promise.all(paths.map((p, i) => pool.load(p, pixels, i * per)));
+    // Decode into per-input slots, then compact the failures out so the engine sees a dense batch. The
+    // biggest files go first, so that the threads finish the batch together rather than one waiting on a
+    // big photo it took last.
+    const order = paths.map((p, i) => ({ i, bytes: fileBytes(p) })).sort((a, b) => b.bytes - a.bytes);
+    const results: (string | null)[] = new Array(paths.length);
+    await Promise.all(order.map(({ i }) => pool.load(paths[i], pixels, i * per).then((r) => (results[i] = r))));
     const slots: Batch['slots'] = [];
     let count = 0;
     results.forEach((err, i) => {
@@ -229,4 +234,13 @@ export function rowOf(t: { shape: number[]; data: Float32Array }, row: number): 
 
 function isEngine(e: Engine | Promise<Engine>): e is Engine {
   return typeof (e as Promise<Engine>).then !== 'function';
+}
+
+/** A file's size, or 0 when it cannot be read (its load will say why). */
+function fileBytes(path: string): number {
+  try {
+    return statSync(path).size;
+  } catch {
+    return 0;
+  }
 }

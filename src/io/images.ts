@@ -706,9 +706,9 @@ export function writeNormalizedChw(img: RgbImage, table: Float32Array[], out: Fl
   const src = img.data;
   for (let c = 0; c < 3; c++) {
     const t = table[c];
-    const base = offset + c * plane;
-    // HWC → CHW: channel c of pixel i goes to plane c, position i.
-    for (let i = 0; i < plane; i++) out[base + i] = t[src[i * 3 + c]];
+    const dst = out.subarray(offset + c * plane, offset + (c + 1) * plane);
+    // HWC → CHW: channel c of pixel i (byte 3i + c) goes to plane c, position i.
+    for (let i = 0, j = c; i < plane; i++, j += 3) dst[i] = t[src[j]];
   }
 }
 
