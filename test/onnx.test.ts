@@ -271,3 +271,18 @@ test('vit classify where onnxruntime-node does not load: auto runs on tfjs and k
   assert.match(forced.stderr, /the onnx engine needs onnxruntime-node, which does not load here: .*unavailable in this test/);
   assert.equal(forced.stdout, '');
 });
+
+test('vit classify: a cached graph starts while the inputs are read, and an input error then still ends the run cleanly', async () => {
+  const { runVit } = await import('./helpers/cli.js');
+  const env = { XDG_CACHE_HOME: join(scratch, 'cli-cache-early') };
+  const images = join(PACKAGE_ROOT, 'test', 'fixtures', 'images');
+  const base = ['classify', images, '-m', modelDir('odd40', 'hf'), '--verbose'];
+  assert.equal((await runVit(base, { env })).code, 0);
+  const garbage = join(scratch, 'not-a-vit-output.csv');
+  writeFileSync(garbage, 'garbage\n');
+  const r = await runVit([...base, '-o', garbage, '--resume'], { env });
+  assert.equal(r.code, 1, r.stderr);
+  // The engine had started from the cache before the output file was found wrong.
+  assert.match(r.stderr, /without reading the checkpoint[\s\S]*not a CSV written by vit/);
+  assert.equal(r.stdout, '');
+});

@@ -3,12 +3,12 @@ import type { Argv } from 'yargs';
 import { UsageError } from '../errors.js';
 import { ExitStatus } from '../exit.js';
 import { collectInputs, resolveShard, selectShard, uniquePaths } from '../io/inputs.js';
-import type { LoadedModel } from '../io/model-source.js';
+import type { LoadedModel, ModelSpec } from '../io/model-source.js';
 import { createProgress } from '../io/progress.js';
 import { readStoredOutput, type StoredOutput } from '../io/stored.js';
 import { createSchemaWriter, formatsFor, removeTempFiles, type Format, type RowSchema, type RowWriter } from '../io/writers.js';
 import { ENGINE_NAMES, preloadEngine, type EngineChoice } from '../model/engines/index.js';
-import { startModel, type StartedModel } from './open-model.js';
+import { startCachedModel, startModel, type StartedModel } from './open-model.js';
 import type { RunOptions } from '../model/engines/engine.js';
 import { runBatches, type Outcome } from './batches.js';
 import { modelOptions, parseImageSize, type Context } from './common.js';
@@ -51,12 +51,24 @@ export interface Args {
   shardCount?: number;
 }
 
-export function startArgsModel(a: Args, ctx: Context): Promise<StartedModel> {
-  const spec = {
+function argsSpec(a: Args): ModelSpec {
+  return {
     model: a.model, weights: a.weights, randomWeights: a.randomWeights, numClasses: a.numClasses,
     imageSize: parseImageSize(a.imageSize),
   };
-  return startModel(spec, a.engine, ctx.verbose);
+}
+
+export function startArgsModel(a: Args, ctx: Context): Promise<StartedModel> {
+  return startModel(argsSpec(a), a.engine, ctx.verbose);
+}
+
+/** startCachedModel for the arguments: null unless a local model's graph is cached (never throws). */
+function startArgsModelIfCached(a: Args, ctx: Context): Promise<StartedModel | null> {
+  try {
+    return startCachedModel(argsSpec(a), a.engine, ctx.verbose);
+  } catch {
+    return Promise.resolve(null);
+  }
 }
 
 export interface RunSpec<R extends { path: string }> {
@@ -132,24 +144,34 @@ export async function runCommand<R extends { path: string }>(a: Args, ctx: Conte
   if (a.batchSize < 1 || !Number.isInteger(a.batchSize)) throw new UsageError(`--batch-size must be a positive integer, not ${a.batchSize}`);
   if (a.resume && a.output === undefined) throw new UsageError('--resume continues an output file: give it with -o FILE');
   if (a.resume && spec.writer !== undefined) throw new UsageError('--resume continues a file of rows; this output is a summary over all inputs');
-  // onnxruntime-node's native library loads on its thread while the inputs are read.
+  // onnxruntime-node's native library loads on its thread while the inputs are read, and a cached graph of
+  // a local model gets its session created meanwhile too.
   preloadEngine(a.engine);
-  let paths = await runInputs(a, ctx);
-  const total = paths.length;
+  const early = startArgsModelIfCached(a, ctx);
+  let paths: string[];
+  let total: number;
   let append: StoredOutput | undefined;
   let storedFailures = 0;
-  if (a.resume) {
-    const format = a.format as Format;
-    if (!formatsFor(spec.schema as unknown as RowSchema<{ path: string }>).includes(format)) {
-      throw new UsageError(`format "${a.format}" is not available for ${spec.schema.kind}`);
+  try {
+    paths = await runInputs(a, ctx);
+    total = paths.length;
+    if (a.resume) {
+      const format = a.format as Format;
+      if (!formatsFor(spec.schema as unknown as RowSchema<{ path: string }>).includes(format)) {
+        throw new UsageError(`format "${a.format}" is not available for ${spec.schema.kind}`);
+      }
+      append = await readStoredOutput(a.output!, format, 'resume');
+      const done = new Map(append.rows.map((r) => [r.path, r.error]));
+      storedFailures = paths.filter((p) => done.get(p) === true).length;
+      paths = paths.filter((p) => !done.has(p));
+      ctx.note(`resuming ${a.output}: ${total - paths.length} of ${total} inputs already done`);
     }
-    append = await readStoredOutput(a.output!, format, 'resume');
-    const done = new Map(append.rows.map((r) => [r.path, r.error]));
-    storedFailures = paths.filter((p) => done.get(p) === true).length;
-    paths = paths.filter((p) => !done.has(p));
-    ctx.note(`resuming ${a.output}: ${total - paths.length} of ${total} inputs already done`);
+  } catch (e) {
+    // The engine started early is released (its thread must not outlive the command).
+    await early.then((s) => s?.engine.then((en) => en.dispose()), () => undefined).catch(() => undefined);
+    throw e;
   }
-  const { model, engine } = await startArgsModel(a, ctx);
+  const { model, engine } = (await early) ?? await startArgsModel(a, ctx);
   // The engine owns a worker thread: release it on every way out, or the process cannot exit. A start-up
   // failure is reported where the engine is awaited.
   const disposeEngine = () => engine.then((e) => e.dispose(), () => undefined);

@@ -58,6 +58,12 @@ export function configFromDir(dir: string): ResolvedModel {
   return { config, weightsPath: file, source: dir };
 }
 
+/** The model is a directory or a preset: resolving it reads local files only, never the network. */
+export function isLocalModel(spec: ModelSpec): boolean {
+  const name = spec.model ?? DEFAULT_MODEL_DIR;
+  return isDir(name) || isPresetName(name);
+}
+
 export async function resolveModel(spec: ModelSpec): Promise<ResolvedModel> {
   const name = spec.model ?? DEFAULT_MODEL_DIR;
   let resolved: ResolvedModel | null = null;

@@ -198,7 +198,6 @@ class SessionWorker {
   private next = LOADED_ID + 1;
   private readonly pending = new Map<number, { resolve(r: WorkerReply): void; reject(e: Error): void }>();
   private failed: Error | null = null;
-  private readonly started: Promise<WorkerReply>;
 
   constructor(source: WorkerSource, threads: number) {
     const transfer = source.kind === 'memory'
@@ -221,8 +220,7 @@ class SessionWorker {
     this.worker.on('exit', (code) => fail(new ModelError(`onnxruntime worker exited (${code})`)));
     liveResources.add(this);
     // Requests sent now wait in the worker's queue until onnxruntime-node has loaded there.
-    this.started = this.request({ type: 'init', source, threads }, transfer);
-    this.started.catch(() => undefined);
+    this.request({ type: 'init', source, threads }, transfer).catch(() => undefined);
   }
 
   private request(msg: DistributiveOmit<WorkerRequest, 'id'>, transfer: ArrayBuffer[] = []): Promise<WorkerReply> {
@@ -236,7 +234,7 @@ class SessionWorker {
 
   /** Create the session of one graph file; resolves to onnxruntime's version. */
   async open(file: GraphFile): Promise<string> {
-    await this.started;
+    // No need to wait for init's answer: the worker takes messages in order.
     const r = await this.request({ type: 'open', file });
     return 'version' in r ? r.version : '';
   }
