@@ -176,6 +176,7 @@ async function loop(o: BatchLoopOptions, pool: PreprocessPool): Promise<BatchSta
 
   let done = 0;
   let failed = 0;
+  const stats = (stopped: boolean): BatchStats => ({ done, failed, stopped, overlapped, batches: Math.ceil(queued / o.batchSize) });
   decodeAhead();
   while (queue.length > 0 || queued < o.paths.length) {
     // Nothing decoded ahead: decode the next batch now, with the engine idle (a clean measurement).
@@ -212,18 +213,18 @@ async function loop(o: BatchLoopOptions, pool: PreprocessPool): Promise<BatchSta
       else done++;
       if (!go) {
         drain();
-        return { done, failed, stopped: true, overlapped, batches: Math.ceil(queued / o.batchSize) };
+        return stats(true);
       }
     }
     await o.onBatchEnd?.();
     if (o.shouldStop?.()) {
       drain();
-      return { done, failed, stopped: true, overlapped, batches: Math.ceil(queued / o.batchSize) };
+      return stats(true);
     }
   }
   // A run whose every input failed never needed the engine; it still has to have started properly.
   await ready;
-  return { done, failed, stopped: false, overlapped, batches: Math.ceil(queued / o.batchSize) };
+  return stats(false);
 }
 
 /** Row `row` of a [B, ...] result tensor as a fresh Float32Array. */

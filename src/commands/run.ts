@@ -7,7 +7,7 @@ import type { LoadedModel, ModelSpec } from '../io/model-source.js';
 import { createProgress } from '../io/progress.js';
 import { readStoredOutput, type StoredOutput } from '../io/stored.js';
 import { createSchemaWriter, formatsFor, removeTempFiles, type Format, type RowSchema, type RowWriter } from '../io/writers.js';
-import { ENGINE_NAMES, preloadEngine, type EngineChoice } from '../model/engines/index.js';
+import { ENGINE_NAMES, type EngineChoice } from '../model/engines/index.js';
 import { startCachedModel, startModel, type StartedModel } from './open-model.js';
 import type { RunOptions } from '../model/engines/engine.js';
 import { runBatches, type Outcome } from './batches.js';
@@ -144,9 +144,8 @@ export async function runCommand<R extends { path: string }>(a: Args, ctx: Conte
   if (a.batchSize < 1 || !Number.isInteger(a.batchSize)) throw new UsageError(`--batch-size must be a positive integer, not ${a.batchSize}`);
   if (a.resume && a.output === undefined) throw new UsageError('--resume continues an output file: give it with -o FILE');
   if (a.resume && spec.writer !== undefined) throw new UsageError('--resume continues a file of rows; this output is a summary over all inputs');
-  // onnxruntime-node's native library loads on its thread while the inputs are read, and a cached graph of
-  // a local model gets its session created meanwhile too.
-  preloadEngine(a.engine);
+  // A cached graph of a local model gets its session created while the inputs are read (the CLI has
+  // started loading onnxruntime-node already).
   const early = startArgsModelIfCached(a, ctx);
   let paths: string[];
   let total: number;
@@ -168,7 +167,7 @@ export async function runCommand<R extends { path: string }>(a: Args, ctx: Conte
     }
   } catch (e) {
     // The engine started early is released (its thread must not outlive the command).
-    await early.then((s) => s?.engine.then((en) => en.dispose()), () => undefined).catch(() => undefined);
+    await (await early)?.engine.then((en) => en.dispose(), () => undefined);
     throw e;
   }
   const { model, engine } = (await early) ?? await startArgsModel(a, ctx);

@@ -10,7 +10,7 @@
  * with 22-bit fixed-point weights and an 8-bit intermediate image is reproduced step by step, so the output
  * is bit-identical to PIL's `Image.resize` (see test/images.test.ts and scripts/make_resize_goldens.py).
  */
-import { closeSync, constants, fstatSync, openSync, readFileSync } from 'node:fs';
+import { closeSync, constants, fstatSync, openSync, readFileSync, type Stats } from 'node:fs';
 import { open } from 'node:fs/promises';
 import { crc32 } from 'node:zlib';
 import { createRequire } from 'node:module';
@@ -307,21 +307,24 @@ export async function decodeRgb(path: string, opts: DecodeOptions = {}): Promise
 }
 
 /**
- * The bytes of a regular file. Anything else is refused from its fstat before reading: a directory, and
- * FIFOs and devices, which a scrape can contain and which would block or never end. O_NONBLOCK keeps the
- * open of a FIFO from waiting for a writer; it changes nothing for regular files.
+ * O_NONBLOCK keeps the open of a FIFO from waiting for a writer; it changes nothing for regular files. Anything
+ * but a regular file is then refused from its fstat before reading: a directory, and FIFOs and devices, which
+ * a scrape can contain and which would block or never end.
  */
+const OPEN_FLAGS = constants.O_RDONLY | constants.O_NONBLOCK;
+
+function requireRegularFile(st: Stats): void {
+  if (st.isDirectory()) throw new InputError('is a directory');
+  if (!st.isFile()) throw new InputError('not a regular file');
+}
+
+/** The bytes of a regular file (see OPEN_FLAGS). */
 async function readImageFile(path: string): Promise<Buffer> {
-  let fh;
-  try {
-    fh = await open(path, constants.O_RDONLY | constants.O_NONBLOCK);
-  } catch (e) {
+  const fh = await open(path, OPEN_FLAGS).catch((e: unknown) => {
     throw fsReason(e);
-  }
+  });
   try {
-    const st = await fh.stat();
-    if (st.isDirectory()) throw new InputError('is a directory');
-    if (!st.isFile()) throw new InputError('not a regular file');
+    requireRegularFile(await fh.stat());
     return await fh.readFile();
   } catch (e) {
     throw e instanceof InputError ? e : fsReason(e);
@@ -334,14 +337,12 @@ async function readImageFile(path: string): Promise<Buffer> {
 function readImageFileSync(path: string): Buffer {
   let fd;
   try {
-    fd = openSync(path, constants.O_RDONLY | constants.O_NONBLOCK);
+    fd = openSync(path, OPEN_FLAGS);
   } catch (e) {
     throw fsReason(e);
   }
   try {
-    const st = fstatSync(fd);
-    if (st.isDirectory()) throw new InputError('is a directory');
-    if (!st.isFile()) throw new InputError('not a regular file');
+    requireRegularFile(fstatSync(fd));
     return readFileSync(fd);
   } catch (e) {
     throw e instanceof InputError ? e : fsReason(e);

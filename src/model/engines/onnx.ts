@@ -184,11 +184,10 @@ export function onnxRuntimeVersion(): Promise<string> {
 
 /** The preloaded worker if there is one, else a new one. */
 function takeWorker(): Spawned {
-  const s = spare ?? spawnWorker();
-  if (s === spare) {
-    spare = null;
-    liveResources.delete(spareCloser);
-  }
+  if (!spare) return spawnWorker();
+  const s = spare;
+  spare = null;
+  liveResources.delete(spareCloser);
   return s;
 }
 
