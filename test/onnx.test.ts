@@ -304,8 +304,8 @@ test('vit classify: an output that cannot be resumed is reported before the engi
   const garbage = join(scratch, 'not-a-vit-output.csv');
   writeFileSync(garbage, 'garbage\n');
   const r = await runVit([...base, '-o', garbage, '--resume'], { env });
-  assert.equal(r.code, 1, r.stderr);
-  assert.match(r.stderr, /not a CSV written by vit/);
+  assert.equal(r.code, 2, r.stderr);
+  assert.match(r.stderr, /cannot resume .*not-a-vit-output\.csv: it has no .*\.vit\.json/);
   assert.doesNotMatch(r.stderr, /engine: onnx/);
   assert.equal(r.stdout, '');
 });

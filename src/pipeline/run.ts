@@ -45,6 +45,8 @@ export interface RowKind<R extends { path: string }> {
   prepare(config: ModelConfig): (result: RunResult, row: number, path: string) => R | Promise<R>;
   /** Where rows go instead of a file/stdout writer of `schema` (e.g. a summary over all images). */
   writer?(): RowWriter<R>;
+  /** Before any work, with the run's inputs and its output files: refuse what would harm them (heatmaps). */
+  plan?(inputs: readonly string[], outputs: readonly string[]): void;
 }
 
 /**
@@ -107,6 +109,7 @@ export async function runPipeline<R extends { path: string }>(a: RunArgs, ctx: C
     options: { ...kind.options(config), imageSize: config.imgSize, dtype: model.settings.dtype },
     shard: shard === null ? null : { index: shard.index, count: shard.count },
   };
+  kind.plan?.(paths, a.output === undefined || a.output === '-' ? [] : [a.output]);
   let writer: RowWriter<R>;
   let storedFailures = 0;
   if (kind.writer) writer = kind.writer();
