@@ -1,13 +1,15 @@
 import { createHash } from 'node:crypto';
-import { existsSync, readFileSync, realpathSync, statSync } from 'node:fs';
+import { existsSync, realpathSync, statSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { ModelError, UsageError, WeightsError } from '../errors.js';
 import { validateConfig, withImageSize, type ViTConfig } from '../model/config.js';
 import { configFromJson } from '../model/config-readers.js';
 import { isPresetName, presetConfig } from '../model/presets.js';
 import type { TensorMap } from '../model/tensor.js';
+import type { WeightsBudget } from '../model/weights/budget.js';
 import { modelResolvers } from './model-resolvers.js';
 import { DEFAULT_MODEL_DIR, toolVersion } from './paths.js';
+import { FILE_LIMITS, readFailure, readRegularText } from './regular-file.js';
 import { readFileBytes } from './streams.js';
 
 /** How a command names its model: the shared options of every command. */
@@ -32,12 +34,16 @@ export interface ResolvedModel {
 /** Weight files a model directory may hold, in order of preference. */
 const WEIGHT_FILES = ['model.safetensors', 'model.safetensors.index.json', 'pytorch_model.bin', 'model.pth', 'model.pt', 'model.bin', 'model.npz'];
 
-function readJson(path: string): Record<string, unknown> {
+/** A JSON object from a regular file of bounded size (a FIFO or /dev/zero named config.json is refused). */
+function readJson(path: string, maxBytes: number = FILE_LIMITS.config): Record<string, unknown> {
+  let v: unknown;
   try {
-    return JSON.parse(readFileSync(path, 'utf8'));
+    v = JSON.parse(readRegularText(path, maxBytes));
   } catch (e) {
-    throw new ModelError(`${path}: ${(e as Error).message}`);
+    throw new ModelError(`${path}: ${readFailure(e)}`);
   }
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new ModelError(`${path}: expected a JSON object, found ${JSON.stringify(v)?.slice(0, 40)}`);
+  return v as Record<string, unknown>;
 }
 
 function isDir(p: string): boolean {
@@ -113,7 +119,8 @@ function adaptToCheckpoint(cfg: ViTConfig, w: TensorMap, fromPreset: boolean, fi
  * (summary, a run on a cached ONNX graph) uses none of them.
  */
 async function weightTools() {
-  const [check, formats, random, resample, schemes] = await Promise.all([
+  const [budget, check, formats, random, resample, schemes] = await Promise.all([
+    import('../model/weights/budget.js'),
     import('../model/weights/check.js'),
     import('../model/weights/formats.js'),
     import('../model/weights/random.js'),
@@ -125,29 +132,33 @@ async function weightTools() {
   return {
     checkWeights: check.checkWeights, readWeights: formats.readWeights, randomWeights: random.randomWeights,
     fitPosEmbed: resample.fitPosEmbed, detectScheme: schemes.detectScheme,
+    weightsBudget: budget.weightsBudget, maxFileBytes: budget.maxFileBytes,
   };
 }
 type ReadWeights = Awaited<ReturnType<typeof weightTools>>['readWeights'];
 
-function readOne(path: string, readWeights: ReadWeights): TensorMap {
+/** The budget, and the most bytes a file within it can take (budget.ts: maxFileBytes). */
+interface FileBudget { budget: WeightsBudget; maxBytes: number }
+
+function readOne(path: string, readWeights: ReadWeights, { budget, maxBytes }: FileBudget): TensorMap {
   let bytes: Uint8Array;
   try {
-    bytes = readFileBytes(path);
+    bytes = readFileBytes(path, maxBytes);
   } catch (e) {
-    throw new WeightsError(`cannot read weights ${path}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+    throw new WeightsError(`cannot read weights ${path}: ${readFailure(e)}`);
   }
-  return readWeights(bytes, path);
+  return readWeights(bytes, path, budget);
 }
 
 /** A checkpoint file, or a sharded one: `*.index.json` whose weight_map names the shard of every tensor. */
-function readCheckpoint(path: string, readWeights: ReadWeights): TensorMap {
-  if (!path.endsWith('.index.json')) return readOne(path, readWeights);
-  const index = readJson(path) as { weight_map?: Record<string, string> };
+function readCheckpoint(path: string, readWeights: ReadWeights, budget: FileBudget): TensorMap {
+  if (!path.endsWith('.index.json')) return readOne(path, readWeights, budget);
+  const index = readJson(path, FILE_LIMITS.index) as { weight_map?: Record<string, string> };
   if (!index.weight_map) throw new WeightsError(`${path}: a sharded checkpoint index needs a weight_map`);
   const out: TensorMap = new Map();
   for (const shard of new Set(Object.values(index.weight_map))) {
     if (shard.includes('/') || shard.includes('\\')) throw new WeightsError(`${path}: shard "${shard}" is not a file beside the index`);
-    for (const [k, v] of readOne(join(dirname(path), shard), readWeights)) out.set(k, v);
+    for (const [k, v] of readOne(join(dirname(path), shard), readWeights, budget)) out.set(k, v);
   }
   return out;
 }
@@ -163,7 +174,7 @@ export interface LoadedModel {
 /** Resolve, read, convert to canonical names and check the weights: ready for an engine. */
 export async function loadModel(spec: ModelSpec, verbose: (m: string) => void = () => {}, resolved?: ResolvedModel): Promise<LoadedModel> {
   const r = resolved ?? await resolveModel(spec);
-  const { checkWeights, detectScheme, fitPosEmbed, randomWeights, readWeights } = await weightTools();
+  const { checkWeights, detectScheme, fitPosEmbed, maxFileBytes, randomWeights, readWeights, weightsBudget } = await weightTools();
   if (spec.randomWeights) {
     verbose(`model: ${r.config.name} with random weights (seed 0)`);
     const weights = randomWeights(r.config);
@@ -177,10 +188,12 @@ export async function loadModel(spec: ModelSpec, verbose: (m: string) => void = 
     );
   }
   const t0 = performance.now();
-  const raw = readCheckpoint(r.weightsPath, readWeights);
+  const fromPreset = isPresetName(r.source) && !isDir(r.source);
+  // Every size the checkpoint claims is checked against this before it is allocated or inflated.
+  const budget = weightsBudget(r.config, fromPreset && spec.numClasses === undefined);
+  const raw = readCheckpoint(r.weightsPath, readWeights, { budget, maxBytes: maxFileBytes(budget) });
   const scheme = detectScheme(raw);
   const weights = scheme.toCanonical(raw, r.config);
-  const fromPreset = isPresetName(r.source) && !isDir(r.source);
   const config = adaptToCheckpoint(r.config, weights, fromPreset, spec.numClasses !== undefined);
   checkWeights(config, weights, r.weightsPath);
   // Checked against the checkpoint's own grid (posEmbedGrid); resampled to the requested size only then.
@@ -205,7 +218,7 @@ export function weightsIdentity(spec: ModelSpec, r: ResolvedModel): string | nul
     };
     try {
       const shards = r.weightsPath.endsWith('.index.json')
-        ? [...new Set(Object.values((readJson(r.weightsPath) as { weight_map?: Record<string, string> }).weight_map ?? {}))]
+        ? [...new Set(Object.values((readJson(r.weightsPath, FILE_LIMITS.index) as { weight_map?: Record<string, string> }).weight_map ?? {}))]
           .map((f) => join(dirname(r.weightsPath!), f))
         : [];
       files = [r.weightsPath, ...shards].map(stamp);
