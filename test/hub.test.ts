@@ -522,3 +522,12 @@ test('hub revisions: nested branch names and refs/pr/N are quoted as one path se
     for (const bad of ['feature//x', 'feature/.x', 'feature/', '../x']) assert.throws(() => parseHubId('acme/x', bad), UsageError, bad);
   });
 });
+
+test('hub limits: a config.json announced larger than any config is not downloaded', async () => {
+  const huge = new Uint8Array(16 * 2 ** 20 + 1).fill(0x20);
+  await withHub([repo('acme/huge-config', {}, [{ name: 'config.json', body: huge }, { name: 'model.safetensors', body: WEIGHTS }])], async (hub) => {
+    await assert.rejects(fetchModel('acme/huge-config', { settings: settings(hub) }),
+      /acme\/huge-config@main\/config\.json: the hub announces 16777217 bytes, more than the 16777216 such a file can have; not downloaded/);
+    assert.equal(hub.bodyGets('config.json').length, 0);
+  });
+});

@@ -223,6 +223,12 @@ function rangeStart(res: HttpResponse): number | null {
   return m ? Number(m[1]) : null;
 }
 
+/** The most a JSON file of a snapshot may hold (as when it is read, regular-file.ts), or null for weights. */
+function jsonLimit(file: string): number | null {
+  if (file.endsWith('.index.json')) return FILE_LIMITS.index;
+  return file.endsWith('.json') ? FILE_LIMITS.config : null;
+}
+
 /**
  * Where the answer's own headers contradict the size the HEAD announced (X-Linked-Size / Content-Length):
  * the body cannot then be the file, and a partial written from such a server is not kept.
@@ -264,7 +270,7 @@ async function downloadOnce(client: HubClient, meta: FileMeta, incomplete: strin
     throw new ModelError(`${what}: ${mismatch}; refused, and the partial download was deleted`);
   }
   // Without an announced size, only JSON files (the configs and indexes) have a known bound.
-  const limit = meta.size !== null ? meta.size - start : file.endsWith('.json') ? FILE_LIMITS.index : Number.MAX_SAFE_INTEGER;
+  const limit = meta.size !== null ? meta.size - start : jsonLimit(file) ?? Number.MAX_SAFE_INTEGER;
   const fh = await open(incomplete, start > 0 ? 'a' : 'w');
   let done = start;
   let overflow: HttpError | null = null;
@@ -313,6 +319,10 @@ async function ensureFile(job: FileJob, file: string, optional: boolean): Promis
     if (!optional) throw new HubNotFoundError(`repository or file not found: ${what}`);
     cache.markMissing(commit, file);
     return 'missing';
+  }
+  const cap = jsonLimit(file);
+  if (cap !== null && meta.size !== null && meta.size > cap) {
+    throw new ModelError(`${what}: the hub announces ${meta.size} bytes, more than the ${cap} such a file can have; not downloaded`);
   }
   const blob = cache.blobPath(meta.etag);
   if (await stat(blob).then((st) => st.isFile(), () => false)) {
