@@ -13,8 +13,6 @@ import { pathToFileURL } from 'node:url';
 import { after, test } from 'node:test';
 import { makeHostile, TINY_IMAGE, TINY_MODEL } from '../scripts/make_hostile.js';
 import { PACKAGE_ROOT } from '../src/io/paths.js';
-import { validateConfig } from '../src/model/config.js';
-import { presetConfig } from '../src/model/presets.js';
 import { TEST_CACHE, VIT_BIN } from './helpers/cli.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'vit-hostile-'));
@@ -67,19 +65,7 @@ interface Case {
   code: number;
   stderr?: RegExp;
   check?: (r: Measured) => void;
-  skip?: string | false;
 }
-
-/** The config and option bounds (src/model/limits.ts) are in force once validateConfig applies them. */
-const limitsWired = (() => {
-  try {
-    validateConfig({ ...presetConfig('B/16'), depth: 1e9 });
-    return false;
-  } catch {
-    return true;
-  }
-})();
-const unwired = !limitsWired && 'the config bounds are wired into the readers after the core rebuild';
 
 const classify = (extra: string[]) => ['classify', TINY_IMAGE, '-m', TINY_MODEL, '-f', 'jsonl', ...extra];
 const withWeights = (name: string) => classify(['-w', files[name]]);
@@ -106,12 +92,13 @@ const CASES: Case[] = [
   { name: 'FIFO as --labels', args: classify(['--labels', files['labels.fifo']]), code: 2, stderr: /--labels .*labels\.fifo: a FIFO \(named pipe\), not a regular file/ },
   { name: '--labels /dev/zero', args: classify(['--labels', '/dev/zero']), code: 2, stderr: /--labels \/dev\/zero: a character device, not a regular file/ },
   { name: 'FIFO as config.json', args: ['summary', '-m', files['fifo-config']], code: 1, stderr: /config\.json: a FIFO \(named pipe\), not a regular file/ },
-  { name: 'preprocessor_config shortest_edge 1e9', args: ['classify', TINY_IMAGE, '-m', files['pp-shortest-edge']], code: 1, stderr: /shortest_edge/, skip: unwired },
-  { name: 'preprocessor_config image_std [0,0,0]', args: ['classify', TINY_IMAGE, '-m', files['pp-std-zero']], code: 1, stderr: /image_std/, skip: unwired },
-  { name: 'timm crop_pct 1e-6', args: ['classify', TINY_IMAGE, '-m', files['crop-pct']], code: 1, stderr: /crop_pct/, skip: unwired },
-  { name: 'config depth 1e9 (vit summary)', args: ['summary', '-m', files['depth']], code: 1, stderr: /num_hidden_layers|depth/, skip: unwired },
-  { name: '-b 1e9', args: classify(['-b', '1000000000']), code: 2, stderr: /--batch-size 1000000000 is more than 1024/, skip: unwired },
-  { name: '--image-size 20000', args: classify(['--image-size', '20000']), code: 2, stderr: /--image-size 20000 is more than 8192/, skip: unwired },
+  { name: 'preprocessor_config shortest_edge 1e9', args: ['classify', TINY_IMAGE, '-m', files['pp-shortest-edge']], code: 1, stderr: /preprocessor config: size\.shortest_edge 1000000000 is more than 8192/ },
+  { name: 'preprocessor_config image_std [0,0,0]', args: ['classify', TINY_IMAGE, '-m', files['pp-std-zero']], code: 1, stderr: /preprocessor config: image_std\[0\] 0 must be more than 0/ },
+  { name: 'timm crop_pct 1e-6', args: ['classify', TINY_IMAGE, '-m', files['crop-pct']], code: 1, stderr: /pretrained_cfg: crop_pct 0\.000001 is less than 0\.05/ },
+  { name: 'config depth 1e9 (vit summary)', args: ['summary', '-m', files['depth']], code: 1, stderr: /invalid model config "depth": depth 1000000000 is more than 1000/ },
+  { name: '-b 1e9', args: classify(['-b', '1000000000']), code: 2, stderr: /--batch-size 1000000000 is more than 1024 \(the limit is 1 to 1024\)/ },
+  { name: '--image-size 20000', args: classify(['--image-size', '20000']), code: 2, stderr: /--image-size 20000 is more than 8192 \(each side must be 1 to 8192 pixels\)/ },
+  { name: '--image-size 4096 on B/16 (65,536 patches)', args: ['summary', '-m', 'B/16', '--image-size', '4096'], code: 2, stderr: /--image-size 4096x4096: invalid model config .*65536 patches, more than 16384/ },
   {
     name: 'a chain of 1,000 nested directories', args: ['classify', files.deep, '-m', TINY_MODEL, '-f', 'jsonl'], code: 0,
     check: (r) => assert.deepEqual(r.stdout.trim().split('\n').map((l) => JSON.parse(l).path.split('/').length - files.deep.split('/').length), [1001]),
@@ -129,7 +116,7 @@ const CASES: Case[] = [
 ];
 
 for (const c of CASES) {
-  test(`hostile: ${c.name}`, { timeout: (KILL_AFTER_S + 10) * 1000, skip: c.skip }, async () => {
+  test(`hostile: ${c.name}`, { timeout: (KILL_AFTER_S + 10) * 1000 }, async () => {
     const r = await measure(c.args);
     table.push(`| ${c.name} | ${r.code ?? r.signal} | ${r.seconds.toFixed(2)} s | ${r.peakMiB.toFixed(0)} MiB |`);
     assert.equal(r.code, c.code, `exit ${r.code ?? r.signal}\n${r.stderr}`);

@@ -7,9 +7,9 @@ import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { WeightsError } from '../src/errors.js';
 import { FileRefusedError, readRegularFile } from '../src/io/regular-file.js';
-import { presetConfig } from '../src/model/presets.js';
-import { expectedParams } from '../src/model/params.js';
-import { maxFileBytes, weightsBudget } from '../src/model/weights/budget.js';
+import { vitParams } from '../src/model/arch/vit/params.js';
+import { vitPreset } from '../src/model/arch/vit/presets.js';
+import { weightsBudget } from '../src/model/checkpoint.js';
 import { shortList } from '../src/model/weights/check.js';
 import { PICKLE_LIMITS, unpickle } from '../src/model/weights/pickle.js';
 import { readSafetensors, writeSafetensors } from '../src/model/weights/safetensors.js';
@@ -78,14 +78,14 @@ test('safetensors: the layout the reference library requires, every error naming
 });
 
 test('budget: what the model can need bounds every tensor and the whole file', () => {
-  const b16 = presetConfig('B/16');
+  const b16 = vitPreset('B/16');
   const fixed = weightsBudget(b16, false);
-  const largest = Math.max(...[...expectedParams(b16).values()].map((s) => s.reduce((a, d) => a * d, 1)));
-  // The largest B/16 tensor is the 1000-class head... or the MLP: whichever, the pre-logits allowance is D×D.
-  assert.equal(fixed.maxTensorElements, Math.max(largest, 768 * 768));
+  const shapes = [...vitParams(b16).values()].map((s) => s.reduce((a, d) => a * d, 1));
+  assert.equal(fixed.maxTensorElements, Math.max(...shapes));
+  assert.equal(fixed.totalElements, 2 * 86_567_656 + 2 ** 24);
   // A preset's head comes from the checkpoint: an in21k head (21,843 classes) must fit.
   assert.ok(weightsBudget(b16, true).maxTensorElements >= 21843 * 768);
-  assert.ok(maxFileBytes(fixed) > 86_567_656 * 4, 'a float32 checkpoint of the model fits');
+  assert.ok(fixed.maxFileBytes > 86_567_656 * 8, 'a float64 checkpoint of the model fits');
   const file = writeSafetensors(new Map([['w', { shape: [11], data: new Float32Array(11) }], ['v', { shape: [8], data: new Float32Array(8) }]]));
   assert.throws(() => readSafetensors(file, 'big.safetensors', { maxTensorElements: 10, totalElements: 100 }),
     /big\.safetensors: tensor "w": \[11\] is 11 elements, more than the largest tensor the model has \(10\); refused before allocating it/);

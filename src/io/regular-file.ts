@@ -5,7 +5,7 @@
  * mistake. The open is non-blocking, so even a FIFO with no writer returns at once, and fstat of the open
  * descriptor decides (no race with the path changing between a stat and the open).
  */
-import { closeSync, constants, fstatSync, openSync, readSync, type Stats } from 'node:fs';
+import { closeSync, constants, fstatSync, openSync, readSync, type BigIntStats, type Stats } from 'node:fs';
 
 /** Byte caps per kind of file, each far beyond any real one. */
 export const FILE_LIMITS = {
@@ -21,7 +21,7 @@ export const FILE_LIMITS = {
 export class FileRefusedError extends Error {}
 
 /** What the file is, when it is not a regular file: for one clear line instead of a hang. */
-function kindOf(st: Stats): string | null {
+function kindOf(st: Stats | BigIntStats): string | null {
   if (st.isFile()) return null;
   if (st.isDirectory()) return 'a directory';
   if (st.isFIFO()) return 'a FIFO (named pipe)';
@@ -29,6 +29,12 @@ function kindOf(st: Stats): string | null {
   if (st.isBlockDevice()) return 'a block device';
   if (st.isSocket()) return 'a socket';
   return 'something other than a file';
+}
+
+/** "a FIFO (named pipe), not a regular file" for anything but a regular file, else null. */
+export function notRegular(st: Stats | BigIntStats): string | null {
+  const kind = kindOf(st);
+  return kind === null ? null : `${kind}, not a regular file`;
 }
 
 /** Reads larger than this are split: readSync takes at most 2 GiB at a time. */
@@ -53,8 +59,8 @@ export function readRegularFile(path: string | Buffer, maxBytes: number): Buffer
   const fd = openSync(path, constants.O_RDONLY | constants.O_NONBLOCK);
   try {
     const st = fstatSync(fd);
-    const kind = kindOf(st);
-    if (kind !== null) throw new FileRefusedError(`${kind}, not a regular file`);
+    const refused = notRegular(st);
+    if (refused !== null) throw new FileRefusedError(refused);
     if (st.size > maxBytes) throw new FileRefusedError(`${st.size} bytes, more than the ${maxBytes} allowed`);
     if (st.size > 0) {
       const buf = Buffer.allocUnsafe(st.size);

@@ -3,11 +3,11 @@
  * command line can set. Values past them are not models anyone trained: they are typos or hostile files, and
  * taken at their word they hang (depth 1e9), exhaust memory (shortest_edge 1e9) or give NaN (std 0). Checking
  * them first turns each into one error naming the field, before any image is decoded or weight allocated.
- * Pure: no file system, no engines, so every reader and option parser can use it.
+ * Pure: no file system, no engines, so every reader and option parser can use it. Each architecture checks
+ * its own fields against the table in its validate (ViT: arch/vit/config.ts), the common ones with
+ * modelConfigProblems and the parameter count with paramsProblems.
  */
-import type { Preprocess, ViTConfig } from './config.js';
-import { expectedParams } from './params.js';
-
+import type { ModelConfig, Preprocess } from './config.js';
 export interface Bound {
   min: number;
   max: number;
@@ -28,7 +28,6 @@ export const LIMITS = {
   /** Patches per image (the attention matrix grows with its square). */
   patches: whole(1, 16384, '5,329 (1022 px at patch 14); 4,096 (SAM)'),
   patchSize: whole(1, 256, '32'),
-  inChans: whole(1, 64, '3 (13 for Sentinel-2 models)'),
   embedDim: whole(1, 16384, '6,144 (ViT-22B)'),
   depth: whole(1, 1000, '48 (ViT-22B), 56 (ViT-e)'),
   numHeads: whole(1, 256, '48 (ViT-22B)'),
@@ -49,8 +48,6 @@ export const LIMITS = {
   batchSize: whole(1, 1024, '256 (throughput runs on big GPUs)'),
 } as const satisfies Record<string, Bound>;
 
-export type LimitName = keyof typeof LIMITS;
-
 function show(v: unknown): string {
   return typeof v === 'number' ? String(v) : JSON.stringify(v) ?? String(v);
 }
@@ -70,12 +67,16 @@ export function fieldProblem(field: string, value: unknown, bound: Bound): strin
   return why === null ? null : `${field} ${show(value)} ${why}`;
 }
 
-function collect(problems: (string | null)[]): string[] {
+/** The problems among checks that each gave one or null. */
+export function collect(problems: (string | null)[]): string[] {
   return problems.filter((p): p is string => p !== null);
 }
 
-/** Patch count of a size at a patch size, or a problem; shared by the config check and --image-size. */
-function patchesProblem(size: readonly [number, number], patchSize: number, field: string): string | null {
+/**
+ * Patches of an input at a patch size, when more than LIMITS.patches allows, as a problem; shared by the
+ * architectures that cut images into patches and by --image-size.
+ */
+export function patchesProblem(size: readonly [number, number], patchSize: number, field: string): string | null {
   const n = Math.floor(size[0] / patchSize) * Math.floor(size[1] / patchSize);
   return n > LIMITS.patches.max
     ? `${field} ${size.join('x')} at patch ${patchSize} gives ${n} patches, more than ${LIMITS.patches.max}`
@@ -111,42 +112,39 @@ function describeResize(r: NonNullable<Preprocess['resize']>): string {
   return 'shortestEdge' in r ? `shortest edge ${r.shortestEdge}` : `${r.height}x${r.width}`;
 }
 
-/**
- * Every bound a config must keep, as one list of problems (empty when it is fine). The parameter count is
- * worked out only once the sizes are known to be small, so a depth of 1e9 costs nothing.
- */
-export function configProblems(cfg: ViTConfig): string[] {
-  const problems = collect([
+/** The bounds of the fields every architecture's config has (ModelConfig): input size, head, preprocessing. */
+export function modelConfigProblems(cfg: ModelConfig): string[] {
+  const sizes = collect([
     ...cfg.imgSize.map((s, i) => fieldProblem(`image size[${i}]`, s, LIMITS.imageSize)),
-    fieldProblem('patchSize', cfg.patchSize, LIMITS.patchSize),
-    fieldProblem('inChans', cfg.inChans, LIMITS.inChans),
-    fieldProblem('embedDim', cfg.embedDim, LIMITS.embedDim),
-    fieldProblem('depth', cfg.depth, LIMITS.depth),
-    fieldProblem('numHeads', cfg.numHeads, LIMITS.numHeads),
-    fieldProblem('mlpDim', cfg.mlpDim, LIMITS.mlpDim),
     fieldProblem('numClasses', cfg.numClasses, LIMITS.numClasses),
-    cfg.representationSize === null ? null : fieldProblem('representationSize', cfg.representationSize, LIMITS.representationSize),
-    fieldProblem('layerNormEps', cfg.layerNormEps, LIMITS.layerNormEps),
-    ...(cfg.posEmbedGrid ?? []).map((g, i) => fieldProblem(`posEmbedGrid[${i}]`, g, LIMITS.imageSize)),
   ]);
-  if (problems.length > 0) return problems;
-  const patches = patchesProblem(cfg.imgSize, cfg.patchSize, 'image size');
-  if (patches) return [patches];
-  const total = paramCount(cfg);
-  const params = fieldProblem('parameter count', total, LIMITS.params);
-  return collect([params, ...preprocessProblems(cfg.preprocess, cfg.imgSize)]);
+  return sizes.length > 0 ? sizes : preprocessProblems(cfg.preprocess, cfg.imgSize);
 }
 
-/** Parameters of a config whose sizes are within LIMITS (so the list is at most a few thousand entries). */
-export function paramCount(cfg: ViTConfig): number {
+/** The largest tensor a Float32Array can hold. */
+const MAX_TENSOR_ELEMENTS = 2 ** 32 - 1;
+
+/**
+ * The parameters of a config (its architecture's canonical shapes) in all and per tensor. Call it once the
+ * sizes are within their bounds, so the list is at most a few thousand entries.
+ */
+export function paramsProblems(params: Map<string, number[]>): string[] {
   let total = 0;
-  for (const shape of expectedParams(cfg).values()) total += shape.reduce((a, d) => a * d, 1);
-  return total;
+  const problems: string[] = [];
+  for (const [name, shape] of params) {
+    const n = shape.reduce((a, d) => a * d, 1);
+    total += n;
+    if (n > MAX_TENSOR_ELEMENTS) problems.push(`${name} would have ${n} elements, more than ${MAX_TENSOR_ELEMENTS}`);
+  }
+  const p = fieldProblem('parameter count', total, LIMITS.params);
+  return p === null ? problems : [p, ...problems];
 }
 
-/** timm's crop_pct, before it becomes a resize (224 / 1e-6 would be a 224-megapixel edge). */
-export function cropPctProblem(v: unknown, field = 'crop_pct'): string | null {
-  return fieldProblem(field, v, LIMITS.cropPct);
+/** Parameters in all of a list of shapes. */
+export function paramCount(params: Map<string, number[]>): number {
+  let total = 0;
+  for (const shape of params.values()) total += shape.reduce((a, d) => a * d, 1);
+  return total;
 }
 
 /** `-b/--batch-size`. */
@@ -155,12 +153,11 @@ export function batchSizeProblem(n: unknown): string | null {
   return p === null ? null : `${p} (the limit is ${LIMITS.batchSize.min} to ${LIMITS.batchSize.max})`;
 }
 
-/** `--image-size H[xW]` for a model with this patch size. */
-export function imageSizeProblem(size: readonly [number, number], patchSize: number): string | null {
+/** `--image-size H[xW]`: each side (the patch count is the architecture's to check, see patchesProblem). */
+export function imageSizeProblem(size: readonly [number, number]): string | null {
   for (const s of size) {
     const p = fieldProblem('--image-size', s, LIMITS.imageSize);
     if (p !== null) return `${p} (each side must be ${LIMITS.imageSize.min} to ${LIMITS.imageSize.max} pixels)`;
   }
-  const p = patchesProblem(size, patchSize, '--image-size');
-  return p === null ? null : `${p} (the limit on patches per image)`;
+  return null;
 }

@@ -1,7 +1,5 @@
 import { WeightsError } from '../../errors.js';
-import type { ViTConfig } from '../config.js';
 import { LIMITS } from '../limits.js';
-import { expectedParams } from '../params.js';
 import { shapeStr } from '../tensor.js';
 
 /**
@@ -26,25 +24,19 @@ export const MAX_ITEM_BYTES = 8;
 export const ANY_MODEL_BUDGET: WeightsBudget = { maxTensorElements: 2 ** 32 - 1, totalElements: LIMITS.params.max };
 
 /**
- * Extras a loadable checkpoint carries beyond the model's tensors (integer buffers, a Hugging Face pooler, the
- * unused half of a shared storage): the total may reach twice the model plus this many elements.
+ * Extras a loadable checkpoint carries beyond the model's tensors (integer buffers, a Hugging Face pooler or
+ * pre-logits layer, the unused part of a shared storage): the total may reach twice the model plus this.
  */
 const TOTAL_SLACK = 2 ** 24;
 
 /**
- * The budget for loading weights into `cfg`. `headFromCheckpoint` says the head's size is taken from the
- * weights (a preset without --num-classes): the head may then have up to LIMITS.numClasses classes. A
- * pre-logits layer is allowed whenever the config has none, as the loader takes it from the weights too.
+ * The budget for the tensors of `params` (an architecture's canonical names and shapes): no tensor larger
+ * than the largest of them, no more in all than twice their total plus TOTAL_SLACK.
  */
-export function weightsBudget(cfg: ViTConfig, headFromCheckpoint: boolean): WeightsBudget {
-  const open: ViTConfig = {
-    ...cfg,
-    numClasses: headFromCheckpoint ? Math.max(cfg.numClasses, LIMITS.numClasses.max) : cfg.numClasses,
-    representationSize: cfg.representationSize ?? cfg.embedDim,
-  };
+export function budgetFor(params: Map<string, number[]>): WeightsBudget {
   let max = 0;
   let total = 0;
-  for (const shape of expectedParams(open).values()) {
+  for (const shape of params.values()) {
     const n = shape.reduce((a, d) => a * d, 1);
     max = Math.max(max, n);
     total += n;
