@@ -9,6 +9,7 @@ import { createHash } from 'node:crypto';
 import { loadModel } from '../src/io/model-source.js';
 import { openGraphCache } from '../src/io/graph-cache.js';
 import { validateVitConfig, type ViTConfig } from '../src/model/arch/vit/config.js';
+import { vitPreset } from '../src/model/arch/vit/presets.js';
 import type { ModelConfig } from '../src/model/config.js';
 import type { GraphStore, RunResult } from '../src/model/engines/engine.js';
 import { startEngine } from '../src/model/engines/index.js';
@@ -100,7 +101,8 @@ const VARIANTS: { label: string; change: Partial<ViTConfig> }[] = [
   { label: 'distilled (DeiT)', change: { distilled: true } },
   { label: 'avg pool + fc_norm, no class token', change: { classToken: false, globalPool: 'avg', fcNorm: true } },
   { label: 'headless with pre-logits, no qkv bias', change: { numClasses: 0, labels: null, representationSize: 12, qkvBias: false } },
-  { label: 'non-square input', change: { imgSize: [24, 40] } },
+  // The preprocessing follows the size, as --image-size makes it (a config whose resize misses its input is refused).
+  { label: 'non-square input', change: { imgSize: [24, 40], preprocess: { ...vitPreset('B/16').preprocess, resize: { height: 24, width: 40 }, crop: null } } },
 ];
 
 for (const v of VARIANTS) {
