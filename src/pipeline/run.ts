@@ -18,7 +18,8 @@ import { UsageError } from '../errors.js';
 import { ExitStatus } from '../exit.js';
 import { collectInputs, resolveShard, selectShard, uniquePaths, type Shard } from '../io/inputs.js';
 import { PreprocessPool } from '../io/preprocess-pool.js';
-import { createProgress } from '../io/progress.js';
+import { displayPath } from '../io/fs-names.js';
+import { createBar, escapeControls } from '../io/progress.js';
 import { openOutput } from '../io/sinks/index.js';
 import type { Provenance } from '../io/sinks/manifest.js';
 import { formatsFor, type ErrorRow, type Format, type RowSchema, type RowWriter } from '../io/sinks/rows.js';
@@ -135,8 +136,8 @@ export async function runPipeline<R extends { path: string }>(a: RunArgs, ctx: C
     pool.limit(threads - 1);
     queue.fill(Math.max(1, Math.min(STARTUP_AHEAD_MAX, Math.floor(STARTUP_AHEAD_BYTES / (a.batchSize * queue.per * 4)))));
   }
-  const progress = createProgress(paths.length, { stderr: ctx.stderr, quiet: ctx.quiet });
-  const signals = catchStopSignals(ctx.note);
+  const progress = createBar(paths.length, { stderr: ctx.stderr, stdout: ctx.stdout, quiet: ctx.quiet, unit: 'images', write: ctx.note });
+  const signals = catchStopSignals(progress.note);
   const t0 = performance.now();
   let stats: LoopStats = { done: 0, failed: 0, overlapped: 0 };
   try {
@@ -148,7 +149,7 @@ export async function runPipeline<R extends { path: string }>(a: RunArgs, ctx: C
       stopped: () => signals.caught() !== null,
       onInput: (path, error) => {
         progress.tick(1);
-        if (error !== null) ctx.note(`${path}: ${error}`);
+        if (error !== null) progress.note(`${escapeControls(displayPath(path))}: ${error}`);
       },
     });
     // 6. The output closed.
