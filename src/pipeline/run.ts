@@ -26,11 +26,26 @@ import { formatsFor, type ErrorRow, type Format, type RowSchema, type RowWriter 
 import type { ModelConfig } from '../model/config.js';
 import { batchSizeProblem } from '../model/limits.js';
 import type { Engine, RunOptions, RunResult } from '../model/engines/engine.js';
-import { modelSpec, type RunArgs } from '../commands/options.js';
 import { BatchQueue, DecodeSchedule } from './batches.js';
 import type { Context } from './context.js';
-import { prepareModel } from './open-model.js';
+import { modelSpec, prepareModel, type ModelArgs } from './open-model.js';
 import { catchStopSignals, STOP_SIGNALS } from './signals.js';
+
+/** What a run is asked to do: the command line's options (declared in src/commands/options.ts). */
+export interface RunArgs extends ModelArgs {
+  inputs?: string[];
+  batchSize: number;
+  output?: string;
+  format: string;
+  null: boolean;
+  engine: string;
+  dtype: string;
+  device: string;
+  threads?: number;
+  resume: boolean;
+  shard?: string;
+  shardCount?: number;
+}
 
 /** What a command makes of each input: its row schema, and how a row comes out of the engine's result. */
 export interface RowKind<R extends { path: string }> {
