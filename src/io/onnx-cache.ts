@@ -15,8 +15,9 @@ import { toolVersion } from './paths.js';
 const MANIFEST = 'entry.json';
 const DAY_MS = 24 * 3600 * 1000;
 
-/** $XDG_CACHE_HOME/vit/onnx, or ~/.cache/vit/onnx. */
+/** $VIT_GRAPH_CACHE, else $XDG_CACHE_HOME/vit/onnx, or ~/.cache/vit/onnx. */
 export function defaultOnnxCacheDir(): string {
+  if (process.env.VIT_GRAPH_CACHE) return process.env.VIT_GRAPH_CACHE;
   const base = process.env.XDG_CACHE_HOME || join(homedir(), '.cache');
   return join(base, 'vit', 'onnx');
 }
