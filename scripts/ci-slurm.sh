@@ -158,34 +158,9 @@ check_cache_removed() {
 
 # --- the photos: 38 example digits in 8 variants, and one unreadable file ----------------------------------
 W=$T/work
-mkdir -p "$W/photos" "$T/bin"
-(cd "$repo" && node --input-type=module - "$W/photos") <<'EOF'
-import sharp from 'sharp';
-import { mkdirSync, readdirSync } from 'node:fs';
-import { join } from 'node:path';
-const out = process.argv[2];
-const variants = {
-  png: (s) => s.png(),
-  jpeg: (s) => s.jpeg({ quality: 85 }),
-  mirrored: (s) => s.flop().png(),
-  rotated: (s) => s.rotate(90).png(),
-  negative: (s) => s.negate({ alpha: false }).png(),
-  blurred: (s) => s.blur(1).jpeg({ quality: 90 }),
-  large: (s) => s.resize(96, 96).png(),
-  framed: (s) => s.extend({ top: 6, bottom: 6, left: 6, right: 6, background: '#000' }).jpeg(),
-};
-const digits = readdirSync('examples/digits').filter((f) => f.endsWith('.png')).sort();
-for (const [name, make] of Object.entries(variants)) {
-  mkdirSync(join(out, name), { recursive: true });
-  for (const f of digits) {
-    const ext = name === 'jpeg' || name === 'blurred' || name === 'framed' ? 'jpg' : 'png';
-    await make(sharp(join('examples/digits', f))).toFile(join(out, name, f.replace(/\.png$/, `.${ext}`)));
-  }
-}
-EOF
-echo 'not an image' >"$W/photos/png/broken.png"
-n_photos=$(find "$W/photos" -type f | wc -l)
-[ "$n_photos" -eq 305 ] || fail "expected 305 photos, made $n_photos"
+mkdir -p "$T/bin"
+bash "$repo/scripts/ci-photos.sh" "$W/photos"
+n_photos=305
 # vit on PATH, as an installed command would be.
 ln -s "$repo/bin/vit.js" "$T/bin/vit"
 export PATH=$T/bin:$PATH
