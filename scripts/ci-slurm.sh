@@ -37,11 +37,11 @@ T=$(mktemp -d /tmp/vit-ci-slurm.XXXXXX)
 munged_pid_file=/run/munge/munged.pid
 started_munged=0
 stop_cluster() {
-  local status=$? f pid jobs
+  local status=$? f pid jobs=()
   # Jobs first (their slurmstepd outlive slurmd), then the daemons.
-  jobs=$(squeue -h -o %A 2>/dev/null | sort -u | tr '\n' ' ')
-  if [ -n "$jobs" ]; then
-    scancel $jobs
+  mapfile -t jobs < <(squeue -h -o %A 2>/dev/null | sort -u)
+  if [ "${#jobs[@]}" -gt 0 ]; then
+    scancel "${jobs[@]}"
     for _ in $(seq 80); do [ -z "$(squeue -h -o %A 2>/dev/null)" ] && break; sleep 0.5; done
   fi
   for f in "$T/slurmd.pid" "$T/slurmctld.pid" $([ "$started_munged" = 1 ] && echo "$munged_pid_file"); do
@@ -115,7 +115,7 @@ field() { scontrol -o show job "$1" | tr ' ' '\n' | sed -n "s/^$2=//p"; }
 submit() {
   local indexes=$1 line
   shift
-  line=$(env "$@" bash "$script" $indexes) || fail "slurm-array.sh $indexes failed"
+  line=$(env "$@" bash "$script" "$indexes") || fail "slurm-array.sh $indexes failed"
   say "  $line"
   array=$(sed -n 's/^array job \([0-9]*\) .*/\1/p' <<<"$line")
   merge=$(sed -n 's/.*merge job \([0-9]*\) .*/\1/p' <<<"$line")
