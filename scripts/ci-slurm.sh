@@ -151,7 +151,7 @@ inputs_in() {
 # The node-local graph cache a task's log (vit -v) names; it must be gone once the task has ended.
 check_cache_removed() {
   local cache
-  cache=$(sed -n 's/.*(wrote \(.*\)\/[0-9a-f]*), session.*/\1/p' "$1")
+  cache=$(sed -n 's/^vit: onnx: wrote \(.*\)\/[0-9a-f]*$/\1/p' "$1")
   [[ $cache == /tmp/vit-graphs-* ]] || fail "$1: the graph cache was not node-local: '$cache'"
   [ ! -e "$cache" ] || fail "$cache is still there after its task ended"
 }
