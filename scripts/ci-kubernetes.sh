@@ -14,24 +14,12 @@
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 
-if [ "$(id -u)" -ne 0 ]; then
-  echo "ci-kubernetes: skipped: it needs root (Debian's tini, PID namespaces) and the npm registry"
-  exit 0
-fi
-
-say() { echo "ci-kubernetes: $*"; }
-fail() {
-  echo "ci-kubernetes: FAIL: $*" >&2
-  exit 1
-}
-t0=$SECONDS
+# shellcheck source=scripts/ci-lib.sh
+source "$repo/scripts/ci-lib.sh" ci-kubernetes "it installs Debian's tini, makes PID namespaces and uses the npm registry"
 T=$(mktemp -d /tmp/vit-ci-k8s.XXXXXX)
 trap 'rm -rf "$T"' EXIT
 
-if ! command -v tini >/dev/null; then
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get install -y -q tini >/dev/null || { apt-get update -q >/dev/null && apt-get install -y -q tini >/dev/null; }
-fi
+apt_install tini tini
 # Tools for the checks only, not dependencies of vit.
 npm install --prefix "$T/tools" --no-audit --no-fund --silent kubernetes-models@5.1.0 yaml@2 >/dev/null
 tools() { (cd "$T/tools" && node --input-type=module - "$@"); }

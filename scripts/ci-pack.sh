@@ -7,17 +7,8 @@
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 
-if [ "$(id -u)" -ne 0 ]; then
-  echo "ci-pack: skipped: the packaging test runs as root in CI (it installs from the npm registry)"
-  exit 0
-fi
-
-say() { echo "ci-pack: $*"; }
-fail() {
-  echo "ci-pack: FAIL: $*" >&2
-  exit 1
-}
-t0=$SECONDS
+# shellcheck source=scripts/ci-lib.sh
+source "$repo/scripts/ci-lib.sh" ci-pack "it runs as root in CI, where it installs from the npm registry"
 T=$(mktemp -d /tmp/vit-ci-pack.XXXXXX)
 trap 'rm -rf "$T"' EXIT
 # Graph caches of both runs stay in here.

@@ -13,24 +13,11 @@ set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 script=$repo/docs/slurm-array.sh
 
-if [ "$(id -u)" -ne 0 ]; then
-  echo "ci-slurm: skipped: installing and starting Slurm needs root"
-  exit 0
-fi
-
-say() { echo "ci-slurm: $*"; }
-fail() {
-  echo "ci-slurm: FAIL: $*" >&2
-  exit 1
-}
-t0=$SECONDS
+# shellcheck source=scripts/ci-lib.sh
+source "$repo/scripts/ci-lib.sh" ci-slurm "it installs Slurm and starts its daemons"
 
 # --- the cluster -------------------------------------------------------------------------------------------
-if ! command -v slurmctld >/dev/null || ! command -v slurmd >/dev/null || ! command -v sbatch >/dev/null || ! command -v munged >/dev/null; then
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get install -y -q slurmctld slurmd slurm-client munge >/dev/null ||
-    { apt-get update -q >/dev/null && apt-get install -y -q slurmctld slurmd slurm-client munge >/dev/null; }
-fi
+for c in slurmctld slurmd sbatch munged; do apt_install "$c" slurmctld slurmd slurm-client munge; done
 say "Slurm $(dpkg-query -W -f='${Version}' slurmctld) installed ($((SECONDS - t0)) s)"
 
 T=$(mktemp -d /tmp/vit-ci-slurm.XXXXXX)
