@@ -59,7 +59,7 @@ function sharp(...args: Parameters<typeof sharpModule>): ReturnType<typeof sharp
 }
 
 /** An fs error → the short reason an error row shows. */
-function fsReason(e: unknown): InputError {
+export function fsReason(e: unknown): InputError {
   const code = (e as NodeJS.ErrnoException)?.code;
   switch (code) {
     case 'ENOENT':
@@ -750,12 +750,13 @@ export interface ImageSpec {
 }
 
 /**
- * Decode, preprocess and normalise one image into a batch buffer: float32 CHW at out[offset, offset + C*h*w).
- * Any failure is an InputError with a short reason (no such file, not an image, truncated or corrupt image,
- * permission denied, image too large (W×H pixels), is a directory, not a regular file).
+ * Decode, preprocess and normalise one image — a file, or encoded bytes already read (a tar member) — into a
+ * batch buffer: float32 CHW at out[offset, offset + C*h*w). Any failure is an InputError with a short reason
+ * (no such file, not an image, truncated or corrupt image, permission denied, image too large (W×H pixels),
+ * is a directory, not a regular file).
  */
-export async function loadImage(path: string, spec: ImageSpec, out: Float32Array, offset: number, opts: DecodeOptions = {}): Promise<void> {
-  const rgb = await decodeRgb(path, opts);
+export async function loadImage(source: string | Uint8Array, spec: ImageSpec, out: Float32Array, offset: number, opts: DecodeOptions = {}): Promise<void> {
+  const rgb = typeof source === 'string' ? await decodeRgb(source, opts) : await decodeRgbBuffer(source, opts);
   const img = preprocessRgb(spec.channels === 1 ? toLuma(rgb) : rgb, spec.preprocess, spec.size);
   writeNormalizedChw(img, tableFor(spec.preprocess), out, offset);
 }

@@ -1,6 +1,8 @@
 /**
  * Turn the command line's inputs into the ordered list of image paths a run will process: files as given,
- * directories walked (images only), glob patterns expanded, and `-` for a list of paths on stdin.
+ * directories walked (images and tar archives), glob patterns expanded, and `-` for a list of paths on stdin.
+ * Tar archives stay single inputs here (so that --shard gives each whole to one shard); tar-inputs.ts lists
+ * their members.
  */
 import { createHash } from 'node:crypto';
 import { readdir, stat, type BigIntStats } from 'node:fs';
@@ -11,6 +13,7 @@ import type fg from 'fast-glob';
 import type sharpModule from 'sharp';
 import { UsageError } from '../errors.js';
 import { decodeFsName, pathBytes } from './fs-names.js';
+import { isTarName } from './tar.js';
 
 /** fast-glob, loaded only to walk a directory or expand a pattern (not for files named one by one). */
 async function loadGlob(): Promise<typeof fg> {
@@ -128,7 +131,7 @@ const WALK_CONCURRENCY = 16;
 interface Pending { path: Buffer; rel: Buffer; parent: Chain | null }
 
 /**
- * The images under a directory, sorted by the bytes of their path, each joined onto the directory as the
+ * The images and tar archives under a directory, sorted by the bytes of their path, each joined onto the directory as the
  * user wrote it. Names are read as bytes (fs-names.ts), so names that are not UTF-8 are found and opened.
  * Every directory is read once per path reaching it, with one stat, so the walk is linear in the entries
  * (a chain of 1,000 nested directories is 1,000 reads); hidden entries are skipped, symbolic links followed
@@ -139,9 +142,9 @@ async function walkDirectory(dir: string, cwd: string): Promise<string[]> {
   const sep = Buffer.from('/');
   const found: Buffer[] = [];
   const queue: Pending[] = [{ path: pathBytes(resolve(cwd, dir)), rel: Buffer.alloc(0), parent: null }];
-  const isImage = (name: Buffer) => {
+  const isInput = (name: Buffer) => {
     const dot = name.lastIndexOf(0x2e);
-    return dot > 0 && exts.has(name.subarray(dot + 1).toString('latin1').toLowerCase());
+    return dot > 0 && (exts.has(name.subarray(dot + 1).toString('latin1').toLowerCase()) || isTarName(name.toString('latin1')));
   };
   const visit = async ({ path, rel, parent }: Pending) => {
     const chain = await statAsync(path, { bigint: true }).then((st) => (st.isDirectory() ? enter(parent, st) : null), () => null);
@@ -162,7 +165,7 @@ async function walkDirectory(dir: string, cwd: string): Promise<string[]> {
         isFile = st?.isFile() ?? false;
       }
       if (isDir) queue.push({ path: childPath, rel: childRel, parent: chain });
-      else if (isFile && isImage(name)) found.push(childRel);
+      else if (isFile && isInput(name)) found.push(childRel);
     }
   };
   let active = 0;
@@ -204,7 +207,8 @@ function kindOf(path: string): Promise<Kind> {
 /**
  * The ordered list of inputs for a run:
  * - an existing file (or anything that is not a directory) is kept as written;
- * - a directory is walked recursively for images (by extension, case-insensitive; hidden files skipped),
+ * - a directory is walked recursively for images and tar archives (by extension, case-insensitive; hidden
+ *   files skipped),
  *   following symbolic links without looping, sorted by the byte order of the path;
  * - a path that does not exist but is a glob pattern is expanded by fast-glob (sorted likewise, no
  *   extension filter: the pattern says what is wanted), or kept as written when it matches nothing;

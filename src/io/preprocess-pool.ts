@@ -15,6 +15,8 @@ import type { PreprocessInit, PreprocessReply, PreprocessRequest } from './prepr
 
 interface Job {
   path: string;
+  /** The encoded image (a tar member), when it is not read from `path`. */
+  bytes?: Uint8Array;
   pixels: Float32Array;
   offset: number;
   resolve(error: string | null): void;
@@ -60,9 +62,21 @@ export class PreprocessPool {
    * null, or to the short reason the image failed. Rejects only if the pool itself broke.
    */
   load(path: string, pixels: Float32Array, offset: number): Promise<string | null> {
+    return this.enqueue({ path, pixels, offset });
+  }
+
+  /**
+   * As load, for an image whose encoded bytes are already read (a tar member, named `path` in messages). The
+   * bytes' buffer is transferred to the thread, not copied: it must hold nothing else, and is unusable here after.
+   */
+  decode(path: string, bytes: Uint8Array, pixels: Float32Array, offset: number): Promise<string | null> {
+    return this.enqueue({ path, bytes, pixels, offset });
+  }
+
+  private enqueue(job: Omit<Job, 'resolve' | 'reject'>): Promise<string | null> {
     if (this.failed) return Promise.reject(this.failed);
     return new Promise((resolve, reject) => {
-      this.queue.push({ path, pixels, offset, resolve, reject });
+      this.queue.push({ ...job, resolve, reject });
       this.dispatch();
     });
   }
@@ -87,7 +101,8 @@ export class PreprocessPool {
       const w = this.idle.pop()!;
       const job = this.queue.shift()!;
       this.running.set(w, job);
-      w.postMessage({ path: job.path, pixels: job.pixels, offset: job.offset } satisfies PreprocessRequest);
+      const req: PreprocessRequest = { path: job.path, bytes: job.bytes, pixels: job.pixels, offset: job.offset };
+      w.postMessage(req, job.bytes ? [job.bytes.buffer as ArrayBuffer] : []);
     }
   }
 

@@ -14,8 +14,11 @@ export interface PreprocessInit {
   channels: Channels;
 }
 
-/** One image to load into pixels[offset, ...); a thread has one request at a time, so replies need no id. */
-export interface PreprocessRequest { path: string; pixels: Float32Array; offset: number }
+/**
+ * One image to load into pixels[offset, ...), read from `path` or decoded from `bytes` (a tar member); a thread
+ * has one request at a time, so replies need no id.
+ */
+export interface PreprocessRequest { path: string; bytes?: Uint8Array; pixels: Float32Array; offset: number }
 export interface PreprocessReply { error: string | null }
 
 const { preprocess, size, channels } = workerData as PreprocessInit;
@@ -26,7 +29,7 @@ function reason(e: unknown): string {
 }
 
 parentPort!.on('message', (req: PreprocessRequest) => {
-  loadImage(req.path, { preprocess, size, channels }, req.pixels, req.offset, { blockingRead: true }).then(
+  loadImage(req.bytes ?? req.path, { preprocess, size, channels }, req.pixels, req.offset, { blockingRead: true }).then(
     () => parentPort!.postMessage({ error: null } satisfies PreprocessReply),
     (e: unknown) => parentPort!.postMessage({ error: reason(e) } satisfies PreprocessReply),
   );

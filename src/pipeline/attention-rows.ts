@@ -151,9 +151,10 @@ export function attentionRows(o: AttentionOptions, ctx: Context): RowKind<Rollou
   };
   const runOptions = { attentions: true };
   const command = 'attention';
+  const rereads = o.heatmap === undefined ? undefined : '--heatmap';
   if (o.raw) {
     return {
-      command, schema: RAW_SCHEMA, runOptions, plan,
+      command, schema: RAW_SCHEMA, runOptions, plan, rereads,
       options: () => ({ analysis: 'raw', layer: o.layer, head: o.head }),
       prepare(config) {
         const a = archOf(config).attention;
@@ -167,7 +168,7 @@ export function attentionRows(o: AttentionOptions, ctx: Context): RowKind<Rollou
   }
   if (o.distance) {
     return {
-      command, schema: DISTANCE_SCHEMA, runOptions, plan,
+      command, schema: DISTANCE_SCHEMA, runOptions, plan, rereads,
       options: () => ({ analysis: 'distance' }),
       writer: o.summary ? () => new DistanceSummary(ctx.stdout, o.json) : undefined,
       prepare(config) {
@@ -177,7 +178,7 @@ export function attentionRows(o: AttentionOptions, ctx: Context): RowKind<Rollou
     };
   }
   return {
-    command, schema: ROLLOUT_SCHEMA, runOptions, plan,
+    command, schema: ROLLOUT_SCHEMA, runOptions, plan, rereads,
     options: () => ({ analysis: 'rollout' }),
     prepare(config) {
       const g = geometry(config, 'rollout');

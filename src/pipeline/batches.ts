@@ -4,7 +4,15 @@
  * How far ahead of the engine batches are decoded is the caller's choice (`fill`), made in run.ts.
  */
 import type { ModelConfig } from '../model/config.js';
-import { PreprocessPool, sharedFloats } from '../io/preprocess-pool.js';
+import { sharedFloats } from '../io/preprocess-pool.js';
+
+/** Where a batch's images come from: the decoding pool, or an InputLoader over it (tar members). */
+export interface ImageSource {
+  /** Load one input into pixels[offset, ...): null, or the reason it failed. */
+  load(path: string, pixels: Float32Array, offset: number): Promise<string | null>;
+  /** No image is being decoded, or waiting to be. */
+  readonly quiet: boolean;
+}
 
 /** One decoded batch: the pixels of the images that decoded, and what happened to each input. */
 export interface Batch {
@@ -27,7 +35,7 @@ export class BatchQueue {
   /** Floats per image. */
   readonly per: number;
 
-  constructor(private readonly paths: string[], private readonly batchSize: number, config: ModelConfig, readonly pool: PreprocessPool) {
+  constructor(private readonly paths: string[], private readonly batchSize: number, config: ModelConfig, readonly pool: ImageSource) {
     this.per = config.inChans * config.imgSize[0] * config.imgSize[1];
   }
 

@@ -2,7 +2,8 @@
  * A run, top to bottom: inputs → decode pool → batches → engine → rows → sink.
  *
  *  1. The model is resolved and identified (no weights read yet): a bad model name fails here.
- *  2. The inputs are collected, each path once, cut to this process's shard.
+ *  2. The inputs are collected, each path once, cut to this process's shard (a tar archive is one input
+ *     then), and the archives left are listed: their image members become inputs (src/io/tar-inputs.ts).
  *  3. The output is opened (a --resume file read back, its done inputs skipped): an unusable output fails
  *     here, before any image is read.
  *  4. The engine starts; images are decoded meanwhile, on the cores its start-up leaves free.
@@ -18,6 +19,7 @@ import { UsageError } from '../errors.js';
 import { ExitStatus } from '../exit.js';
 import { collectInputs, resolveShard, selectShard, uniquePaths, type Shard } from '../io/inputs.js';
 import { PreprocessPool } from '../io/preprocess-pool.js';
+import { expandTars, InputLoader, type RunInputs } from '../io/tar-inputs.js';
 import { displayPath } from '../io/fs-names.js';
 import { createBar, escapeControls } from '../io/progress.js';
 import { openOutput } from '../io/sinks/index.js';
@@ -64,6 +66,8 @@ export interface RowKind<R extends { path: string }> {
   writer?(): RowWriter<R>;
   /** Before any work, with the run's inputs and its output files: refuse what would harm them (heatmaps). */
   plan?(inputs: readonly string[], outputs: readonly string[]): void;
+  /** The option that reads each image again from its file (--heatmap), if any: tar members cannot be then. */
+  rereads?: string;
 }
 
 /**
@@ -89,15 +93,18 @@ function checkArgs(a: RunArgs, kind: RowKind<{ path: string }>): void {
 
 /**
  * The inputs of this run: collected, each path once (a file given twice, or a file and its directory, is
- * processed once: rows are keyed by path for --resume and `vit merge`), cut to this process's shard.
+ * processed once: rows are keyed by path for --resume and `vit merge`), cut to this process's shard — whole
+ * tar archives at a time, so that a shard lists and reads only its own — then with each archive replaced by
+ * its image members.
  */
-async function runInputs(a: RunArgs, ctx: Context, shard: Shard | null): Promise<string[]> {
+async function runInputs(a: RunArgs, ctx: Context, shard: Shard | null): Promise<RunInputs> {
   const { paths, repeated } = uniquePaths(await collectInputs(a.inputs ?? [], { stdin: process.stdin, stdinIsTTY: process.stdin.isTTY === true, nul: a.null }));
   if (repeated > 0) ctx.note(`${repeated} repeated input path${repeated === 1 ? '' : 's'} left out: each path is processed once`);
-  if (shard === null) return paths;
-  const mine = selectShard(paths, shard);
-  ctx.verbose(`shard ${shard.index}/${shard.count} (from ${shard.from}): ${mine.length} of ${paths.length} inputs`);
-  return mine;
+  const mine = shard === null ? paths : selectShard(paths, shard);
+  if (shard !== null) ctx.verbose(`shard ${shard.index}/${shard.count} (from ${shard.from}): ${mine.length} of ${paths.length} inputs`);
+  const inputs = await expandTars(mine);
+  if (inputs.tars.size > 0) ctx.verbose(`${inputs.tars.size} tar archive${inputs.tars.size === 1 ? '' : 's'} listed: ${inputs.paths.length} inputs in all`);
+  return inputs;
 }
 
 /** Release an engine that may still be starting, however its start ends. */
@@ -115,8 +122,12 @@ export async function runPipeline<R extends { path: string }>(a: RunArgs, ctx: C
 
   // 2. The inputs.
   const shard = resolveShard({ shard: a.shard, shardCount: a.shardCount });
-  let paths = await runInputs(a, ctx, shard);
+  const inputs = await runInputs(a, ctx, shard);
+  let paths = inputs.paths;
   const total = paths.length;
+  if (kind.rereads !== undefined && inputs.tars.size > 0) {
+    throw new UsageError(`${kind.rereads} reads each image again from its file; tar members are not files (extract the archives first)`);
+  }
 
   // 3. The output, and what a resumed one already holds.
   const config = model.config;
@@ -144,7 +155,8 @@ export async function runPipeline<R extends { path: string }>(a: RunArgs, ctx: C
 
   // 4. The engine, starting while the first batches decode on the cores it leaves free.
   const pool = new PreprocessPool(config, threads);
-  const queue = new BatchQueue(paths, a.batchSize, config, pool);
+  const loader = new InputLoader(pool, inputs, paths);
+  const queue = new BatchQueue(paths, a.batchSize, config, loader);
   const starting = model.start();
   starting.catch(() => undefined);
   if (threads > 1) {
@@ -175,6 +187,7 @@ export async function runPipeline<R extends { path: string }>(a: RunArgs, ctx: C
   } finally {
     signals.release();
     progress.stop();
+    loader.close();
     await pool.close();
     await release(starting);
   }
