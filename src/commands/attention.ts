@@ -5,7 +5,7 @@ import { runOptions, type ArgsOf, type CommandBody } from './options.js';
 import { INPUTS } from './inputs.js';
 
 const OPTIONS = {
-  ...runOptions(['jsonl', 'json', 'csv', 'npy']),
+  ...runOptions(['jsonl', 'json', 'csv', 'npy', 'parquet']),
   raw: { type: 'boolean', default: false, describe: 'the softmax attention probabilities [layers][heads][tokens][tokens] (tokens include the class token)' },
   layer: { type: 'string', default: 'all', describe: 'with --raw: a 0-based layer index, or all' },
   head: { type: 'string', default: 'all', describe: 'with --raw: a 0-based head index, mean, or all' },

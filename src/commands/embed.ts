@@ -5,7 +5,7 @@ import { runOptions, type ArgsOf, type CommandBody } from './options.js';
 import { INPUTS } from './inputs.js';
 
 const OPTIONS = {
-  ...runOptions(['csv', 'json', 'jsonl', 'npy']),
+  ...runOptions(['csv', 'json', 'jsonl', 'npy', 'parquet']),
   pool: {
     type: 'string', choices: POOLS,
     describe: 'cls: final-norm class token (what a ViT head sees; the default for ViT); avg: mean of patch tokens ' +
@@ -18,7 +18,8 @@ export function embedCommand(ctx: Context): CommandBody {
   return {
     builder: (y) => y.positional('inputs', INPUTS).options(OPTIONS)
       .example('$0 embed photos/ -f npy -o feats.npy', 'float32 [N, D] array + feats.paths.txt')
-      .example('$0 embed img.jpg --pool avg --normalize -f jsonl', 'one unit vector as JSON'),
+      .example('$0 embed img.jpg --pool avg --normalize -f jsonl', 'one unit vector as JSON')
+      .example("$0 embed 'shards/*.tar' --shard 3/8 -f parquet -o part-3.parquet", 'shard 3 of 8 of a WebDataset, as parquet'),
     handler: async (argv) => {
       const a = argv as unknown as ArgsOf<typeof OPTIONS> & RunArgs;
       await runPipeline(a, ctx, embedRows(a));

@@ -1,6 +1,7 @@
 import { UsageError } from '../errors.js';
 import { collectInputs, uniquePaths } from '../io/inputs.js';
 import { mergeOutputs } from '../io/sinks/index.js';
+import { expandTars } from '../io/tar-inputs.js';
 import { FORMATS, type Format } from '../io/sinks/rows.js';
 import type { Context } from '../pipeline/context.js';
 import type { CommandBody } from './options.js';
@@ -28,7 +29,7 @@ export function mergeCommand(ctx: Context): CommandBody {
       .option('format', { alias: 'f', type: 'string', choices: FORMATS, describe: 'csv, json, jsonl or npy (default: from the output\'s extension)' })
       .option('inputs', {
         type: 'string', array: true,
-        describe: 'the inputs the shards were given (as given to them: files, directories, globs, - for a list on stdin): rows follow their order and must cover them exactly. Without it rows are sorted by path (byte order)',
+        describe: 'the inputs the shards were given (as given to them: files, directories, globs, tar archives, - for a list on stdin): rows follow their order and must cover them exactly. Without it rows are sorted by path (byte order)',
       })
       .option('null', { alias: '0', type: 'boolean', default: false, describe: 'with --inputs -: the list on stdin is NUL-separated' })
       .example('$0 merge labels.csv parts/labels-*.csv', 'rows sorted by path')
@@ -39,7 +40,7 @@ export function mergeCommand(ctx: Context): CommandBody {
       if (format === undefined) throw new UsageError(`cannot tell the format from "${a.output}": name it with -f (${FORMATS.join(', ')})`);
       const inputs = a.inputs === undefined
         ? undefined
-        : uniquePaths(await collectInputs(a.inputs, { stdin: process.stdin, stdinIsTTY: process.stdin.isTTY === true, nul: a.null })).paths;
+        : (await expandTars(uniquePaths(await collectInputs(a.inputs, { stdin: process.stdin, stdinIsTTY: process.stdin.isTTY === true, nul: a.null })).paths)).paths;
       // yargs hands a positional `-` to a string option as ''.
       const output = a.output === '' ? '-' : a.output;
       const rows = await mergeOutputs(a.parts, { format, output, stdout: ctx.stdout, inputs, note: ctx.note });

@@ -25,6 +25,10 @@ const ROLLOUT_SCHEMA: RowSchema<RolloutRow> = {
   json: (r) => ({ path: r.path, grid: r.grid, rollout: r.rollout }),
   npy: (r) => r.rollout,
   npyShape: (first) => first.grid,
+  columns: [
+    { name: 'grid', type: { list: 'int32' }, value: (r) => r.grid },
+    { name: 'rollout', type: { list: 'float' }, value: (r) => r.rollout },
+  ],
 };
 
 const RAW_SCHEMA: RowSchema<RawRow> = {
@@ -49,6 +53,7 @@ const DISTANCE_SCHEMA: RowSchema<DistanceRow> = {
   json: (r) => ({ path: r.path, distance: r.distance }),
   npy: (r) => Float32Array.from(r.distance.flat()),
   npyShape: (first) => [first.distance.length, first.distance[0].length],
+  columns: [{ name: 'distance', type: { list: { list: 'float' } }, value: (r) => r.distance }],
 };
 
 /** Which layers and heads of the raw probabilities to keep. */

@@ -22,7 +22,7 @@ import { PreprocessPool } from '../io/preprocess-pool.js';
 import { expandTars, InputLoader, type RunInputs } from '../io/tar-inputs.js';
 import { displayPath } from '../io/fs-names.js';
 import { createBar, escapeControls } from '../io/progress.js';
-import { openOutput } from '../io/sinks/index.js';
+import { checkOutputFormat, openOutput } from '../io/sinks/index.js';
 import type { Provenance } from '../io/sinks/manifest.js';
 import { formatsFor, type ErrorRow, type Format, type RowSchema, type RowWriter } from '../io/sinks/rows.js';
 import type { ModelConfig } from '../model/config.js';
@@ -89,6 +89,7 @@ function checkArgs(a: RunArgs, kind: RowKind<{ path: string }>): void {
   if (!(formatsFor(kind.schema) as string[]).includes(a.format)) {
     throw new UsageError(`format "${a.format}" is not available for ${kind.schema.kind}; choose one of: ${formatsFor(kind.schema).join(', ')}`);
   }
+  if (kind.writer === undefined) checkOutputFormat(a.format as Format, a.output);
 }
 
 /**
@@ -143,7 +144,9 @@ export async function runPipeline<R extends { path: string }>(a: RunArgs, ctx: C
   let storedFailures = 0;
   if (kind.writer) writer = kind.writer();
   else {
-    const out = await openOutput(kind.schema, { output: a.output, format: a.format as Format, stdout: ctx.stdout, inputs: paths, provenance, resume: a.resume });
+    // The archives are inputs too: the output may not be one of them either.
+    const all = inputs.tars.size === 0 ? paths : [...inputs.tars, ...paths];
+    const out = await openOutput(kind.schema, { output: a.output, format: a.format as Format, stdout: ctx.stdout, inputs: all, provenance, resume: a.resume });
     writer = out.writer;
     if (out.prior) {
       const done = new Map(out.prior.rows.map((r) => [r.path, r.error]));

@@ -1,9 +1,10 @@
 /**
- * What each output format module (csv.ts, json.ts, jsonl.ts, npy.ts) provides: a writer, the reader that
- * `--resume` and `vit merge` use, and the rules for joining parts. The table of them is in index.ts.
+ * What each output format module (csv.ts, json.ts, jsonl.ts, npy.ts, parquet.ts) provides: a writer, the
+ * reader that `--resume` and `vit merge` use, and the rules for joining parts. The table of them is in index.ts.
  */
+import type { Stats } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
-import type { ReadMode, StoredOutput } from './records.js';
+import type { ReadMode, StoredOutput, StoredRow } from './records.js';
 import { isErrorRow, toJson, type ErrorRow, type RowSchema, type RowWriter } from './rows.js';
 import type { FileSink, Sink } from './target.js';
 
@@ -27,11 +28,27 @@ export interface Merger {
   end(count: number): Uint8Array;
 }
 
+/** The regular file a --resume continues (see target.ts). */
+export interface ResumeTarget {
+  path: string;
+  name: string;
+  existing: Stats | null;
+}
+
 export interface FormatModule {
+  /** Written only to a file, FIFO or device given with -o, never to stdout (binary with a footer: parquet). */
+  needsFile?: boolean;
   writer<R extends { path: string }>(schema: RowSchema<R>, parts: WriterParts): Promise<RowWriter<R>>;
+  /**
+   * For a format that cannot be continued in place (parquet: the footer ends the file), the writer of a
+   * --resume run, given what the output holds. Other formats continue the file in place after its `keep` bytes.
+   */
+  resume?<R extends { path: string }>(schema: RowSchema<R>, target: ResumeTarget, prior: StoredOutput): Promise<RowWriter<R>>;
   read(fh: FileHandle, file: string, mode: ReadMode, size: number): Promise<StoredOutput>;
-  /** The merger for these parts (throws when they cannot be joined, e.g. other CSV columns). */
-  merger(parts: StoredOutput[]): Merger;
+  /** Formats whose rows are byte ranges: the merger for these parts (throws when they cannot be joined, e.g. other CSV columns). */
+  merger?(parts: StoredOutput[]): Merger;
+  /** Formats whose rows are not byte ranges (parquet): write the rows of the parts, in this order, to `sink`. */
+  mergeRows?(parts: StoredOutput[], rows: { part: number; row: StoredRow }[], sink: Sink): Promise<void>;
 }
 
 /** The life cycle every writer shares: ordering checks, the sink, closedByReader. Formats say how rows become bytes. */

@@ -11,11 +11,19 @@ import { JSON_ARRAY } from './json.js';
 import { JSONL } from './jsonl.js';
 import { checkResumable, differences, readManifest, writeManifest, type Manifest, type Provenance } from './manifest.js';
 import { NPY, pathsFileFor } from './npy.js';
+import { PARQUET } from './parquet.js';
 import { emptyOutput, type ReadMode, type StoredOutput, type StoredRow } from './records.js';
 import { pathsLine, type Format, type RowSchema, type RowWriter } from './rows.js';
 import { AtomicFileSink, InPlaceFileSink, openSink, resolveOutput, type FileSink, type OutputTarget, type Sink } from './target.js';
 
-export const FORMAT_MODULES: Record<Format, FormatModule> = { csv: CSV, json: JSON_ARRAY, jsonl: JSONL, npy: NPY };
+export const FORMAT_MODULES: Record<Format, FormatModule> = { csv: CSV, json: JSON_ARRAY, jsonl: JSONL, npy: NPY, parquet: PARQUET };
+
+/** Refuse stdout for a format written only to files (parquet), before any work is done. */
+export function checkOutputFormat(format: Format, output: string | undefined, flag = '-o'): void {
+  if (FORMAT_MODULES[format].needsFile && (output === undefined || output === '-' || output === '')) {
+    throw new UsageError(`${format} is not written to stdout: name the output file with ${flag} (e.g. ${flag} out.${format})`);
+  }
+}
 
 /**
  * A stored output to read: a regular file (a FIFO or device given as --resume file or merge part would block
@@ -100,6 +108,7 @@ function withManifest<R extends { path: string }>(w: RowWriter<R>, output: strin
  * (another model, command or option) is thrown here, with the file left as it was.
  */
 export async function openOutput<R extends { path: string }>(schema: RowSchema<R>, o: OutputOptions): Promise<OpenOutput<R>> {
+  checkOutputFormat(o.format, o.output);
   const target = resolveOutput(o.output, o.inputs);
   const side = sidecars(target, o.format, o.inputs);
   const mod = FORMAT_MODULES[o.format];
@@ -108,10 +117,11 @@ export async function openOutput<R extends { path: string }>(schema: RowSchema<R
     if (target.kind !== 'file') throw new UsageError(`--resume continues a regular file; ${o.output ?? 'stdout'} is not one`);
     checkResumable(target.path, target.existing?.size ?? 0, o.provenance);
     const prior = await readStoredOutput(target.path, o.format, 'resume');
-    const sink = await InPlaceFileSink.open(target.path, target.name, prior.keep);
-    const paths = side.paths === null ? null : await InPlaceFileSink.open(side.paths, side.paths, prior.npy?.pathsKeep ?? 0);
     // Written before any row is appended: a kill at any moment leaves a file its manifest describes.
     writeManifest(target.path, o.provenance);
+    if (mod.resume) return { writer: await mod.resume(schema, target, prior), prior };
+    const sink = await InPlaceFileSink.open(target.path, target.name, prior.keep);
+    const paths = side.paths === null ? null : await InPlaceFileSink.open(side.paths, side.paths, prior.npy?.pathsKeep ?? 0);
     // A file with nothing worth keeping is written from its start, header and all.
     return { writer: await mod.writer(schema, { sink, prior: prior.keep > 0 ? prior : null, paths, spool }), prior };
   }
@@ -250,6 +260,7 @@ class PartReader {
  */
 export async function mergeOutputs(partFiles: string[], opts: MergeOptions): Promise<number> {
   if (partFiles.length === 0) throw new UsageError('name the shard outputs to merge');
+  checkOutputFormat(opts.format, opts.output, 'the merged output');
   const target = resolveOutput(opts.output, partFiles, 'the merged output');
   if (opts.format === 'npy' && target.kind !== 'file') throw new UsageError('merging npy needs an output file, for its paths file beside it');
   const provenance = mergedProvenance(partFiles, partFiles.map(readManifest), opts.inputs !== undefined, opts.note);
@@ -257,7 +268,20 @@ export async function mergeOutputs(partFiles: string[], opts: MergeOptions): Pro
   const parts: StoredOutput[] = [];
   for (const f of partFiles) parts.push(await readStoredOutput(f, opts.format, 'merge'));
   const rows = orderRows(indexRows(parts), opts);
-  const merger = FORMAT_MODULES[opts.format].merger(parts);
+  const mod = FORMAT_MODULES[opts.format];
+  if (mod.mergeRows) {
+    const sink = await openSink(target, opts.stdout);
+    try {
+      await mod.mergeRows(parts, rows, sink);
+      await sink.close();
+    } catch (e) {
+      await sink.abort();
+      throw e;
+    }
+    if (provenance !== null && target.kind === 'file') writeManifest(target.path, provenance);
+    return rows.length;
+  }
+  const merger = mod.merger!(parts);
 
   const sink: Sink = await openSink(target, opts.stdout);
   const pathsSink: FileSink | null = opts.format === 'npy' && target.kind === 'file' ? await AtomicFileSink.open(pathsFileFor(target.path), pathsFileFor(target.path)) : null;

@@ -10,10 +10,11 @@
  *   interrupted shard output is an error that says to finish it with --resume.
  */
 import type { FileHandle } from 'node:fs/promises';
+import type { SchemaElement } from 'hyparquet';
 import { OutputError } from '../../errors.js';
 import type { Format } from './rows.js';
 
-/** One row of a stored output: its path and where its bytes are (the npy data range for npy). */
+/** One row of a stored output: its path and where its bytes are (the npy data range for npy, its index for parquet). */
 export interface StoredRow {
   path: string;
   start: number;
@@ -32,6 +33,8 @@ export interface StoredOutput {
   csvHeader?: string[];
   /** npy: the array's layout and its paths file. */
   npy?: { rowShape: number[]; headerLength: number; pathsFile: string; pathsKeep: number };
+  /** parquet: the file's schema (a row's range is its index: start, start + 1). */
+  parquet?: { schema: SchemaElement[] };
 }
 
 export type ReadMode = 'resume' | 'merge';

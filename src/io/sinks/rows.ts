@@ -2,13 +2,14 @@ import { displayPath } from '../fs-names.js';
 
 /**
  * Rows and how they are written, whatever the format:
- * - A row schema says how one kind of row becomes CSV cells, a JSON object and an npy row; commands add
- *   their own row kinds by writing a schema, the formats come for free.
+ * - A row schema says how one kind of row becomes CSV cells, a JSON object, an npy row and typed (parquet)
+ *   columns; commands add their own row kinds by writing a schema, the formats come for free.
  * - Numbers are written at float32 precision, the engine's: the shortest decimal that reads back as the
  *   same float32 (0.1f is written 0.1, not 0.10000000149011612). Non-finite values are null in JSON and
  *   NaN / Infinity / -Infinity in CSV.
  * - A failed input is a row `{path, error}`: an `error` field in JSON, the last CSV column (empty on good
- *   rows). npy holds numbers only, so failed inputs are left out of it and of its paths file.
+ *   rows), the `error` column in parquet (null on good rows; a failed row has null in the typed columns).
+ *   npy holds numbers only, so failed inputs are left out of it and of its paths file.
  * - CSV follows RFC 4180 quoting (fields with a comma, quote, CR or LF are quoted, quotes doubled) with
  *   LF line ends, which every CSV reader accepts and line-based Unix tools prefer.
  */
@@ -39,6 +40,20 @@ export interface EmbedRow {
 export type CsvCell = string | number;
 
 /**
+ * A column's type as typed formats store it (parquet; the names are Arrow's and DuckDB's): UTF-8 strings,
+ * 32-bit integers, float32, lists and structs of these (struct fields in the order given). Values of a list
+ * are arrays or typed arrays; list elements and struct fields are never null.
+ */
+export type ColumnType = 'string' | 'int32' | 'float' | { list: ColumnType } | { struct: Record<string, ColumnType> };
+
+/** One typed column of a row kind, between `path` and `error`. */
+export interface Column<R> {
+  name: string;
+  type: ColumnType;
+  value(row: R): unknown;
+}
+
+/**
  * How one kind of row is written. `R` is the successful row; error rows are handled by the writer.
  * `first` is the first successful row, for formats whose layout depends on the data (an embedding's width).
  */
@@ -54,13 +69,18 @@ export interface RowSchema<R extends { path: string }> {
   npy?(row: R): Float32Array;
   /** The shape of one npy row when it is not a plain vector (e.g. [gh, gw] for a map); default [length]. */
   npyShape?(first: R): number[];
+  /** The typed columns between `path` and `error` (parquet); absent when the kind has no typed form. */
+  columns?: Column<R>[];
 }
+
+const PREDICTION: ColumnType = { struct: { index: 'int32', label: 'string', score: 'float', logit: 'float' } };
 
 export const CLASSIFY_SCHEMA: RowSchema<ClassifyRow> = {
   kind: 'classify',
   csvColumns: () => ['rank', 'index', 'label', 'score', 'logit'],
   csvRecords: (row) => row.predictions.map((p, i) => [i + 1, p.index, p.label, p.score, p.logit]),
   json: (row) => ({ path: row.path, predictions: row.predictions }),
+  columns: [{ name: 'predictions', type: { list: PREDICTION }, value: (row) => row.predictions }],
 };
 
 export const EMBED_SCHEMA: RowSchema<EmbedRow> = {
@@ -69,14 +89,15 @@ export const EMBED_SCHEMA: RowSchema<EmbedRow> = {
   csvRecords: (row) => [Array.from(row.embedding)],
   json: (row) => ({ path: row.path, embedding: row.embedding }),
   npy: (row) => row.embedding,
+  columns: [{ name: 'embedding', type: { list: 'float' }, value: (row) => row.embedding }],
 };
 
-export const FORMATS = ['csv', 'json', 'jsonl', 'npy'] as const;
+export const FORMATS = ['csv', 'json', 'jsonl', 'npy', 'parquet'] as const;
 export type Format = (typeof FORMATS)[number];
 
-/** The formats a schema can be written in: all of them, npy only where the schema has an npy form. */
+/** The formats a schema can be written in: npy and parquet only where the schema has that form. */
 export function formatsFor(schema: RowSchema<{ path: string }>): Format[] {
-  return FORMATS.filter((f) => f !== 'npy' || schema.npy !== undefined);
+  return FORMATS.filter((f) => (f === 'npy' ? schema.npy !== undefined : f === 'parquet' ? schema.columns !== undefined : true));
 }
 
 /** The shortest decimal that reads back as the same float32 (at most 9 significant digits). */

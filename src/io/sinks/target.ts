@@ -15,7 +15,7 @@
  */
 import { once } from 'node:events';
 import { accessSync, constants, lstatSync, readlinkSync, realpathSync, statSync, unlinkSync, type Stats } from 'node:fs';
-import { open, rename, unlink, type FileHandle } from 'node:fs/promises';
+import { copyFile, open, rename, unlink, type FileHandle } from 'node:fs/promises';
 import { createConnection } from 'node:net';
 import { tmpdir } from 'node:os';
 import { basename, dirname, isAbsolute, join, resolve } from 'node:path';
@@ -201,6 +201,14 @@ export class StreamSink implements Sink {
   }
 }
 
+/** A new file written in place of `existing` gets its mode, and its owner where allowed. */
+async function keepOwnership(fh: FileHandle, existing: Stats | null): Promise<void> {
+  if (existing === null) return;
+  await fh.chmod(existing.mode & 0o7777).catch(() => undefined);
+  // Only root may give a file away; for anyone else the file stays theirs, as a shell's `>` would leave it.
+  if (process.getuid?.() === 0) await fh.chown(existing.uid, existing.gid).catch(() => undefined);
+}
+
 /** Temporary files not yet renamed or removed: a process that exits in between (a second Ctrl-C) removes them. */
 const liveTempFiles = new Set<string>();
 
@@ -269,7 +277,7 @@ export abstract class FileSink implements Sink {
  * replaced only by a finished one, with its mode and owner.
  */
 export class AtomicFileSink extends FileSink {
-  private constructor(private readonly target: string | null, tmp: string, name: string, fh: FileHandle) {
+  private constructor(private readonly target: string | null, tmp: string, name: string, fh: FileHandle, private readonly existing: Stats | null) {
     super(tmp, name, fh);
   }
 
@@ -289,12 +297,37 @@ export class AtomicFileSink extends FileSink {
       throw writeError(name, e);
     }
     liveTempFiles.add(tmp);
-    if (existing) {
-      await fh.chmod(existing.mode & 0o7777).catch(() => undefined);
-      // Only root may give a file away; for anyone else the file stays theirs, as a shell's `>` would leave it.
-      if (process.getuid?.() === 0) await fh.chown(existing.uid, existing.gid).catch(() => undefined);
+    await keepOwnership(fh, existing);
+    return new AtomicFileSink(target, tmp, name, fh, existing);
+  }
+
+  /**
+   * Make the target hold, atomically, the bytes written so far followed by `tail`, while writing goes on
+   * here: they are copied under another temporary name, completed, synced and renamed over the target (how a
+   * parquet output continued with --resume is committed now and then, see parquet.ts).
+   */
+  async snapshot(tail: Uint8Array): Promise<void> {
+    if (this.target === null) throw new Error('a scratch file has no target to snapshot to');
+    const snap = join(dirname(this.target), `.${basename(this.target)}.${process.pid}.snapshot.tmp`);
+    liveTempFiles.add(snap);
+    try {
+      // Every write so far has reached the file (writes are awaited one by one), so a copy sees them all.
+      await copyFile(this.path, snap);
+      const fh = await open(snap, 'r+');
+      try {
+        await keepOwnership(fh, this.existing);
+        for (let off = 0; off < tail.length;) off += (await fh.write(tail, off, tail.length - off, this.position + off)).bytesWritten;
+        await fh.sync();
+      } finally {
+        await fh.close();
+      }
+      await rename(snap, this.target);
+    } catch (e) {
+      await unlink(snap).catch(() => undefined);
+      throw writeError(this.name, e);
+    } finally {
+      liveTempFiles.delete(snap);
     }
-    return new AtomicFileSink(target, tmp, name, fh);
   }
 
   private async remove(): Promise<void> {
