@@ -210,6 +210,8 @@ export class TarReader {
   private chain: Promise<unknown> = Promise.resolve();
   private failure: InputError | null = null;
   private served = 0;
+  /** A member refused unread (too large): its data is read past when the next member is asked for. */
+  private skipped: Entry | null = null;
 
   constructor(readonly path: string, private readonly expected: number, private readonly budget: ByteBudget) {}
 
@@ -247,6 +249,11 @@ export class TarReader {
   private async scan(member: string): Promise<Uint8Array> {
     this.archive ??= openArchive(this.path);
     const archive = await this.archive;
+    if (this.skipped !== null) {
+      const entry = this.skipped;
+      this.skipped = null;
+      await drain(entry);
+    }
     for (let entry = await archive.next(); entry !== null; entry = await archive.next()) {
       if (memberName(entry.header) !== member || !isFile(entry.header)) {
         await drain(entry);
@@ -254,7 +261,7 @@ export class TarReader {
       }
       const size = entry.header.size ?? 0;
       if (size > TAR_MEMBER_LIMIT) {
-        await drain(entry);
+        this.skipped = entry;
         throw new MemberError(`member too large (${size} bytes; the limit is ${TAR_MEMBER_LIMIT})`);
       }
       await this.budget.acquire(size);

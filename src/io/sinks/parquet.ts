@@ -26,7 +26,7 @@ import { displayPath, undisplayPath } from '../fs-names.js';
 import { BaseWriter, type FormatModule, type ResumeTarget } from './format.js';
 import { emptyOutput, type StoredOutput, type StoredRow } from './records.js';
 import { isErrorRow, type Column, type ColumnType, type ErrorRow, type RowSchema, type RowWriter } from './rows.js';
-import { AtomicFileSink, type Sink } from './target.js';
+import { AtomicFileSink, removeStaleTempFiles, type Sink } from './target.js';
 
 /** Rows per row group: small enough to hold while buffering, large enough for readers to scan fast. */
 const ROW_GROUP_ROWS = 4096;
@@ -213,6 +213,8 @@ class ResumedParquetWriter<R extends { path: string }> extends ParquetRowWriter<
   private committedRows = -1;
   private lastCommit = performance.now();
   private commitMs = 0;
+  /** The first batch of the run is committed at once, so that the output shows progress from the start. */
+  private eager = true;
 
   constructor(schema: RowSchema<R>, private readonly file: AtomicFileSink) {
     super(schema, file);
@@ -246,8 +248,10 @@ class ResumedParquetWriter<R extends { path: string }> extends ParquetRowWriter<
   }
 
   override async checkpoint(): Promise<void> {
-    const due = Math.max(COMMIT_EVERY_MS, COMMIT_COST_SHARE * this.commitMs);
-    if (this.encoder.rows !== this.committedRows && performance.now() - this.lastCommit >= due) await this.commit();
+    const due = this.eager ? 0 : Math.max(COMMIT_EVERY_MS, COMMIT_COST_SHARE * this.commitMs);
+    if (this.encoder.rows === this.committedRows || performance.now() - this.lastCommit < due) return;
+    await this.commit();
+    this.eager = false;
   }
 }
 
@@ -380,6 +384,8 @@ export const PARQUET: FormatModule = {
   needsFile: true,
   writer: async (schema, { sink }) => new ParquetRowWriter(schema, sink),
   async resume<R extends { path: string }>(schema: RowSchema<R>, target: ResumeTarget, prior: StoredOutput): Promise<RowWriter<R>> {
+    // Temporary files of runs that were killed (kill -9, a lost machine) are as large as the output.
+    removeStaleTempFiles(target.path);
     const file = await AtomicFileSink.open(target.path, target.name, target.existing);
     const writer = new ResumedParquetWriter(schema, file);
     try {

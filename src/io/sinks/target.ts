@@ -14,7 +14,7 @@
  *   the temporary file is removed.
  */
 import { once } from 'node:events';
-import { accessSync, constants, lstatSync, readlinkSync, realpathSync, statSync, unlinkSync, type Stats } from 'node:fs';
+import { accessSync, constants, lstatSync, readdirSync, readlinkSync, realpathSync, statSync, unlinkSync, type Stats } from 'node:fs';
 import { copyFile, open, rename, unlink, type FileHandle } from 'node:fs/promises';
 import { createConnection } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -224,6 +224,41 @@ export function removeTempFiles(): void {
   liveTempFiles.clear();
 }
 process.on('exit', removeTempFiles);
+
+/** Whether a process of this id runs on this machine. */
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/**
+ * Remove the temporary files beside `target` that AtomicFileSink left when its process was killed outright
+ * (no exit handler ran): `.NAME.PID.tmp` and `.NAME.PID.snapshot.tmp` of a process no longer running.
+ */
+export function removeStaleTempFiles(target: string): void {
+  const dir = dirname(target);
+  const name = basename(target);
+  let entries: string[];
+  try {
+    entries = readdirSync(dir);
+  } catch {
+    return;
+  }
+  for (const e of entries) {
+    if (!e.startsWith(`.${name}.`)) continue;
+    const m = /^\.(\d+)\.(?:snapshot\.)?tmp$/.exec(e.slice(name.length + 1));
+    if (m === null || Number(m[1]) === process.pid || alive(Number(m[1]))) continue;
+    try {
+      unlinkSync(join(dir, e));
+    } catch {
+      // Gone already, or not ours to remove.
+    }
+  }
+}
 
 /** A file written at explicit positions (so an npy header can be patched in place). */
 export abstract class FileSink implements Sink {
