@@ -48,6 +48,7 @@ async function runShards(command: string, format: string, extra: string[], input
 
 for (const [command, format, extra] of [
   ['classify', 'csv', ['-k', '3']], ['classify', 'jsonl', []], ['classify', 'json', []], ['embed', 'npy', []],
+  ['classify', 'parquet', []], ['embed', 'parquet', []],
 ] as const) {
   test(`shards: 3 shards of ${command} ${format} merged = one unsharded run, byte for byte`, async () => {
     const full = join(tmp, `${command}-full.${format}`);
