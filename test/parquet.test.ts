@@ -5,15 +5,19 @@
  */
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { copyFileSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { after, before, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { OutputError } from '../src/errors.js';
+import { displayPath } from '../src/io/fs-names.js';
 import { PACKAGE_ROOT } from '../src/io/paths.js';
+import { mergeOutputs, readStoredOutput } from '../src/io/sinks/index.js';
 import { runVit, TEST_CACHE, VIT_BIN, type RunResult } from './helpers/cli.js';
 import { columnTypes, lit, query, rowCount } from './helpers/duckdb.js';
+import { testWriter } from './helpers/formats.js';
 import { FIXTURES, modelDir } from './helpers/golden.js';
 import { writeTar } from './helpers/tars.js';
 
@@ -130,6 +134,37 @@ test('parquet: memory stays flat over a 20,000-row write (row groups, not one ta
     assert.ok(large.peakMiB - small.peakMiB < 64, `peak grew by ${(large.peakMiB - small.peakMiB).toFixed(0)} MiB from 2,000 to 20,000 rows`);
     assert.ok(large.peakMiB < 400, `peak ${large.peakMiB.toFixed(0)} MiB`);
   }
+});
+
+test('parquet: the writer: any path round-trips, --resume re-encodes the rows held and goes on, merge refuses other columns', async () => {
+  const paths = ['plain.jpg', 'with, comma.jpg', 'with "quotes".jpg', 'with\nnewline.jpg', 'ünïcödé 猫 🐈.jpg', 'latin1-\udce9.jpg', 'broken.jpg'];
+  const row = (path: string, i: number) => (path === 'broken.jpg'
+    ? { path, error: 'truncated or corrupt image' }
+    : { path, predictions: [{ index: i, label: `l${i}`, score: 0.5, logit: i - 0.25 }] });
+  const out = join(tmp, 'writer.parquet');
+  const first = await testWriter('classify', 'parquet', { output: out, stdout: process.stdout });
+  for (const [i, p] of paths.slice(0, 4).entries()) await first.write(row(p, i) as never);
+  await first.close();
+  const stored = await readStoredOutput(out, 'parquet', 'resume');
+  assert.deepEqual(stored.rows.map((r) => r.path), paths.slice(0, 4));
+  const resumed = await testWriter('classify', 'parquet', { output: out, stdout: process.stdout, resume: true });
+  for (const [i, p] of paths.entries()) if (i >= 4) await resumed.write(row(p, i) as never);
+  await resumed.close();
+  const back = await readStoredOutput(out, 'parquet', 'merge');
+  assert.deepEqual(back.rows.map((r) => [r.path, r.error]), paths.map((p) => [p, p === 'broken.jpg']));
+  const rows = await query(`SELECT path, predictions[1].logit AS logit, error FROM ${lit(out)}`);
+  assert.deepEqual(rows.map((r) => r.path), paths.map(displayPath), 'bytes that are not UTF-8 as \\xNN, as in CSV');
+  assert.deepEqual(rows.map((r) => r.logit), paths.map((p, i) => (p === 'broken.jpg' ? null : i - 0.25)));
+
+  const other = join(tmp, 'other.parquet');
+  const e = await testWriter('embed', 'parquet', { output: other, stdout: process.stdout });
+  await e.write({ path: 'x.jpg', embedding: Float32Array.from([1, 2]) });
+  await e.close();
+  for (const f of [out, other]) rmSync(`${f}.vit.json`);
+  await assert.rejects(mergeOutputs([out, other], { format: 'parquet', output: join(tmp, 'm.parquet'), stdout: process.stdout, inputs: [...paths, 'x.jpg'], note: () => undefined }),
+    (err: unknown) => err instanceof OutputError && /other\.parquet has other columns than .*writer\.parquet: path, embedding, error vs path, predictions, error/.test(err.message));
+  writeFileSync(join(tmp, 'not.parquet'), 'PAR1 but no more');
+  await assert.rejects(readStoredOutput(join(tmp, 'not.parquet'), 'parquet', 'merge'), (err: unknown) => err instanceof OutputError && /is not a parquet file/.test(err.message));
 });
 
 /** A vit run we can kill, with its result once it ends. */

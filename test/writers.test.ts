@@ -211,9 +211,10 @@ test('writers: -o is atomic: nothing at the target until close, nothing left on 
     (e: unknown) => e instanceof OutputError && /ENOENT/.test(e.message));
 });
 
-test('writers: the formats of a row kind; npy only where rows are vectors', () => {
-  assert.deepEqual(formatsFor(CLASSIFY_SCHEMA), ['csv', 'json', 'jsonl']);
-  assert.deepEqual(formatsFor(EMBED_SCHEMA), ['csv', 'json', 'jsonl', 'npy']);
+test('writers: the formats of a row kind; npy only where rows are vectors, parquet where the kind has typed columns', () => {
+  assert.deepEqual(formatsFor(CLASSIFY_SCHEMA), ['csv', 'json', 'jsonl', 'parquet']);
+  assert.deepEqual(formatsFor(EMBED_SCHEMA), ['csv', 'json', 'jsonl', 'npy', 'parquet']);
+  assert.deepEqual(formatsFor({ ...EMBED_SCHEMA, columns: undefined }), ['csv', 'json', 'jsonl', 'npy']);
 });
 
 test('writers: a schema of named arrays gets every format without new writer code', async () => {
