@@ -3,13 +3,12 @@
  * exit 130 / 143; kill -9 at random moments followed by --resume gives exactly the uninterrupted output.
  */
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
 import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { TEST_CACHE, VIT_BIN, type RunResult } from './helpers/cli.js';
+import { startVit, type RunResult } from './helpers/cli.js';
 import { readNpy } from './helpers/formats.js';
 import { FIXTURES, modelDir } from './helpers/golden.js';
 
@@ -18,27 +17,6 @@ after(() => rmSync(tmp, { recursive: true, force: true }));
 const DIR = join(tmp, 'images');
 const N_IMAGES = 400;
 const MODEL = ['-m', modelDir('odd40', 'hf'), '-b', '4'];
-
-/** A vit process we can signal, its result once it ends, and whether it has. */
-function startVit(args: string[]): { child: ChildProcess; result: Promise<RunResult>; ended(): boolean } {
-  const child = spawn(process.execPath, [VIT_BIN, ...args], {
-    env: { ...process.env, CI: 'true', XDG_CACHE_HOME: TEST_CACHE },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  const out: Buffer[] = [];
-  const err: Buffer[] = [];
-  child.stdout!.on('data', (d) => out.push(d));
-  child.stderr!.on('data', (d) => err.push(d));
-  let ended = false;
-  const result = new Promise<RunResult>((resolve, reject) => {
-    child.on('error', reject);
-    child.on('close', (code, signal) => {
-      ended = true;
-      resolve({ code, signal, stdout: Buffer.concat(out).toString('utf8'), stderr: Buffer.concat(err).toString('utf8') });
-    });
-  });
-  return { child, result, ended: () => ended };
-}
 
 /** Resolves once `grown()` is true (polled every 5 ms), or when the process has ended. */
 async function waitFor(grown: () => boolean, ended: () => boolean): Promise<void> {

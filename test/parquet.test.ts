@@ -4,7 +4,7 @@
  * 20,000 rows, --resume after kill -9 and after SIGTERM, and the README's DuckDB example.
  */
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { copyFileSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -15,7 +15,7 @@ import { OutputError } from '../src/errors.js';
 import { displayPath } from '../src/io/fs-names.js';
 import { PACKAGE_ROOT } from '../src/io/paths.js';
 import { mergeOutputs, readStoredOutput } from '../src/io/sinks/index.js';
-import { runVit, TEST_CACHE, VIT_BIN, type RunResult } from './helpers/cli.js';
+import { runVit, startVit } from './helpers/cli.js';
 import { columnTypes, lit, query, rowCount } from './helpers/duckdb.js';
 import { testWriter } from './helpers/formats.js';
 import { FIXTURES, modelDir } from './helpers/golden.js';
@@ -167,24 +167,6 @@ test('parquet: the writer: any path round-trips, --resume re-encodes the rows he
   await assert.rejects(readStoredOutput(join(tmp, 'not.parquet'), 'parquet', 'merge'), (err: unknown) => err instanceof OutputError && /is not a parquet file/.test(err.message));
 });
 
-/** A vit run we can kill, with its result once it ends. */
-function start(args: string[]): { child: ChildProcess; result: Promise<RunResult>; ended(): boolean } {
-  const child = spawn(process.execPath, [VIT_BIN, ...args], { env: { ...process.env, CI: 'true', XDG_CACHE_HOME: TEST_CACHE }, stdio: ['ignore', 'pipe', 'pipe'] });
-  const out: Buffer[] = [];
-  const err: Buffer[] = [];
-  child.stdout!.on('data', (d) => out.push(d));
-  child.stderr!.on('data', (d) => err.push(d));
-  let ended = false;
-  const result = new Promise<RunResult>((resolve, reject) => {
-    child.on('error', reject);
-    child.on('close', (code, signal) => {
-      ended = true;
-      resolve({ code, signal, stdout: Buffer.concat(out).toString('utf8'), stderr: Buffer.concat(err).toString('utf8') });
-    });
-  });
-  return { child, result, ended: () => ended };
-}
-
 /** The paths of a parquet output in file order, and whether its rows equal another's (DuckDB, both ways). */
 async function sameRows(a: string, b: string): Promise<void> {
   const order = async (f: string) => (await query(`SELECT path FROM ${lit(f)}`)).map((r) => r.path);
@@ -216,7 +198,7 @@ test('parquet: --resume after kill -9 leaves a readable file every time, then co
   const args = ['classify', bigTar, ...MODEL, '-b', '2', '-f', 'parquet', '-o', out, '--resume'];
   let rows = 0;
   for (const delay of [0, 150, 400]) {
-    const run = start(args);
+    const run = startVit(args);
     // Once this run has committed its first batch (the file grows past what it held), kill it a little later.
     for (let i = 0; i < 600 && !run.ended() && (await rowCount(out)) <= rows; i++) await sleep(20);
     await sleep(delay);
@@ -238,7 +220,7 @@ test('parquet: SIGTERM closes a complete file with the rows so far; --resume com
   await bigRun();
   const out = join(tmp, 'stopped.parquet');
   const args = ['classify', bigTar, ...MODEL, '-b', '2', '-f', 'parquet', '-o', out];
-  const run = start(args);
+  const run = startVit(args);
   for (let i = 0; i < 600 && !run.ended() && temps('stopped.parquet').length === 0; i++) await sleep(20);
   await sleep(300);
   run.child.kill('SIGTERM');

@@ -1,4 +1,4 @@
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -35,4 +35,25 @@ export function runVit(args: string[], opts: { input?: string | Buffer; env?: No
     if (opts.input !== undefined) child.stdin.end(opts.input);
     else child.stdin.end();
   });
+}
+
+/** A vit process we can signal, its result once it ends, and whether it has. */
+export function startVit(args: string[]): { child: ChildProcess; result: Promise<RunResult>; ended(): boolean } {
+  const child = spawn(process.execPath, [VIT_BIN, ...args], {
+    env: { ...process.env, CI: 'true', XDG_CACHE_HOME: TEST_CACHE },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const out: Buffer[] = [];
+  const err: Buffer[] = [];
+  child.stdout!.on('data', (d) => out.push(d));
+  child.stderr!.on('data', (d) => err.push(d));
+  let ended = false;
+  const result = new Promise<RunResult>((resolve, reject) => {
+    child.on('error', reject);
+    child.on('close', (code, signal) => {
+      ended = true;
+      resolve({ code, signal, stdout: Buffer.concat(out).toString('utf8'), stderr: Buffer.concat(err).toString('utf8') });
+    });
+  });
+  return { child, result, ended: () => ended };
 }
