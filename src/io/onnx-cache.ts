@@ -22,13 +22,13 @@ export function defaultOnnxCacheDir(): string {
 }
 
 /**
- * sha256 of everything a built graph depends on: tool version, graph format, the architecture part of the config
+ * sha256 of everything a built graph depends on: tool version, graph format and dtype, the architecture part of the config
  * and every weight's bytes. Labels and preprocessing never reach the graph, so they do not split entries.
  */
-export function onnxCacheKey(config: ViTConfig, weights: TensorMap, graphFormat: number): string {
+export function onnxCacheKey(config: ViTConfig, weights: TensorMap, graph: string): string {
   const { name: _name, labels: _labels, preprocess: _preprocess, ...architecture } = config;
   const h = createHash('sha256');
-  h.update(`vit ${toolVersion()} graph ${graphFormat}\n${JSON.stringify(architecture)}\n`);
+  h.update(`vit ${toolVersion()} graph ${graph}\n${JSON.stringify(architecture)}\n`);
   for (const name of [...weights.keys()].sort()) {
     const t = weights.get(name)!;
     h.update(`${name} ${t.shape.join('x')}\n`);

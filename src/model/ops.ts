@@ -37,6 +37,12 @@ export interface Ops<T> {
   /** Prepend tokens [1, k, D] (shared across the batch) to x [B, N, D] → [B, k+N, D]. */
   prependTokens(x: T, tokens: T): T;
   /**
+   * Optional: multi-head self-attention in one step, for an engine with a fused kernel: x [B, T, D] through the
+   * joint projection (w [3D, D], rows q | k | v; b [3D]) and softmax(q·kᵀ/√(D/H))·v to the heads' merged context
+   * [B, T, D], before the output projection. Used only where the probabilities are not wanted.
+   */
+  selfAttention?(x: T, w: T, b: T | undefined, numHeads: number): T;
+  /**
    * Optional: run one encoder block as a unit. An eager engine frees the block's intermediates when it ends,
    * keeping only the values returned, so memory holds one block's activations rather than the whole network's.
    */

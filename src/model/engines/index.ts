@@ -2,6 +2,7 @@ import { ModelError, UsageError } from '../../errors.js';
 import type { ViTConfig } from '../config.js';
 import type { TensorMap } from '../tensor.js';
 import type { Engine, EngineFactoryOptions } from './engine.js';
+import type { GraphDtype } from './onnx-format.js';
 import { collectGarbage } from './gc.js';
 
 /** The values of `--engine`: auto picks onnx where onnxruntime-node loads, else tfjs. */
@@ -18,6 +19,8 @@ export interface CreateEngineOptions extends EngineFactoryOptions {
    * onnx cache file, in tfjs tensors), so a big model is not held twice.
    */
   releaseWeights?: boolean;
+  /** onnx: the number format of the linear layers; default fp32. */
+  dtype?: GraphDtype;
 }
 
 function firstLine(e: unknown): string {
@@ -56,7 +59,9 @@ export function preloadEngine(choice: EngineChoice): void {
  * where onnxruntime-node's native library cannot load still runs on tfjs (which picks its own best backend).
  */
 export async function createEngine(choice: EngineChoice, cfg: ViTConfig, weights: TensorMap, opts: CreateEngineOptions = {}): Promise<Engine> {
-  if (await usesOnnx(choice, opts.verbose)) {
+  const int8 = (opts.dtype ?? 'fp32') !== 'fp32';
+  if (int8 && choice === 'tfjs') throw new UsageError(`--dtype ${opts.dtype} needs the onnx engine; the tfjs engine computes in fp32 only`);
+  if (await usesOnnx(int8 ? 'onnx' : choice, opts.verbose)) {
     const { OnnxEngine } = await import('./onnx.js');
     // The cache touches the file system, which the model layer leaves to src/io.
     const { openOnnxCache } = await import('../../io/onnx-cache.js');

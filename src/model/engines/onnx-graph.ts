@@ -2,9 +2,12 @@ import protoPkg from 'onnx-proto';
 import { ModelError } from '../../errors.js';
 import { numTokens, type ViTConfig } from '../config.js';
 import type { Ops } from '../ops.js';
-import { shapeStr, sizeOf, type TensorMap } from '../tensor.js';
 import { vitForward } from '../vit.js';
-import { GRAPH_FORMAT, WEIGHTS_FILE } from './onnx-format.js';
+import { GRAPH_FORMAT, WEIGHTS_FILE, type GraphDtype } from './onnx-format.js';
+import { fuseSkipLayerNorms, MS_DOMAIN } from './onnx-fusions.js';
+import { layOut, SLOT_ENCODINGS, type SlotEncoding, type WeightSlot } from './onnx-weights.js';
+
+export { weightChunks, weightFileSize, type WeightSlot } from './onnx-weights.js';
 
 const { onnx } = protoPkg;
 type INodeProto = protoPkg.onnx.INodeProto;
@@ -15,23 +18,6 @@ type IModelProto = protoPkg.onnx.IModelProto;
 
 /** LayerNormalization became a standard op in opset 17; ReduceMean still takes its axes as an attribute there. */
 export const OPSET = 17;
-/** Weight offsets are page-aligned so onnxruntime can map each initializer straight from the file. */
-const WEIGHT_ALIGN = 4096;
-
-/** Where one weight initializer lives inside the weights file, and how it is made from a canonical parameter. */
-export interface WeightSlot {
-  /** Initializer name in the graph. */
-  name: string;
-  /** Canonical parameter it comes from. */
-  param: string;
-  /** Shape as stored (for transposed linear weights: [in, out]). */
-  shape: number[];
-  /** The parameter is a 2-D [out, in] linear weight stored as [in, out] so MatMul needs no Transpose node. */
-  transpose: boolean;
-  offset: number;
-  length: number;
-}
-
 const attr = {
   int: (name: string, i: number): IAttributeProto => ({ name, type: onnx.AttributeProto.AttributeType.INT, i }),
   ints: (name: string, ints: number[]): IAttributeProto => ({ name, type: onnx.AttributeProto.AttributeType.INTS, ints }),
@@ -40,6 +26,20 @@ const attr = {
 
 function bytesOf(a: Float32Array | BigInt64Array): Uint8Array {
   return new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
+}
+
+const DATA_TYPES = { float32: onnx.TensorProto.DataType.FLOAT, int8: onnx.TensorProto.DataType.INT8 } as const;
+
+/** How the graph is spelled: which number format its linear layers compute in, which fused kernels it may use. */
+export interface GraphOptions {
+  /**
+   * fp32, or int8: every linear layer with a constant weight (qkv, proj, fc1, fc2, pre_logits, head) multiplies
+   * int8 weights (symmetric, per output channel) by the activations quantized at run time (uint8, per tensor),
+   * in standard ops that onnxruntime fuses into one DynamicQuantizeMatMul kernel. Everything else stays fp32.
+   */
+  dtype?: GraphDtype;
+  /** onnxruntime's com.microsoft fused kernels where they help; off for a graph any ONNX runtime can load. */
+  contribOps?: boolean;
 }
 
 /**
@@ -57,8 +57,15 @@ export class OnnxGraphOps implements Ops<string> {
   private readonly slots = new Map<string, Omit<WeightSlot, 'offset' | 'length'>>();
   private readonly ranks = new Map<string, number>();
   private counter = 0;
+  private readonly dtype: GraphDtype;
+  readonly selfAttention?: Ops<string>['selfAttention'];
 
-  constructor(private readonly shapeOf: (param: string) => number[]) {}
+  constructor(private readonly shapeOf: (param: string) => number[], opts: GraphOptions & { fusedAttention?: boolean } = {}) {
+    this.dtype = opts.dtype ?? 'fp32';
+    if (opts.fusedAttention && this.dtype === 'fp32' && opts.contribOps !== false) {
+      this.selfAttention = (x, w, b, numHeads) => this.attentionNode(x, w, b, numHeads);
+    }
+  }
 
   /** Declare a graph input of a given rank. */
   input(name: string, rank: number): string {
@@ -66,24 +73,42 @@ export class OnnxGraphOps implements Ops<string> {
     return name;
   }
 
-  private rank(v: string): number {
+  rank(v: string): number {
     const r = this.ranks.get(v);
     if (r === undefined) throw new ModelError(`onnx graph: unknown value "${v}"`);
     return r;
   }
 
-  private node(op: string, inputs: string[], rank: number, attributes: IAttributeProto[] = [], output?: string): string {
-    const out = output ?? `${op.toLowerCase()}_${this.counter++}`;
+  private node(op: string, inputs: string[], rank: number, attributes: IAttributeProto[] = [], output?: string, domain = ''): string {
+    return this.multiNode(op, inputs, [rank], attributes, output ? [output] : undefined, domain)[0];
+  }
+
+  /** A node with one output per rank given; names are made up unless given. */
+  private multiNode(op: string, inputs: string[], ranks: number[], attributes: IAttributeProto[] = [], outputs?: string[], domain = ''): string[] {
+    const outs = outputs ?? ranks.map(() => `${op.toLowerCase()}_${this.counter++}`);
     for (const i of inputs) this.use(i);
-    this.nodes.push({ opType: op, name: `${op}_${this.nodes.length}`, input: inputs, output: [out], attribute: attributes });
-    this.ranks.set(out, rank);
-    return out;
+    this.nodes.push({ opType: op, domain, name: `${op}_${this.nodes.length}`, input: inputs, output: outs, attribute: attributes });
+    outs.forEach((o, i) => this.ranks.set(o, ranks[i]));
+    return outs;
   }
 
   /** A parameter becomes a weight initializer only once a node actually reads it. */
   private use(v: string): void {
     const param = this.params.get(v);
-    if (param !== undefined && !this.slots.has(v)) this.slots.set(v, { name: v, param, shape: this.shapeOf(param), transpose: false });
+    if (param !== undefined) this.slot(v, param, this.shapeOf(param), 'float32');
+  }
+
+  private slot(name: string, param: string, shape: number[], encoding: SlotEncoding): string {
+    if (!this.slots.has(name)) {
+      this.slots.set(name, { name, param, shape, encoding });
+      this.ranks.set(name, shape.length);
+    }
+    return name;
+  }
+
+  /** Not computed from the input: a parameter, a weight slot or a small constant. */
+  isConstant(v: string): boolean {
+    return this.params.has(v) || this.slots.has(v) || this.constants.has(v);
   }
 
   private constant(key: string, make: () => { dims: number[]; dataType: number; raw: Uint8Array }): string {
@@ -116,21 +141,36 @@ export class OnnxGraphOps implements Ops<string> {
   }
 
   linear(x: string, w: string, b?: string): string {
-    const y = this.node('MatMul', [x, this.transposedWeight(w)], this.rank(x)); // [..., in] · [in, out] → [..., out]
-    return b === undefined ? y : this.node('Add', [y, b], this.rank(x));
+    const param = this.params.get(w);
+    const r = this.rank(x);
+    let y: string;
+    if (this.dtype === 'int8' && param !== undefined && this.rank(w) === 2) {
+      const [out, inDim] = this.shapeOf(param);
+      const q = this.slot(`${w}.int8`, param, [inDim, out], 'int8-t');
+      const wScale = this.slot(`${w}.scale`, param, [out], 'int8-scale');
+      const [xq, xScale, xZero] = this.multiNode('DynamicQuantizeLinear', [x], [r, 0, 0]); // uint8, per tensor
+      const acc = this.node('MatMulInteger', [xq, q, xZero], r); // int32 [..., in] · [in, out] → [..., out]
+      const accF = this.node('Cast', [acc], r, [attr.int('to', onnx.TensorProto.DataType.FLOAT)]);
+      y = this.node('Mul', [accF, this.node('Mul', [xScale, wScale], 1)], r); // one scale per output column
+    } else {
+      y = this.node('MatMul', [x, this.transposedWeight(w)], r); // [..., in] · [in, out] → [..., out]
+    }
+    return b === undefined ? y : this.node('Add', [y, b], r);
   }
 
   /** w [out, in] as [in, out]: precomputed when w is a parameter, else a Transpose node. */
   private transposedWeight(w: string): string {
     const param = this.params.get(w);
     if (param === undefined || this.rank(w) !== 2) return this.node('Transpose', [w], 2, [attr.ints('perm', [1, 0])]);
-    const name = `${w}.T`;
-    if (!this.slots.has(name)) {
-      const [out, inDim] = this.shapeOf(param);
-      this.slots.set(name, { name, param, shape: [inDim, out], transpose: true });
-      this.ranks.set(name, 2);
-    }
-    return name;
+    const [out, inDim] = this.shapeOf(param);
+    return this.slot(`${w}.T`, param, [inDim, out], 'float32-t');
+  }
+
+  /** com.microsoft Attention: the qkv projection, scaled (1/√(D/H), its default) dot products, softmax and the
+   * weighted sum in one kernel, x [B, T, D] → [B, T, D]. */
+  private attentionNode(x: string, w: string, b: string | undefined, numHeads: number): string {
+    const inputs = [x, this.transposedWeight(w), ...(b === undefined ? [] : [b])];
+    return this.node('Attention', inputs, 3, [attr.int('num_heads', numHeads)], undefined, MS_DOMAIN);
   }
 
   layerNorm(x: string, gamma: string, beta: string, eps: number): string {
@@ -206,13 +246,7 @@ export class OnnxGraphOps implements Ops<string> {
 
   /** The weight initializers read so far, laid out back to back (page-aligned) in the weights file. */
   weightSlots(): WeightSlot[] {
-    let offset = 0;
-    return [...this.slots.values()].map((s) => {
-      const length = sizeOf(s.shape) * 4;
-      const slot = { ...s, offset, length };
-      offset += Math.ceil(length / WEIGHT_ALIGN) * WEIGHT_ALIGN;
-      return slot;
-    });
+    return layOut([...this.slots.values()]);
   }
 
   constantInitializers(): ITensorProto[] {
@@ -248,8 +282,12 @@ function valueInfo(name: string, dims: (number | string)[]): IValueInfoProto {
  * Weights are not in the model: every parameter initializer references a slot of WEIGHTS_FILE (see
  * weightChunks), so the model stays small whatever the checkpoint weighs.
  */
-export function buildVitGraph(cfg: ViTConfig, shapeOf: (param: string) => number[], opts: { attentions?: boolean } = {}): VitGraph {
-  const ops = new OnnxGraphOps(shapeOf);
+export function buildVitGraph(
+  cfg: ViTConfig, shapeOf: (param: string) => number[], opts: GraphOptions & { attentions?: boolean; experiment?: { skip?: boolean; attention?: boolean } } = {},
+): VitGraph {
+  const contrib = opts.contribOps !== false;
+  // The fused attention kernel does not hand out its probabilities: the graph built for them keeps the ops.
+  const ops = new OnnxGraphOps(shapeOf, { ...opts, fusedAttention: !opts.attentions && (opts.experiment?.attention ?? true) });
   const [h, w] = cfg.imgSize;
   const pixels = ops.input(INPUT_NAME, 4);
   const o = vitForward(ops, cfg, pixels, { attentions: opts.attentions });
@@ -262,11 +300,12 @@ export function buildVitGraph(cfg: ViTConfig, shapeOf: (param: string) => number
   o.attentions.forEach((a, i) => outputs.push({ name: `attn_${i}`, value: a, dims: [BATCH_DIM, cfg.numHeads, tokens, tokens] }));
   for (const out of outputs) ops.output(out.value, out.name);
 
+  const nodes = contrib && (opts.experiment?.skip ?? true) ? fuseSkipLayerNorms(ops.nodes, ops) : ops.nodes;
   const slots = ops.weightSlots();
   const weightInits: ITensorProto[] = slots.map((s) => ({
     name: s.name,
     dims: s.shape,
-    dataType: onnx.TensorProto.DataType.FLOAT,
+    dataType: DATA_TYPES[SLOT_ENCODINGS[s.encoding].dataType],
     dataLocation: onnx.TensorProto.DataLocation.EXTERNAL,
     externalData: [
       { key: 'location', value: WEIGHTS_FILE },
@@ -276,12 +315,12 @@ export function buildVitGraph(cfg: ViTConfig, shapeOf: (param: string) => number
   }));
   const model: IModelProto = {
     irVersion: onnx.Version.IR_VERSION,
-    opsetImport: [{ domain: '', version: OPSET }],
+    opsetImport: [{ domain: '', version: OPSET }, ...(nodes.some((n) => n.domain === MS_DOMAIN) ? [{ domain: MS_DOMAIN, version: 1 }] : [])],
     producerName: 'vit',
     producerVersion: String(GRAPH_FORMAT),
     graph: {
       name: cfg.name,
-      node: ops.nodes,
+      node: nodes,
       initializer: [...weightInits, ...ops.constantInitializers()],
       input: [valueInfo(INPUT_NAME, [BATCH_DIM, cfg.inChans, h, w])],
       output: outputs.map((out) => valueInfo(out.name, out.dims)),
@@ -294,38 +333,3 @@ export function encodeModel(model: IModelProto): Uint8Array {
   return onnx.ModelProto.encode(model).finish();
 }
 
-/** Total bytes of the weights file a set of slots describes. */
-export function weightFileSize(slots: WeightSlot[]): number {
-  return slots.length === 0 ? 0 : slots[slots.length - 1].offset + slots[slots.length - 1].length;
-}
-
-/** [rows, cols] → [cols, rows]; writing the output in order is about twice as fast here as reading in order. */
-function transpose2d(src: Float32Array, rows: number, cols: number): Float32Array {
-  const out = new Float32Array(src.length);
-  let o = 0;
-  for (let c = 0; c < cols; c++) {
-    for (let i = c; i < src.length; i += cols) out[o++] = src[i];
-  }
-  return out;
-}
-
-/**
- * The weights file, one slot at a time (so a caller can stream it to disk without ever holding a second full
- * copy): each chunk is a slot's bytes with the offset it belongs at; the gaps between slots are zero padding.
- * With release, each parameter is deleted from the map once its last slot is produced, so its memory can go.
- */
-export function* weightChunks(slots: WeightSlot[], weights: TensorMap, release = false): Generator<{ offset: number; bytes: Uint8Array }> {
-  const lastUse = new Map<string, number>();
-  slots.forEach((s, i) => lastUse.set(s.param, i));
-  for (const [i, s] of slots.entries()) {
-    const t = weights.get(s.param);
-    if (!t) throw new ModelError(`onnx engine: no weight "${s.param}" for initializer ${s.name}`);
-    const expected = s.transpose ? [s.shape[1], s.shape[0]] : s.shape;
-    if (sizeOf(t.shape) !== sizeOf(expected)) {
-      throw new ModelError(`onnx engine: weight ${s.param} has shape ${shapeStr(t.shape)}, the graph expects ${shapeStr(expected)}`);
-    }
-    const data = s.transpose ? transpose2d(t.data, expected[0], expected[1]) : t.data;
-    if (release && lastUse.get(s.param) === i) weights.delete(s.param);
-    yield { offset: s.offset, bytes: bytesOf(data) };
-  }
-}

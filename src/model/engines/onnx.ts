@@ -7,7 +7,7 @@ import type { Engine, EngineFactoryOptions, RunOptions, RunResult } from './engi
 import { collectGarbage } from './gc.js';
 import { liveResources } from './live.js';
 import type { WorkerOutputs, WorkerReply, WorkerRequest, WorkerSource } from './onnx-worker.js';
-import { BASE_OUTPUTS, GRAPH_FORMAT, LOADED_ID, WEIGHTS_FILE } from './onnx-format.js';
+import { BASE_OUTPUTS, GRAPH_FORMAT, LOADED_ID, WEIGHTS_FILE, type GraphDtype } from './onnx-format.js';
 import type { VitGraph, WeightSlot } from './onnx-graph.js';
 
 type GraphBuilder = typeof import('./onnx-graph.js');
@@ -30,8 +30,11 @@ export type StoreFile =
  * the store decides where they go, how entries are keyed and written atomically.
  */
 export interface OnnxStore {
-  /** A key that changes whenever the config, the weights, the graph format or the tool's version do. */
-  key(config: ViTConfig, weights: TensorMap, graphFormat: number): string;
+  /**
+   * A key that changes whenever the config, the weights, the graph (its format version and dtype, as in
+   * `2 int8`) or the tool's version do.
+   */
+  key(config: ViTConfig, weights: TensorMap, graph: string): string;
   /** The directory of a complete entry for key, or null. */
   find(key: string): Promise<string | null>;
   /** Write a new entry (atomically) and return its directory. */
@@ -54,6 +57,8 @@ export interface OnnxEngineOptions extends EngineFactoryOptions {
   releaseWeights?: boolean;
   /** Intra-op threads; default: every available core. */
   threads?: number;
+  /** The number format of the linear layers (see GraphOptions); default fp32. */
+  dtype?: GraphDtype;
 }
 
 /**
@@ -87,14 +92,14 @@ const ATTENTION_MODEL_FILE = 'model-attn.onnx';
 type GraphFile = typeof MODEL_FILE | typeof ATTENTION_MODEL_FILE;
 
 /** Both graphs, which must read the same weights file. */
-function buildGraphs(g: GraphBuilder, cfg: ViTConfig, weights: TensorMap): Record<GraphFile, VitGraph> {
+function buildGraphs(g: GraphBuilder, cfg: ViTConfig, weights: TensorMap, dtype: GraphDtype): Record<GraphFile, VitGraph> {
   const shapeOf = (param: string) => {
     const t = weights.get(param);
     if (!t) throw new ModelError(`onnx engine: the weights have no "${param}" for model ${cfg.name}`);
     return t.shape;
   };
-  const plain = g.buildVitGraph(cfg, shapeOf);
-  const withAttentions = g.buildVitGraph(cfg, shapeOf, { attentions: true });
+  const plain = g.buildVitGraph(cfg, shapeOf, { dtype });
+  const withAttentions = g.buildVitGraph(cfg, shapeOf, { dtype, attentions: true });
   const [a, b] = [plain.slots, withAttentions.slots];
   if (a.length !== b.length || a.some((s, i) => s.name !== b[i].name || s.offset !== b[i].offset)) {
     throw new ModelError('onnx engine: the attention graph reads other weights than the plain one');
@@ -284,8 +289,9 @@ export class OnnxEngine implements Engine {
     private readonly sessions: SessionWorker,
     readonly threads: number,
     readonly startup: OnnxStartup,
+    readonly dtype: GraphDtype,
   ) {
-    this.backend = `cpu, ${threads} thread${threads === 1 ? '' : 's'}`;
+    this.backend = `cpu, ${threads} thread${threads === 1 ? '' : 's'}${dtype === 'fp32' ? '' : `, ${dtype}`}`;
   }
 
   static async create(cfg: ViTConfig, weights: TensorMap, opts: OnnxEngineOptions = {}): Promise<OnnxEngine> {
@@ -305,10 +311,10 @@ export class OnnxEngine implements Engine {
       source = await OnnxEngine.fromStore(opts.store, cfg, weights, opts, startup, lap);
     }
     if (!source) {
-      source = { kind: 'memory', weights, graphs: buildGraphs(await graphBuilder(), cfg, weights) };
+      source = { kind: 'memory', weights, graphs: buildGraphs(await graphBuilder(), cfg, weights, opts.dtype ?? 'fp32') };
       startup.graphMs += lap();
     }
-    const { engine, version } = await OnnxEngine.start(cfg, source, threads, startup);
+    const { engine, version } = await OnnxEngine.start(cfg, source, threads, startup, opts.dtype ?? 'fp32');
     startup.sessionMs = lap();
     const where = startup.cacheDir ? `${startup.reused ? 'reused' : 'wrote'} ${startup.cacheDir}` : 'in memory';
     opts.verbose?.(`engine: onnx (onnxruntime-node ${version}, ${engine.backend})`);
@@ -320,11 +326,11 @@ export class OnnxEngine implements Engine {
   }
 
   /** A worker with the plain graph's session open. */
-  private static async start(cfg: ViTConfig, source: SessionSource, threads: number, startup: OnnxStartup) {
+  private static async start(cfg: ViTConfig, source: SessionSource, threads: number, startup: OnnxStartup, dtype: GraphDtype) {
     const sessions = new SessionWorker(await toWorkerSource(source), threads);
     try {
       const version = await sessions.open(MODEL_FILE);
-      return { engine: new OnnxEngine(cfg, sessions, threads, startup), version };
+      return { engine: new OnnxEngine(cfg, sessions, threads, startup, dtype), version };
     } catch (e) {
       await sessions.close();
       throw e;
@@ -337,7 +343,7 @@ export class OnnxEngine implements Engine {
     const t0 = performance.now();
     const source: SessionSource = { kind: 'path', dir };
     const startup: OnnxStartup = { cacheDir: dir, reused: true, graphMs: 0, keyMs: 0, weightsMs: 0, sessionMs: 0 };
-    const { engine, version } = await OnnxEngine.start(cfg, source, threads, startup);
+    const { engine, version } = await OnnxEngine.start(cfg, source, threads, startup, opts.dtype ?? 'fp32');
     startup.sessionMs = performance.now() - t0;
     opts.verbose?.(`engine: onnx (onnxruntime-node ${version}, ${engine.backend})`);
     opts.verbose?.(`onnx: reused ${dir} without reading the checkpoint, session ${startup.sessionMs.toFixed(0)} ms`);
@@ -351,7 +357,8 @@ export class OnnxEngine implements Engine {
   private static async fromStore(
     store: OnnxStore, cfg: ViTConfig, weights: TensorMap, opts: OnnxEngineOptions, startup: OnnxStartup, lap: () => number,
   ): Promise<SessionSource | null> {
-    const key = store.key(cfg, weights, GRAPH_FORMAT);
+    const dtype = opts.dtype ?? 'fp32';
+    const key = store.key(cfg, weights, `${GRAPH_FORMAT} ${dtype}`);
     startup.keyMs = lap();
     const tensors = weights.size;
     try {
@@ -361,7 +368,7 @@ export class OnnxEngine implements Engine {
         if (opts.releaseWeights) weights.clear();
       } else {
         const g = await graphBuilder();
-        const graphs = buildGraphs(g, cfg, weights);
+        const graphs = buildGraphs(g, cfg, weights, dtype);
         const slots = graphs[MODEL_FILE].slots;
         startup.graphMs = lap();
         dir = await store.save(key, [
