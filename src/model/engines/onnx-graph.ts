@@ -4,7 +4,6 @@ import { numTokens, type ViTConfig } from '../config.js';
 import type { Ops } from '../ops.js';
 import { vitForward } from '../vit.js';
 import { GRAPH_FORMAT, WEIGHTS_FILE, type GraphDtype } from './onnx-format.js';
-import { fuseSkipLayerNorms, MS_DOMAIN } from './onnx-fusions.js';
 import { layOut, SLOT_ENCODINGS, type SlotEncoding, type WeightSlot } from './onnx-weights.js';
 
 export { weightChunks, weightFileSize, type WeightSlot } from './onnx-weights.js';
@@ -27,6 +26,9 @@ const attr = {
 function bytesOf(a: Float32Array | BigInt64Array): Uint8Array {
   return new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
 }
+
+/** onnxruntime's own operator domain (contrib ops). */
+const MS_DOMAIN = 'com.microsoft';
 
 const DATA_TYPES = { float32: onnx.TensorProto.DataType.FLOAT, int8: onnx.TensorProto.DataType.INT8 } as const;
 
@@ -58,10 +60,12 @@ export class OnnxGraphOps implements Ops<string> {
   private readonly ranks = new Map<string, number>();
   private counter = 0;
   private readonly dtype: GraphDtype;
+  private readonly gemm: boolean;
   readonly selfAttention?: Ops<string>['selfAttention'];
 
-  constructor(private readonly shapeOf: (param: string) => number[], opts: GraphOptions & { fusedAttention?: boolean } = {}) {
+  constructor(private readonly shapeOf: (param: string) => number[], opts: GraphOptions & { fusedAttention?: boolean; gemm?: boolean } = {}) {
     this.dtype = opts.dtype ?? 'fp32';
+    this.gemm = opts.gemm ?? true;
     if (opts.fusedAttention && this.dtype === 'fp32' && opts.contribOps !== false) {
       this.selfAttention = (x, w, b, numHeads) => this.attentionNode(x, w, b, numHeads);
     }
@@ -73,7 +77,7 @@ export class OnnxGraphOps implements Ops<string> {
     return name;
   }
 
-  rank(v: string): number {
+  private rank(v: string): number {
     const r = this.ranks.get(v);
     if (r === undefined) throw new ModelError(`onnx graph: unknown value "${v}"`);
     return r;
@@ -106,10 +110,6 @@ export class OnnxGraphOps implements Ops<string> {
     return name;
   }
 
-  /** Not computed from the input: a parameter, a weight slot or a small constant. */
-  isConstant(v: string): boolean {
-    return this.params.has(v) || this.slots.has(v) || this.constants.has(v);
-  }
 
   private constant(key: string, make: () => { dims: number[]; dataType: number; raw: Uint8Array }): string {
     const name = `const_${key}`;
@@ -144,6 +144,7 @@ export class OnnxGraphOps implements Ops<string> {
     const param = this.params.get(w);
     const r = this.rank(x);
     let y: string;
+    if (this.dtype === 'fp32' && this.gemm && param !== undefined && b !== undefined) return this.gemmLinear(x, w, b);
     if (this.dtype === 'int8' && param !== undefined && this.rank(w) === 2) {
       const [out, inDim] = this.shapeOf(param);
       const q = this.slot(`${w}.int8`, param, [inDim, out], 'int8-t');
@@ -156,6 +157,24 @@ export class OnnxGraphOps implements Ops<string> {
       y = this.node('MatMul', [x, this.transposedWeight(w)], r); // [..., in] · [in, out] → [..., out]
     }
     return b === undefined ? y : this.node('Add', [y, b], r);
+  }
+
+  /**
+   * x · wᵀ + b as one Gemm over the rows of x flattened to 2-D, so the bias is added inside the product. As
+   * MatMul + Add on [B, T, in], onnxruntime turns the Add and the GELU after fc1 into BiasGelu (a slower kernel
+   * than its Gelu), and makes a Gemm itself only when every dimension is known, which the batch is not.
+   */
+  private gemmLinear(x: string, w: string, b: string): string {
+    const r = this.rank(x);
+    const wt = this.transposedWeight(w);
+    if (r === 2) return this.node('Gemm', [x, wt, b], 2);
+    const [, inDim] = this.shapeOf(this.params.get(w)!);
+    const out = this.shapeOf(this.params.get(w)!)[0];
+    const rows = this.node('Reshape', [x, this.int64s([-1, inDim])], 2); // [..., in] → [N, in]
+    const y = this.node('Gemm', [rows, wt, b], 2); // [N, in] · [in, out] + b → [N, out]
+    const lead = this.node('Shape', [x], 1, [attr.int('start', 0), attr.int('end', r - 1)]); // [...]
+    const shape = this.node('Concat', [lead, this.int64s([out])], 1, [attr.int('axis', 0)]); // [..., out]
+    return this.node('Reshape', [y, shape], r); // [N, out] → [..., out]
   }
 
   /** w [out, in] as [in, out]: precomputed when w is a parameter, else a Transpose node. */
@@ -283,11 +302,10 @@ function valueInfo(name: string, dims: (number | string)[]): IValueInfoProto {
  * weightChunks), so the model stays small whatever the checkpoint weighs.
  */
 export function buildVitGraph(
-  cfg: ViTConfig, shapeOf: (param: string) => number[], opts: GraphOptions & { attentions?: boolean; experiment?: { skip?: boolean; attention?: boolean } } = {},
+  cfg: ViTConfig, shapeOf: (param: string) => number[], opts: GraphOptions & { attentions?: boolean; experiment?: { gemm?: boolean; attention?: boolean } } = {},
 ): VitGraph {
-  const contrib = opts.contribOps !== false;
   // The fused attention kernel does not hand out its probabilities: the graph built for them keeps the ops.
-  const ops = new OnnxGraphOps(shapeOf, { ...opts, fusedAttention: !opts.attentions && (opts.experiment?.attention ?? true) });
+  const ops = new OnnxGraphOps(shapeOf, { ...opts, fusedAttention: !opts.attentions && (opts.experiment?.attention ?? true), gemm: (opts.experiment?.gemm ?? true) && opts.contribOps !== false });
   const [h, w] = cfg.imgSize;
   const pixels = ops.input(INPUT_NAME, 4);
   const o = vitForward(ops, cfg, pixels, { attentions: opts.attentions });
@@ -300,7 +318,7 @@ export function buildVitGraph(
   o.attentions.forEach((a, i) => outputs.push({ name: `attn_${i}`, value: a, dims: [BATCH_DIM, cfg.numHeads, tokens, tokens] }));
   for (const out of outputs) ops.output(out.value, out.name);
 
-  const nodes = contrib && (opts.experiment?.skip ?? true) ? fuseSkipLayerNorms(ops.nodes, ops) : ops.nodes;
+  const nodes = ops.nodes;
   const slots = ops.weightSlots();
   const weightInits: ITensorProto[] = slots.map((s) => ({
     name: s.name,

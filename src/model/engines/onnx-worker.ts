@@ -15,6 +15,7 @@ import { join } from 'node:path';
 import { parentPort } from 'node:worker_threads';
 import type * as Ort from 'onnxruntime-node';
 import { LOADED_ID } from './onnx-format.js';
+import { sessionOptions as options } from './onnx-session.js';
 
 /** Where the graphs come from: a cache entry directory, or the graph and weights bytes handed over. */
 export type WorkerSource =
@@ -48,21 +49,6 @@ parentPort!.postMessage((ort ? { id: LOADED_ID, ok: true, version } : { id: LOAD
 
 let init: WorkerInit | null = null;
 const sessions = new Map<string, Promise<Ort.InferenceSession>>();
-
-function options(threads: number): Ort.InferenceSession.SessionOptions {
-  return {
-    executionProviders: ['cpu'],
-    intraOpNumThreads: threads,
-    interOpNumThreads: 1,
-    executionMode: 'sequential',
-    graphOptimizationLevel: 'all',
-    // Warnings (e.g. about unused initializers) must not reach stderr between data rows; errors still throw.
-    logSeverityLevel: 3,
-    // Idle intra-op threads sleep instead of spinning: the cores they would burn are the ones decoding and
-    // resizing the next batch. (Measured on B/32, 2 cores: no loss in model-only throughput, 40.3 → 42.6 img/s.)
-    extra: { session: { intra_op: { allow_spinning: '0' } } },
-  };
-}
 
 function session(ort: typeof Ort, file: string): Promise<Ort.InferenceSession> {
   let s = sessions.get(file);
