@@ -23,10 +23,11 @@ import * as ort from 'onnxruntime-node';
 import { loadImage } from '../src/io/images.js';
 import { loadModel } from '../src/io/model-source.js';
 import { PACKAGE_ROOT } from '../src/io/paths.js';
-import type { ViTConfig } from '../src/model/config.js';
-import { buildVitGraph, encodeModel, weightChunks, weightFileSize, type GraphOptions } from '../src/model/engines/onnx-graph.js';
+import type { ModelConfig } from '../src/model/config.js';
+import { buildGraph, encodeModel, weightChunks, weightFileSize, type GraphOptions } from '../src/model/engines/onnx-graph.js';
 import { WEIGHTS_FILE } from '../src/model/engines/onnx-format.js';
-import { sessionOptions } from '../src/model/engines/onnx-session.js';
+import { providersFor } from '../src/model/engines/execution.js';
+import { sessionOptions } from '../src/model/engines/onnx-options.js';
 import type { TensorMap } from '../src/model/tensor.js';
 
 const { values, positionals } = parseArgs({
@@ -56,8 +57,8 @@ const VIT_GRAPHS: { name: string; opts: GraphOptions }[] = [
 ];
 
 /** Write one vit graph with its weights file into its own directory; returns the model path. */
-function writeGraph(cfg: ViTConfig, weights: TensorMap, out: string, opts: GraphOptions): string {
-  const g = buildVitGraph(cfg, (p) => weights.get(p)!.shape, opts);
+function writeGraph(cfg: ModelConfig, weights: TensorMap, out: string, opts: GraphOptions): string {
+  const g = buildGraph(cfg, (p: string) => weights.get(p)!.shape, opts);
   mkdirSync(out, { recursive: true });
   const blob = new Uint8Array(weightFileSize(g.slots));
   for (const c of weightChunks(g.slots, weights)) blob.set(c.bytes, c.offset);
@@ -80,7 +81,7 @@ function argmax(row: ArrayLike<number>): number {
 const load = () => loadavg().map((l) => l.toFixed(2)).join(' ');
 
 /** Top-1 of every graph on every photo, against the fp32 graph's. */
-async function photoAgreement(cfg: ViTConfig, names: string[], sessions: ort.InferenceSession[]): Promise<void> {
+async function photoAgreement(cfg: ModelConfig, names: string[], sessions: ort.InferenceSession[]): Promise<void> {
   const files = readdirSync(values.photos!).sort().map((f) => join(values.photos!, f));
   const [h, w] = cfg.imgSize;
   const per = 3 * h * w;
@@ -91,7 +92,7 @@ async function photoAgreement(cfg: ViTConfig, names: string[], sessions: ort.Inf
     let n = 0;
     for (const f of files.slice(i, i + BATCH)) {
       try {
-        await loadImage(f, cfg.preprocess, cfg.imgSize, pixels, n * per);
+        await loadImage(f, { preprocess: cfg.preprocess, size: cfg.imgSize, channels: cfg.inChans }, pixels, n * per);
         n++;
       } catch {
         // Not an image this tool reads: not counted.
@@ -116,7 +117,7 @@ async function benchModel(key: string): Promise<void> {
   for (const g of VIT_GRAPHS) graphs.push({ name: g.name, path: writeGraph(m.config, m.weights, join(root, `vit-${g.name.replace(/ /g, '-')}`), g.opts) });
   m.weights.clear();
   const sessions = [];
-  for (const g of graphs) sessions.push(await ort.InferenceSession.create(g.path, sessionOptions(THREADS)));
+  for (const g of graphs) sessions.push(await ort.InferenceSession.create(g.path, sessionOptions(THREADS, providersFor('cpu'))));
   const [h, w] = m.config.imgSize;
   const dims = [BATCH, 3, h, w];
   // The export script's reference input is this pattern for 2 images; a bigger batch continues it.

@@ -5,16 +5,15 @@ import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { argmaxRows, digitsToPixels, splitDigits } from '../scripts/digits-data.js';
 import { UsageError } from '../src/errors.js';
+import { openGraphCache } from '../src/io/graph-cache.js';
 import { loadModel } from '../src/io/model-source.js';
-import { openOnnxCache } from '../src/io/onnx-cache.js';
-import type { ViTConfig } from '../src/model/config.js';
-import type { Engine } from '../src/model/engines/engine.js';
-import { createEngine } from '../src/model/engines/index.js';
-import { buildVitGraph, type GraphOptions } from '../src/model/engines/onnx-graph.js';
+import type { ViTConfig } from '../src/model/arch/vit/config.js';
+import type { ModelConfig } from '../src/model/config.js';
+import type { Dtype, Engine } from '../src/model/engines/engine.js';
+import { buildGraph, type GraphOptions } from '../src/model/engines/onnx-graph.js';
 import { quantizeLinear } from '../src/model/engines/onnx-weights.js';
-import { OnnxEngine } from '../src/model/engines/onnx.js';
 import type { TensorMap } from '../src/model/tensor.js';
-import { GOLDEN_MODELS, maxAbsDiff, modelDir, readGolden, withEngine } from './helpers/golden.js';
+import { engineFor, GOLDEN_MODELS, identityOf, maxAbsDiff, modelDir, readGolden, withEngine } from './helpers/golden.js';
 
 /**
  * int8 logits may differ from torchvision's fp32 ones by this fraction of the largest |logit|. Measured on the
@@ -28,11 +27,10 @@ const MIN_INT8_DIGITS = 1957;
 
 const scratch = mkdtempSync(join(tmpdir(), 'vit-int8-test-'));
 after(() => rmSync(scratch, { recursive: true, force: true }));
-let dirs = 0;
-const freshStore = () => openOnnxCache(join(scratch, `cache-${dirs++}`));
 
 const shapes = (w: TensorMap) => (p: string) => w.get(p)!.shape;
-const int8 = (cfg: ViTConfig, w: TensorMap) => OnnxEngine.create(cfg, w, { store: freshStore(), dtype: 'int8' });
+const onnx = (cfg: ModelConfig, w: TensorMap, dtype: Dtype) => engineFor('onnx', cfg, w, { dtype });
+const vit = (cfg: ModelConfig) => cfg as ViTConfig;
 
 function maxAbs(rows: number[][]): number {
   return Math.max(...rows.flat().map(Math.abs));
@@ -45,10 +43,10 @@ for (const name of GOLDEN_MODELS) {
     const x = Float32Array.from(g.inputs.data);
     const batch = g.inputs.shape[0];
     const first = x.subarray(0, x.length / batch);
-    const [got, att] = await withEngine(int8(m.config, m.weights), async (e) => [await e.run(x, batch), await e.run(first, 1, { attentions: true })]);
+    const [got, att] = await withEngine(onnx(m.config, m.weights, 'int8'), async (e) => [await e.run(x, batch), await e.run(first, 1, { attentions: true })]);
     const err = maxAbsDiff(got.logits!.data, g.logits);
     const limit = INT8_LOGIT_TOL * maxAbs(g.logits);
-    t.diagnostic(`${name} int8 logits max |Δ| ${err.toExponential(2)} (limit ${limit.toExponential(2)}), cls ${maxAbsDiff(got.cls.data, g.cls).toExponential(2)}`);
+    t.diagnostic(`${name} int8 logits max |Δ| ${err.toExponential(2)} (limit ${limit.toExponential(2)}), cls ${maxAbsDiff(got.features.cls.data, g.cls).toExponential(2)}`);
     assert.ok(err < limit, `${name}: int8 logits off by ${err}, limit ${limit}`);
     assert.deepEqual(argmaxRows(got.logits!.data, g.config.numClasses), g.logits.map((row) => row.indexOf(Math.max(...row))));
     g.attentions.forEach((layer, l) => {
@@ -78,8 +76,8 @@ test('int8 quantization: per output row, symmetric, the largest |w| of a row at 
 
 test('int8 graph: every linear weight is an int8 initializer with one scale per output; attention, norms, GELU in fp32', async () => {
   const m = await loadModel({ model: modelDir('repr24', 'timm') });
-  const cfg = m.config;
-  const { model, slots } = buildVitGraph(cfg, shapes(m.weights), { dtype: 'int8' });
+  const cfg = vit(m.config);
+  const { model, slots } = buildGraph(cfg, shapes(m.weights), { dtype: 'int8' });
   const linears = cfg.depth * 4 + 2; // qkv, proj, fc1, fc2 per block; pre_logits, head
   const q = slots.filter((s) => s.encoding === 'int8-t');
   assert.equal(q.length, linears);
@@ -88,7 +86,7 @@ test('int8 graph: every linear weight is an int8 initializer with one scale per 
   for (const s of q) {
     const [out, inDim] = m.weights.get(s.param)!.shape;
     assert.deepEqual(s.shape, [inDim, out]);
-    assert.deepEqual(slots.find((x) => x.name === s.name.replace(/\.int8$/, '.scale'))!.shape, [out]);
+    assert.deepEqual(slots.find((x) => x.name === s.name.replace(/\.int8$/, '.scale'))?.shape, [out]);
   }
   const count = (op: string) => model.graph!.node!.filter((n) => n.opType === op).length;
   assert.equal(count('MatMulInteger'), linears);
@@ -101,39 +99,47 @@ test('int8 graph: every linear weight is an int8 initializer with one scale per 
 
 test('fp32 graph: fused kernels where no probabilities are wanted; the attention graph and a portable graph keep standard ops', async () => {
   const m = await loadModel({ model: modelDir('odd40', 'hf') });
-  const ops = (opts: GraphOptions & { attentions?: boolean }) => buildVitGraph(m.config, shapes(m.weights), opts).model.graph!.node!;
+  const depth = vit(m.config).depth;
+  const ops = (opts: GraphOptions & { attentions?: boolean }) => buildGraph(m.config, shapes(m.weights), opts).model.graph!.node!;
   const fused = ops({});
   const count = (nodes: typeof fused, op: string) => nodes.filter((n) => n.opType === op).length;
-  assert.equal(count(fused, 'Attention'), m.config.depth);
+  assert.equal(count(fused, 'Attention'), depth);
   assert.equal(count(fused, 'Softmax'), 0);
   const withProbs = ops({ attentions: true });
   assert.equal(count(withProbs, 'Attention'), 0);
-  assert.equal(count(withProbs, 'Softmax'), m.config.depth);
+  assert.equal(count(withProbs, 'Softmax'), depth);
   assert.ok(ops({ contribOps: false }).every((n) => !n.domain));
 });
 
-test('int8: the cache keeps fp32 and int8 graphs of the same weights apart; the int8 weights file is about a quarter', async () => {
+test('int8: the cache keeps fp32 and int8 graphs of the same weights apart; int8 weights take about a quarter', async () => {
   const root = join(scratch, 'both');
-  const store = openOnnxCache(root);
+  const cache = openGraphCache(root);
   const m = await loadModel({ model: modelDir('odd40', 'hf') });
-  const open = (dtype: 'fp32' | 'int8') => OnnxEngine.create(m.config, m.weights, { store, dtype });
-  const [a, b, c] = [await open('fp32'), await open('int8'), await open('int8')];
-  await Promise.all([a, b, c].map((e) => e.dispose()));
-  assert.notEqual(a.startup.cacheDir, b.startup.cacheDir);
-  assert.equal(c.startup.reused, true);
-  assert.equal(c.startup.cacheDir, b.startup.cacheDir);
-  assert.equal(readdirSync(root).filter((n) => !n.startsWith('.') && n !== 'files').length, 2);
-  assert.match(b.backend, /int8/);
-  // odd40's matrices are small (page padding dominates), so compare the bytes the slots hold, not file sizes.
-  const held = (dtype: 'fp32' | 'int8') => buildVitGraph(m.config, shapes(m.weights), { dtype }).slots
+  const identity = identityOf(m.config, m.weights);
+  const open = (dtype: Dtype) => engineFor('onnx', m.config, m.weights, { cache, identity, dtype });
+  const entries = () => readdirSync(root).filter((n) => !n.startsWith('.'));
+  await withEngine(open('fp32'), async () => undefined);
+  const [fp32Entry] = entries();
+  const notes: string[] = [];
+  const backend = await withEngine(engineFor('onnx', m.config, m.weights, { cache, identity, dtype: 'int8', verbose: (n) => notes.push(n) }), async (e) => e.backend);
+  assert.match(backend, /int8/);
+  assert.equal(entries().length, 2, 'int8 is an entry of its own');
+  const int8Entry = entries().find((n) => n !== fp32Entry)!;
+  assert.ok(notes.some((n) => /wrote/.test(n)), notes.join('\n'));
+  const again: string[] = [];
+  await withEngine(engineFor('onnx', m.config, m.weights, { cache, identity, dtype: 'int8', verbose: (n) => again.push(n) }), async () => undefined);
+  assert.ok(again.some((n) => /reused/.test(n)), again.join('\n'));
+  // odd40's matrices are small (page padding dominates the files), so compare the bytes the slots hold.
+  const held = (dtype: Dtype) => buildGraph(m.config, shapes(m.weights), { dtype }).slots
     .filter((s) => s.encoding !== 'float32').reduce((n, s) => n + s.length, 0);
   assert.ok(held('int8') < 0.3 * held('fp32'), `${held('int8')} int8 bytes vs ${held('fp32')} fp32`);
-  assert.ok(statSync(join(b.startup.cacheDir!, 'weights.bin')).size < statSync(join(a.startup.cacheDir!, 'weights.bin')).size);
+  const size = (entry: string) => statSync(join(root, entry, 'weights.bin')).size;
+  assert.ok(size(int8Entry) < size(fp32Entry), `${size(int8Entry)} vs ${size(fp32Entry)}`);
 });
 
 test('int8 on the tfjs engine is a usage error', async () => {
   const m = await loadModel({ model: modelDir('eps32', 'hf') });
-  await assert.rejects(createEngine('tfjs', m.config, m.weights, { dtype: 'int8' }), (e: unknown) => e instanceof UsageError && /onnx engine/.test(e.message));
+  await assert.rejects(engineFor('tfjs', m.config, m.weights, { dtype: 'int8' }), (e: unknown) => e instanceof UsageError && /--engine onnx/.test(e.message));
 });
 
 test(`int8: the bundled digits model still reads at least ${MIN_INT8_DIGITS} of the 2004 held-out digits`, async (t) => {
@@ -150,8 +156,8 @@ test(`int8: the bundled digits model still reads at least ${MIN_INT8_DIGITS} of 
     }
     return out;
   };
-  const fp32 = await withEngine(OnnxEngine.create(m.config, m.weights, { store: freshStore() }), predict);
-  const q = await withEngine(int8(m.config, m.weights), predict);
+  const fp32 = await withEngine(onnx(m.config, m.weights, 'fp32'), predict);
+  const q = await withEngine(onnx(m.config, m.weights, 'int8'), predict);
   const right = (p: number[]) => p.filter((c, i) => c === heldOut[i].label).length;
   const agree = q.filter((c, i) => c === fp32[i]).length;
   t.diagnostic(`digits held out: fp32 ${right(fp32)}/${heldOut.length}, int8 ${right(q)}/${heldOut.length}, int8 top-1 = fp32 top-1 on ${agree}`);

@@ -9,14 +9,10 @@
 export const WEIGHTS_FILE = 'weights.bin';
 /**
  * Bumped whenever the emitted graph changes, so cached graphs from an older build are never reused.
- * 2: int8 graphs (int8 weight slots), fused fp32 kernels (Attention, SkipLayerNormalization).
+ * 3: int8 graphs (int8 weight slots with per-channel scales); fp32 graphs with the fused Attention kernel and
+ * linear layers as Gemm.
  */
-export const GRAPH_FORMAT = 2;
-/** The number formats a graph computes its linear layers in (`--dtype`). */
-export const GRAPH_DTYPES = ['fp32', 'int8'] as const;
-export type GraphDtype = (typeof GRAPH_DTYPES)[number];
-/** Outputs of every graph; the attention graph adds attn_0 … attn_{depth-1}. */
-export const BASE_OUTPUTS = ['logits', 'cls', 'avg', 'preLogits'] as const;
+export const GRAPH_FORMAT = 3;
 
 /** The id of the worker's first message, saying whether onnxruntime-node loaded; requests count from 1. */
 export const LOADED_ID = 0;

@@ -1,9 +1,10 @@
 import protoPkg from 'onnx-proto';
 import { ModelError } from '../../errors.js';
-import { numTokens, type ViTConfig } from '../config.js';
+import { archOf } from '../arch/index.js';
+import type { ModelConfig } from '../config.js';
 import type { Ops } from '../ops.js';
-import { vitForward } from '../vit.js';
-import { GRAPH_FORMAT, WEIGHTS_FILE, type GraphDtype } from './onnx-format.js';
+import type { Dtype } from './engine.js';
+import { GRAPH_FORMAT, WEIGHTS_FILE } from './onnx-format.js';
 import { layOut, SLOT_ENCODINGS, type SlotEncoding, type WeightSlot } from './onnx-weights.js';
 
 export { weightChunks, weightFileSize, type WeightSlot } from './onnx-weights.js';
@@ -39,7 +40,7 @@ export interface GraphOptions {
    * int8 weights (symmetric, per output channel) by the activations quantized at run time (uint8, per tensor),
    * in standard ops that onnxruntime fuses into one DynamicQuantizeMatMul kernel. Everything else stays fp32.
    */
-  dtype?: GraphDtype;
+  dtype?: Dtype;
   /** onnxruntime's com.microsoft fused kernels where they help; off for a graph any ONNX runtime can load. */
   contribOps?: boolean;
 }
@@ -59,7 +60,7 @@ export class OnnxGraphOps implements Ops<string> {
   private readonly slots = new Map<string, Omit<WeightSlot, 'offset' | 'length'>>();
   private readonly ranks = new Map<string, number>();
   private counter = 0;
-  private readonly dtype: GraphDtype;
+  private readonly dtype: Dtype;
   private readonly gemm: boolean;
   readonly selfAttention?: Ops<string>['selfAttention'];
 
@@ -274,7 +275,7 @@ export class OnnxGraphOps implements Ops<string> {
 }
 
 /** Which outputs a graph has; attention probabilities only in the graph built for them. */
-export interface VitGraph {
+export interface ModelGraph {
   model: IModelProto;
   slots: WeightSlot[];
   outputs: string[];
@@ -283,39 +284,31 @@ export interface VitGraph {
 export const INPUT_NAME = 'pixels';
 const BATCH_DIM = 'batch';
 
-function valueInfo(name: string, dims: (number | string)[]): IValueInfoProto {
-  return {
-    name,
-    type: {
-      tensorType: {
-        elemType: onnx.TensorProto.DataType.FLOAT,
-        shape: { dim: dims.map((d) => (typeof d === 'number' ? { dimValue: d } : { dimParam: d })) },
-      },
-    },
-  };
+/** A float32 value of the graph's interface: known dimensions given, the rest left to onnxruntime. */
+function valueInfo(name: string, dims: (number | string)[] | null): IValueInfoProto {
+  const tensorType: protoPkg.onnx.TypeProto.ITensor = { elemType: onnx.TensorProto.DataType.FLOAT };
+  if (dims) tensorType.shape = { dim: dims.map((d) => (typeof d === 'number' ? { dimValue: d } : { dimParam: d })) };
+  return { name, type: { tensorType } };
 }
 
 /**
- * The ViT of vit.ts as an ONNX model: input `pixels` float32 [batch, C, H, W]; outputs logits (when the model
- * has a head), cls, avg, preLogits and, with attentions, attn_0 … attn_{depth-1} [batch, heads, T, T].
- * Weights are not in the model: every parameter initializer references a slot of WEIGHTS_FILE (see
- * weightChunks), so the model stays small whatever the checkpoint weighs.
+ * A model's forward as an ONNX model: input `pixels` float32 [batch, C, H, W]; outputs `logits` [batch,
+ * classes] when the model has a head, one per pooled feature (named as the architecture's pools) and, with
+ * attentions, attn_0 … attn_{n-1}. Weights are not in the model: every parameter initializer references a
+ * slot of WEIGHTS_FILE (see weightChunks), so the model stays small whatever the checkpoint weighs.
  */
-export function buildVitGraph(
-  cfg: ViTConfig, shapeOf: (param: string) => number[], opts: GraphOptions & { attentions?: boolean; experiment?: { gemm?: boolean; attention?: boolean } } = {},
-): VitGraph {
+export function buildGraph(
+  cfg: ModelConfig, shapeOf: (param: string) => number[], opts: GraphOptions & { attentions?: boolean; experiment?: { gemm?: boolean; attention?: boolean } } = {},
+): ModelGraph {
   // The fused attention kernel does not hand out its probabilities: the graph built for them keeps the ops.
   const ops = new OnnxGraphOps(shapeOf, { ...opts, fusedAttention: !opts.attentions && (opts.experiment?.attention ?? true), gemm: (opts.experiment?.gemm ?? true) && opts.contribOps !== false });
   const [h, w] = cfg.imgSize;
   const pixels = ops.input(INPUT_NAME, 4);
-  const o = vitForward(ops, cfg, pixels, { attentions: opts.attentions });
-  const outputs: { name: string; value: string; dims: (number | string)[] }[] = [];
+  const o = archOf(cfg).forward(ops, cfg, pixels, { attentions: opts.attentions });
+  const outputs: { name: string; value: string; dims: (number | string)[] | null }[] = [];
   if (o.logits !== null) outputs.push({ name: 'logits', value: o.logits, dims: [BATCH_DIM, cfg.numClasses] });
-  outputs.push({ name: 'cls', value: o.cls, dims: [BATCH_DIM, cfg.embedDim] });
-  outputs.push({ name: 'avg', value: o.avg, dims: [BATCH_DIM, cfg.embedDim] });
-  outputs.push({ name: 'preLogits', value: o.preLogits, dims: [BATCH_DIM, cfg.representationSize ?? cfg.embedDim] });
-  const tokens = numTokens(cfg);
-  o.attentions.forEach((a, i) => outputs.push({ name: `attn_${i}`, value: a, dims: [BATCH_DIM, cfg.numHeads, tokens, tokens] }));
+  for (const [name, value] of Object.entries(o.features)) outputs.push({ name, value, dims: null });
+  o.attentions.forEach((a, i) => outputs.push({ name: `attn_${i}`, value: a, dims: null }));
   for (const out of outputs) ops.output(out.value, out.name);
 
   const nodes = ops.nodes;

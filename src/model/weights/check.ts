@@ -1,14 +1,14 @@
 import { WeightsError } from '../../errors.js';
-import type { ViTConfig } from '../config.js';
-import { expectedParams } from '../params.js';
+import { archOf } from '../arch/index.js';
+import type { ModelConfig } from '../config.js';
 import { sameShape, shapeStr, type TensorMap } from '../tensor.js';
 
 /**
  * Every expected tensor must be present with its exact shape, and nothing else may be there. All problems
  * are gathered into one error so a user fixes a checkpoint in one go.
  */
-export function checkWeights(cfg: ViTConfig, weights: TensorMap, source: string): void {
-  const expected = expectedParams(cfg);
+export function checkWeights(cfg: ModelConfig, weights: TensorMap, source: string): void {
+  const expected = archOf(cfg).params(cfg);
   const missing: string[] = [];
   const misShaped: string[] = [];
   for (const [name, shape] of expected) {
