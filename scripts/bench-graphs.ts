@@ -51,7 +51,7 @@ const THREADS = Number(values.threads);
 
 /** The vit graphs measured beside torch's: a name and how the builder is asked for it. */
 const VIT_GRAPHS: { name: string; opts: GraphOptions }[] = [
-  { name: 'fp32 standard', opts: { contribOps: false } },
+  { name: 'fp32 standard', opts: { portable: true } },
   { name: 'fp32', opts: {} },
   { name: 'int8', opts: { dtype: 'int8' } },
 ];

@@ -108,7 +108,7 @@ test('fp32 graph: fused kernels where no probabilities are wanted; the attention
   const withProbs = ops({ attentions: true });
   assert.equal(count(withProbs, 'Attention'), 0);
   assert.equal(count(withProbs, 'Softmax'), depth);
-  assert.ok(ops({ contribOps: false }).every((n) => !n.domain));
+  assert.ok(ops({ portable: true }).every((n) => !n.domain));
 });
 
 test('int8: the cache keeps fp32 and int8 graphs of the same weights apart; int8 weights take about a quarter', async () => {

@@ -88,4 +88,9 @@ export interface Architecture<C extends ModelConfig = ModelConfig> {
   /** The architecture's own fields for `vit summary` (JSON keys) and its one-line description. */
   summaryFields(cfg: C): Record<string, unknown>;
   describe(cfg: C): string;
+  /**
+   * The Hugging Face `config.json` of an image classifier of this architecture (`vit export`), with the
+   * config's labels; absent where transformers has no matching model type.
+   */
+  hfConfig?(cfg: C): Json;
 }

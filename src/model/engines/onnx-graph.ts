@@ -41,8 +41,15 @@ export interface GraphOptions {
    * in standard ops that onnxruntime fuses into one DynamicQuantizeMatMul kernel. Everything else stays fp32.
    */
   dtype?: Dtype;
-  /** onnxruntime's com.microsoft fused kernels where they help; off for a graph any ONNX runtime can load. */
-  contribOps?: boolean;
+  /**
+   * Spelled op by op in standard ONNX, for any ONNX runtime (`vit export`), instead of in the kernels that are
+   * fastest on onnxruntime (its com.microsoft fused attention, linear layers as Gemm).
+   */
+  portable?: boolean;
+  /** The name of the pixel input (default `pixels`; Hugging Face's is `pixel_values`). */
+  inputName?: string;
+  /** Only the logits as output, not the pooled features too. */
+  logitsOnly?: boolean;
 }
 
 /**
@@ -67,7 +74,7 @@ export class OnnxGraphOps implements Ops<string> {
   constructor(private readonly shapeOf: (param: string) => number[], opts: GraphOptions & { fusedAttention?: boolean; gemm?: boolean } = {}) {
     this.dtype = opts.dtype ?? 'fp32';
     this.gemm = opts.gemm ?? true;
-    if (opts.fusedAttention && this.dtype === 'fp32' && opts.contribOps !== false) {
+    if (opts.fusedAttention && this.dtype === 'fp32' && !opts.portable) {
       this.selfAttention = (x, w, b, numHeads) => this.attentionNode(x, w, b, numHeads);
     }
   }
@@ -301,13 +308,14 @@ export function buildGraph(
   cfg: ModelConfig, shapeOf: (param: string) => number[], opts: GraphOptions & { attentions?: boolean; experiment?: { gemm?: boolean; attention?: boolean } } = {},
 ): ModelGraph {
   // The fused attention kernel does not hand out its probabilities: the graph built for them keeps the ops.
-  const ops = new OnnxGraphOps(shapeOf, { ...opts, fusedAttention: !opts.attentions && (opts.experiment?.attention ?? true), gemm: (opts.experiment?.gemm ?? true) && opts.contribOps !== false });
+  const ops = new OnnxGraphOps(shapeOf, { ...opts, fusedAttention: !opts.attentions && (opts.experiment?.attention ?? true), gemm: (opts.experiment?.gemm ?? true) && !opts.portable });
   const [h, w] = cfg.imgSize;
-  const pixels = ops.input(INPUT_NAME, 4);
+  const inputName = opts.inputName ?? INPUT_NAME;
+  const pixels = ops.input(inputName, 4);
   const o = archOf(cfg).forward(ops, cfg, pixels, { attentions: opts.attentions });
   const outputs: { name: string; value: string; dims: (number | string)[] | null }[] = [];
   if (o.logits !== null) outputs.push({ name: 'logits', value: o.logits, dims: [BATCH_DIM, cfg.numClasses] });
-  for (const [name, value] of Object.entries(o.features)) outputs.push({ name, value, dims: null });
+  if (!opts.logitsOnly) for (const [name, value] of Object.entries(o.features)) outputs.push({ name, value, dims: null });
   o.attentions.forEach((a, i) => outputs.push({ name: `attn_${i}`, value: a, dims: null }));
   for (const out of outputs) ops.output(out.value, out.name);
 
@@ -333,7 +341,7 @@ export function buildGraph(
       name: cfg.name,
       node: nodes,
       initializer: [...weightInits, ...ops.constantInitializers()],
-      input: [valueInfo(INPUT_NAME, [BATCH_DIM, cfg.inChans, h, w])],
+      input: [valueInfo(inputName, [BATCH_DIM, cfg.inChans, h, w])],
       output: outputs.map((out) => valueInfo(out.name, out.dims)),
     },
   };
