@@ -68,13 +68,20 @@ export class OnnxGraphOps implements Ops<string> {
   private readonly ranks = new Map<string, number>();
   private counter = 0;
   private readonly dtype: Dtype;
+  /** fp32 linear layers with a bias as Gemm (see gemmLinear). */
   private readonly gemm: boolean;
   readonly selfAttention?: Ops<string>['selfAttention'];
 
-  constructor(private readonly shapeOf: (param: string) => number[], opts: GraphOptions & { fusedAttention?: boolean; gemm?: boolean } = {}) {
+  /**
+   * fp32 graphs not asked to be portable use onnxruntime's kernels: linear layers as Gemm, and its fused
+   * Attention where the probabilities are not wanted (it does not hand them out). int8 graphs keep both
+   * spelled out: their products are the quantized ones, which onnxruntime fuses from standard ops itself.
+   */
+  constructor(private readonly shapeOf: (param: string) => number[], opts: GraphOptions & { attentions?: boolean } = {}) {
     this.dtype = opts.dtype ?? 'fp32';
-    this.gemm = opts.gemm ?? true;
-    if (opts.fusedAttention && this.dtype === 'fp32' && !opts.portable) {
+    const tuned = this.dtype === 'fp32' && !opts.portable;
+    this.gemm = tuned;
+    if (tuned && !opts.attentions) {
       this.selfAttention = (x, w, b, numHeads) => this.attentionNode(x, w, b, numHeads);
     }
   }
@@ -150,20 +157,27 @@ export class OnnxGraphOps implements Ops<string> {
 
   linear(x: string, w: string, b?: string): string {
     const param = this.params.get(w);
+    const constant = param !== undefined && this.rank(w) === 2;
+    if (constant && this.dtype === 'int8') return this.quantizedLinear(x, param, w, b);
+    if (constant && this.gemm && b !== undefined) return this.gemmLinear(x, param, w, b);
+    const y = this.node('MatMul', [x, this.transposedWeight(w)], this.rank(x)); // [..., in] · [in, out] → [..., out]
+    return b === undefined ? y : this.node('Add', [y, b], this.rank(x));
+  }
+
+  /**
+   * x · wᵀ + b with w as int8 [in, out] and one scale per output column, x quantized per tensor at run time
+   * (uint8 with a zero point): the standard spelling, which onnxruntime fuses into DynamicQuantizeMatMul
+   * (bias included) itself, so any ONNX runtime can run it and onnxruntime runs it as fast as the contrib op.
+   */
+  private quantizedLinear(x: string, param: string, w: string, b: string | undefined): string {
     const r = this.rank(x);
-    let y: string;
-    if (this.dtype === 'fp32' && this.gemm && param !== undefined && b !== undefined) return this.gemmLinear(x, w, b);
-    if (this.dtype === 'int8' && param !== undefined && this.rank(w) === 2) {
-      const [out, inDim] = this.shapeOf(param);
-      const q = this.slot(`${w}.int8`, param, [inDim, out], 'int8-t');
-      const wScale = this.slot(`${w}.scale`, param, [out], 'int8-scale');
-      const [xq, xScale, xZero] = this.multiNode('DynamicQuantizeLinear', [x], [r, 0, 0]); // uint8, per tensor
-      const acc = this.node('MatMulInteger', [xq, q, xZero], r); // int32 [..., in] · [in, out] → [..., out]
-      const accF = this.node('Cast', [acc], r, [attr.int('to', onnx.TensorProto.DataType.FLOAT)]);
-      y = this.node('Mul', [accF, this.node('Mul', [xScale, wScale], 1)], r); // one scale per output column
-    } else {
-      y = this.node('MatMul', [x, this.transposedWeight(w)], r); // [..., in] · [in, out] → [..., out]
-    }
+    const [out, inDim] = this.shapeOf(param);
+    const q = this.slot(`${w}.int8`, param, [inDim, out], 'int8-t');
+    const wScale = this.slot(`${w}.scale`, param, [out], 'int8-scale');
+    const [xq, xScale, xZero] = this.multiNode('DynamicQuantizeLinear', [x], [r, 0, 0]);
+    const acc = this.node('MatMulInteger', [xq, q, xZero], r); // int32 [..., in] · [in, out] → [..., out]
+    const accF = this.node('Cast', [acc], r, [attr.int('to', onnx.TensorProto.DataType.FLOAT)]);
+    const y = this.node('Mul', [accF, this.node('Mul', [xScale, wScale], 1)], r);
     return b === undefined ? y : this.node('Add', [y, b], r);
   }
 
@@ -172,12 +186,11 @@ export class OnnxGraphOps implements Ops<string> {
    * MatMul + Add on [B, T, in], onnxruntime turns the Add and the GELU after fc1 into BiasGelu (a slower kernel
    * than its Gelu), and makes a Gemm itself only when every dimension is known, which the batch is not.
    */
-  private gemmLinear(x: string, w: string, b: string): string {
+  private gemmLinear(x: string, param: string, w: string, b: string): string {
     const r = this.rank(x);
     const wt = this.transposedWeight(w);
     if (r === 2) return this.node('Gemm', [x, wt, b], 2);
-    const [, inDim] = this.shapeOf(this.params.get(w)!);
-    const out = this.shapeOf(this.params.get(w)!)[0];
+    const [out, inDim] = this.shapeOf(param);
     const rows = this.node('Reshape', [x, this.int64s([-1, inDim])], 2); // [..., in] → [N, in]
     const y = this.node('Gemm', [rows, wt, b], 2); // [N, in] · [in, out] + b → [N, out]
     const lead = this.node('Shape', [x], 1, [attr.int('start', 0), attr.int('end', r - 1)]); // [...]
@@ -193,8 +206,11 @@ export class OnnxGraphOps implements Ops<string> {
     return this.slot(`${w}.T`, param, [inDim, out], 'float32-t');
   }
 
-  /** com.microsoft Attention: the qkv projection, scaled (1/√(D/H), its default) dot products, softmax and the
-   * weighted sum in one kernel, x [B, T, D] → [B, T, D]. */
+  /**
+   * com.microsoft Attention: the qkv projection (w as [D, 3D], columns q | k | v), the dot products scaled by
+   * 1/√(D/H) (its default), softmax and the weighted sum of v in one kernel: x [B, T, D] → [B, T, D], with none
+   * of the slices and transposes that split and merge the heads op by op.
+   */
   private attentionNode(x: string, w: string, b: string | undefined, numHeads: number): string {
     const inputs = [x, this.transposedWeight(w), ...(b === undefined ? [] : [b])];
     return this.node('Attention', inputs, 3, [attr.int('num_heads', numHeads)], undefined, MS_DOMAIN);
@@ -305,10 +321,9 @@ function valueInfo(name: string, dims: (number | string)[] | null): IValueInfoPr
  * slot of WEIGHTS_FILE (see weightChunks), so the model stays small whatever the checkpoint weighs.
  */
 export function buildGraph(
-  cfg: ModelConfig, shapeOf: (param: string) => number[], opts: GraphOptions & { attentions?: boolean; experiment?: { gemm?: boolean; attention?: boolean } } = {},
+  cfg: ModelConfig, shapeOf: (param: string) => number[], opts: GraphOptions & { attentions?: boolean } = {},
 ): ModelGraph {
-  // The fused attention kernel does not hand out its probabilities: the graph built for them keeps the ops.
-  const ops = new OnnxGraphOps(shapeOf, { ...opts, fusedAttention: !opts.attentions && (opts.experiment?.attention ?? true), gemm: (opts.experiment?.gemm ?? true) && !opts.portable });
+  const ops = new OnnxGraphOps(shapeOf, opts);
   const [h, w] = cfg.imgSize;
   const inputName = opts.inputName ?? INPUT_NAME;
   const pixels = ops.input(inputName, 4);
