@@ -2,13 +2,13 @@
  * The transformers.js side of `npm run bench`, run as a child process per measurement: the image-classification
  * pipeline of @huggingface/transformers on a folder written by `vit export`, offline.
  *
- *   node dist/scripts/bench-transformers.js classify FOLDER DTYPE BATCH INPUT_DIR    one JSON row per image on stdout
+ *   node dist/scripts/bench-transformers.js classify FOLDER DTYPE BATCH INPUT        one JSON row per image on stdout
  *   node dist/scripts/bench-transformers.js model-only FOLDER DTYPE BATCH IMAGES     images/s of the model alone
  *
  * DTYPE is transformers.js's: fp32 (onnx/model.onnx) or q8 (onnx/model_quantized.onnx). classify hands the
  * pipeline BATCH paths at a time, which it decodes, preprocesses and runs as one batch, like `vit classify -b`.
  */
-import { readdirSync } from 'node:fs';
+import { readdirSync, statSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { env, pipeline, Tensor, type ImageClassificationPipeline } from '@huggingface/transformers';
 
@@ -21,7 +21,8 @@ env.useFSCache = false;
 const classifier = (await pipeline('image-classification', basename(folder), { dtype: dtype as 'fp32' | 'q8' })) as ImageClassificationPipeline;
 
 if (mode === 'classify') {
-  const files = readdirSync(last).sort().map((f) => join(last, f));
+  // A folder's images in name order (as vit lists them), or one image.
+  const files = statSync(last).isDirectory() ? readdirSync(last).sort().map((f) => join(last, f)) : [last];
   for (let i = 0; i < files.length; i += batch) {
     const paths = files.slice(i, i + batch);
     const out = (await classifier(paths, { top_k: 5 })) as { label: string; score: number }[][];
