@@ -76,6 +76,10 @@ export class OnnxGraphOps implements Ops<string> {
    * fp32 graphs not asked to be portable use onnxruntime's kernels: linear layers as Gemm, and its fused
    * Attention where the probabilities are not wanted (it does not hand them out). int8 graphs keep both
    * spelled out: their products are the quantized ones, which onnxruntime fuses from standard ops itself.
+   * Measured model-only (batch 8, 2 threads, interleaved rounds, scripts/bench-graphs.ts, load 2–4): B/16 7%
+   * faster than the standard spelling (4.71 vs 4.40 img/s; CPU time 389 vs 416 ms/img), B/32 level (17.73 vs
+   * 18.04 img/s, per-round ratio to torch's export 1.000 vs 1.008). Each part alone (B/16, CPU time against
+   * torch's export): standard 1.044, Gemm 1.069, Attention 1.053, both 1.091.
    */
   constructor(private readonly shapeOf: (param: string) => number[], opts: GraphOptions & { attentions?: boolean } = {}) {
     this.dtype = opts.dtype ?? 'fp32';
@@ -167,7 +171,9 @@ export class OnnxGraphOps implements Ops<string> {
   /**
    * x · wᵀ + b with w as int8 [in, out] and one scale per output column, x quantized per tensor at run time
    * (uint8 with a zero point): the standard spelling, which onnxruntime fuses into DynamicQuantizeMatMul
-   * (bias included) itself, so any ONNX runtime can run it and onnxruntime runs it as fast as the contrib op.
+   * (bias included) itself, so any ONNX runtime can run it and onnxruntime runs it as fast as the contrib op
+   * (one [400, 768] · [768, 3072] layer: 6.1 ms either way, against 17–20 ms in fp32; the profiler shows the
+   * same kernel for both).
    */
   private quantizedLinear(x: string, param: string, w: string, b: string | undefined): string {
     const r = this.rank(x);
