@@ -56,6 +56,7 @@ export class OnnxGraphOps implements Ops<string> {
   /** Weight initializers in order of first use. */
   private readonly slots = new Map<string, Omit<WeightSlot, 'offset' | 'length'>>();
   private readonly ranks = new Map<string, number>();
+  private readonly fixedNames = new WeakMap<Float32Array | Int32Array, string>();
   private counter = 0;
 
   constructor(private readonly shapeOf: (param: string) => number[]) {}
@@ -199,6 +200,40 @@ export class OnnxGraphOps implements Ops<string> {
     return this.node('Concat', [tiled, x], 3, [attr.int('axis', 1)]); // [B, k, D] ⊕ [B, N, D] → [B, k+N, D]
   }
 
+  concat(xs: string[], axis: number): string {
+    return this.node('Concat', xs, this.rank(xs[0]), [attr.int('axis', axis)]);
+  }
+
+  padEnd(x: string, axis: number, n: number): string {
+    const r = this.rank(x);
+    const pads = Array.from({ length: 2 * r }, (_, i) => (i === r + axis ? n : 0)); // every axis's start, then every end
+    return this.node('Pad', [x, this.int64s(pads)], r);
+  }
+
+  gather(x: string, indices: Int32Array): string {
+    const idx = this.fixed(indices, () => ({
+      dims: [indices.length], dataType: onnx.TensorProto.DataType.INT64, raw: bytesOf(BigInt64Array.from(indices, BigInt)),
+    }));
+    return this.node('Gather', [x, idx], this.rank(x), [attr.int('axis', 0)]); // [R, ...] → [n, ...]
+  }
+
+  tensor(data: Float32Array, shape: number[]): string {
+    return this.fixed(data, () => ({ dims: shape, dataType: onnx.TensorProto.DataType.FLOAT, raw: bytesOf(data) }));
+  }
+
+  /**
+   * An inline constant from a host array, stored once per array: architectures hand the same array to every
+   * block that needs it (a window's position index, a stage's mask), so the graph holds one copy.
+   */
+  private fixed(data: Float32Array | Int32Array, make: () => { dims: number[]; dataType: number; raw: Uint8Array }): string {
+    let name = this.fixedNames.get(data);
+    if (name === undefined) {
+      name = this.constant(`fixed_${this.counter++}`, make);
+      this.fixedNames.set(data, name);
+    }
+    return name;
+  }
+
   /** Name a value as a graph output (Identity, so one value can back several outputs). */
   output(value: string, name: string): void {
     this.node('Identity', [value], this.rank(value), [], name);
@@ -228,7 +263,7 @@ export interface VitGraph {
 }
 
 export const INPUT_NAME = 'pixels';
-const BATCH_DIM = 'batch';
+export const BATCH_DIM = 'batch';
 
 function valueInfo(name: string, dims: (number | string)[]): IValueInfoProto {
   return {
@@ -250,18 +285,31 @@ function valueInfo(name: string, dims: (number | string)[]): IValueInfoProto {
  */
 export function buildVitGraph(cfg: ViTConfig, shapeOf: (param: string) => number[], opts: { attentions?: boolean } = {}): VitGraph {
   const ops = new OnnxGraphOps(shapeOf);
-  const [h, w] = cfg.imgSize;
   const pixels = ops.input(INPUT_NAME, 4);
   const o = vitForward(ops, cfg, pixels, { attentions: opts.attentions });
-  const outputs: { name: string; value: string; dims: (number | string)[] }[] = [];
+  const outputs: GraphOutput[] = [];
   if (o.logits !== null) outputs.push({ name: 'logits', value: o.logits, dims: [BATCH_DIM, cfg.numClasses] });
   outputs.push({ name: 'cls', value: o.cls, dims: [BATCH_DIM, cfg.embedDim] });
   outputs.push({ name: 'avg', value: o.avg, dims: [BATCH_DIM, cfg.embedDim] });
   outputs.push({ name: 'preLogits', value: o.preLogits, dims: [BATCH_DIM, cfg.representationSize ?? cfg.embedDim] });
   const tokens = numTokens(cfg);
   o.attentions.forEach((a, i) => outputs.push({ name: `attn_${i}`, value: a, dims: [BATCH_DIM, cfg.numHeads, tokens, tokens] }));
-  for (const out of outputs) ops.output(out.value, out.name);
+  return finishGraph(ops, cfg.name, [BATCH_DIM, cfg.inChans, ...cfg.imgSize], outputs);
+}
 
+/** One named output of a graph: the value that backs it and its dims (BATCH_DIM for the batch). */
+export interface GraphOutput {
+  name: string;
+  value: string;
+  dims: (number | string)[];
+}
+
+/**
+ * The model proto of a forward built on `ops`: the input `pixels` with the given dims, the named outputs, every
+ * parameter initializer referencing its slot of WEIGHTS_FILE (see weightChunks), the constants inline.
+ */
+export function finishGraph(ops: OnnxGraphOps, name: string, inputDims: (number | string)[], outputs: GraphOutput[]): VitGraph {
+  for (const out of outputs) ops.output(out.value, out.name);
   const slots = ops.weightSlots();
   const weightInits: ITensorProto[] = slots.map((s) => ({
     name: s.name,
@@ -280,10 +328,10 @@ export function buildVitGraph(cfg: ViTConfig, shapeOf: (param: string) => number
     producerName: 'vit',
     producerVersion: String(GRAPH_FORMAT),
     graph: {
-      name: cfg.name,
+      name,
       node: ops.nodes,
       initializer: [...weightInits, ...ops.constantInitializers()],
-      input: [valueInfo(INPUT_NAME, [BATCH_DIM, cfg.inChans, h, w])],
+      input: [valueInfo(INPUT_NAME, inputDims)],
       output: outputs.map((out) => valueInfo(out.name, out.dims)),
     },
   };

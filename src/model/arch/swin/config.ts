@@ -1,0 +1,94 @@
+import { ModelError } from '../../../errors.js';
+import type { Preprocess } from '../../config.js';
+
+/**
+ * Whose rules decide the windows of a stage whose map does not tile into whole windows. The three
+ * implementations agree whenever every stage's map is a multiple of its window and at least as large — true of
+ * every released checkpoint at its own resolution — and differ otherwise (see windows.ts for each rule).
+ */
+export type WindowRule = 'timm' | 'hf' | 'torchvision';
+export const WINDOW_RULES: readonly WindowRule[] = ['timm', 'hf', 'torchvision'];
+
+/** Everything needed to build a Swin Transformer (Liu et al. 2021); field names follow timm's SwinTransformer. */
+export interface SwinConfig {
+  arch: 'swin';
+  name: string;
+  /** [H, W] the model takes. */
+  imgSize: [number, number];
+  patchSize: number;
+  inChans: number;
+  /** Channels of stage 0; stage i has embedDim·2^i. */
+  embedDim: number;
+  /** Blocks per stage. */
+  depths: number[];
+  /** Attention heads per stage. */
+  numHeads: number[];
+  /** Window side per stage, before the rule shrinks it to a small map (timm's S3 models vary it by stage). */
+  windowSize: number[];
+  /** Each block's MLP is int(C · mlpRatio) wide. */
+  mlpRatio: number;
+  qkvBias: boolean;
+  /** eps of the block norms and of the final norm. */
+  layerNormEps: number;
+  /**
+   * eps of the patch-embedding norm and of every patch merging's norm. Hugging Face builds those two with
+   * LayerNorm's default (1e-5) whatever its config's layer_norm_eps says; timm and torchvision use one eps.
+   */
+  patchNormEps: number;
+  /** 0 means the checkpoint has no classifier head. */
+  numClasses: number;
+  windowRule: WindowRule;
+  preprocess: Preprocess;
+  /** Class names from the checkpoint (id2label, label_names), index-aligned; null when it has none. */
+  labels: string[] | null;
+}
+
+/** Channels of stage i. */
+export function stageDim(cfg: SwinConfig, i: number): number {
+  return cfg.embedDim * 2 ** i;
+}
+
+/** Channels of the final norm, the pooled features and the head's input. */
+export function numFeatures(cfg: SwinConfig): number {
+  return stageDim(cfg, cfg.depths.length - 1);
+}
+
+/** Hidden width of stage i's MLPs: Python's int() of C · mlp_ratio, as all three implementations compute it. */
+export function mlpDim(cfg: SwinConfig, i: number): number {
+  return Math.trunc(stageDim(cfg, i) * cfg.mlpRatio);
+}
+
+export function validateSwinConfig(cfg: SwinConfig): SwinConfig {
+  const bad: string[] = [];
+  const posInt = (v: number) => Number.isInteger(v) && v > 0;
+  const stages = cfg.depths.length;
+  if (stages === 0 || !cfg.depths.every(posInt)) bad.push(`depths [${cfg.depths.join(', ')}]`);
+  if (cfg.numHeads.length !== stages || !cfg.numHeads.every(posInt)) {
+    bad.push(`numHeads [${cfg.numHeads.join(', ')}] for ${stages} stages`);
+  }
+  if (cfg.windowSize.length !== stages || !cfg.windowSize.every(posInt)) {
+    bad.push(`windowSize [${cfg.windowSize.join(', ')}] for ${stages} stages`);
+  }
+  if (!posInt(cfg.embedDim)) bad.push(`embedDim ${cfg.embedDim}`);
+  else {
+    cfg.numHeads.forEach((h, i) => {
+      if (posInt(h) && stageDim(cfg, i) % h !== 0) bad.push(`stage ${i} width ${stageDim(cfg, i)} is not divisible by ${h} heads`);
+    });
+  }
+  if (!(cfg.mlpRatio > 0) || (posInt(cfg.embedDim) && !posInt(mlpDim(cfg, 0)))) bad.push(`mlpRatio ${cfg.mlpRatio}`);
+  if (!posInt(cfg.patchSize)) bad.push(`patchSize ${cfg.patchSize}`);
+  if (!posInt(cfg.inChans)) bad.push(`inChans ${cfg.inChans}`);
+  for (const s of cfg.imgSize) {
+    // Every stage but the last halves the map; a map of one patch cannot be merged again.
+    if (!posInt(s) || s < cfg.patchSize * 2 ** (stages - 1)) bad.push(`image size ${cfg.imgSize.join('x')} for patch ${cfg.patchSize} and ${stages} stages`);
+  }
+  if (!(Number.isInteger(cfg.numClasses) && cfg.numClasses >= 0)) bad.push(`numClasses ${cfg.numClasses}`);
+  if (!(cfg.layerNormEps > 0)) bad.push(`layerNormEps ${cfg.layerNormEps}`);
+  if (!(cfg.patchNormEps > 0)) bad.push(`patchNormEps ${cfg.patchNormEps}`);
+  if (!WINDOW_RULES.includes(cfg.windowRule)) bad.push(`windowRule "${cfg.windowRule}" (one of ${WINDOW_RULES.join(', ')})`);
+  if (cfg.labels && cfg.numClasses > 0 && cfg.labels.length !== cfg.numClasses) {
+    bad.push(`${cfg.labels.length} labels for ${cfg.numClasses} classes`);
+  }
+  if (bad.length > 0) throw new ModelError(`invalid Swin config "${cfg.name}": ${bad.join('; ')}`);
+  return cfg;
+}
