@@ -3,6 +3,11 @@ import { sizeOf, type TensorMap } from '../tensor.js';
 import { toFloat32, type StorageDtype } from './dtypes.js';
 
 const DTYPES: Record<string, StorageDtype> = { F32: 'f32', F16: 'f16', BF16: 'bf16', F64: 'f64' };
+/**
+ * Integer and boolean tensors are buffers, never parameters (Hugging Face's Swin checkpoints carry each block's
+ * relative_position_index as I64): they are checked like any entry, then left out, as the pickle reader does.
+ */
+const BUFFER_DTYPES = new Set(['I64', 'I32', 'I16', 'I8', 'U64', 'U32', 'U16', 'U8', 'BOOL']);
 const MAX_HEADER = 100 * 1024 * 1024;
 
 interface Entry { dtype: string; shape: number[]; data_offsets: [number, number] }
@@ -31,7 +36,7 @@ export function readSafetensors(buf: Uint8Array, source = 'safetensors'): Tensor
     if (name === '__metadata__') continue;
     const e = raw as Entry;
     const dtype = DTYPES[e.dtype];
-    if (!dtype) {
+    if (!dtype && !BUFFER_DTYPES.has(e.dtype)) {
       throw new WeightsError(`${source}: tensor "${name}" has dtype ${e.dtype}; supported: ${Object.keys(DTYPES).join(', ')}`);
     }
     const [begin, end] = e.data_offsets ?? [];
@@ -40,6 +45,7 @@ export function readSafetensors(buf: Uint8Array, source = 'safetensors'): Tensor
         !Number.isInteger(begin) || !Number.isInteger(end) || begin > end || dataStart + end > buf.byteLength) {
       throw new WeightsError(`${source}: tensor "${name}" has bad shape or offsets`);
     }
+    if (!dtype) continue;
     const bytes = buf.subarray(dataStart + begin, dataStart + end);
     out.set(name, { shape, data: toFloat32(bytes, dtype, sizeOf(shape), `${source}: tensor "${name}"`) });
   }
