@@ -6,18 +6,18 @@ type Json = Record<string, unknown>;
 
 const PIL_RESAMPLE: Record<number, Interpolation> = { 0: 'nearest', 1: 'lanczos', 2: 'bilinear', 3: 'bicubic', 4: 'bilinear', 5: 'bicubic' };
 
-function num(v: unknown, what: string): number {
+export function num(v: unknown, what: string): number {
   if (typeof v !== 'number' || !Number.isFinite(v)) throw new ModelError(`config: ${what} must be a number, found ${JSON.stringify(v)}`);
   return v;
 }
 
-function pair(v: unknown, what: string): [number, number] {
+export function pair(v: unknown, what: string): [number, number] {
   if (Array.isArray(v) && v.length === 2) return [num(v[0], what), num(v[1], what)];
   const n = num(v, what);
   return [n, n];
 }
 
-function triple(v: unknown, what: string): [number, number, number] {
+export function triple(v: unknown, what: string): [number, number, number] {
   if (typeof v === 'number') return [v, v, v];
   if (!Array.isArray(v) || v.length !== 3) throw new ModelError(`config: ${what} must be 3 numbers, found ${JSON.stringify(v)}`);
   return [num(v[0], what), num(v[1], what), num(v[2], what)];
@@ -37,7 +37,7 @@ export function labelsFromId2label(id2label: unknown): string[] | null {
 }
 
 /** Hugging Face's placeholder labels (LABEL_0, LABEL_1, ...) carry no information. */
-function meaningfulLabels(labels: string[] | null): string[] | null {
+export function meaningfulLabels(labels: string[] | null): string[] | null {
   return labels && labels.every((l, i) => l === `LABEL_${i}`) ? null : labels;
 }
 
@@ -114,6 +114,16 @@ export function fromHfConfig(cfg: Json, pp: Json | null, name: string): ViTConfi
   });
 }
 
+/** timm's pretrained_cfg preprocessing over a base (the preset's, or the defaults). */
+export function preprocessFromTimm(pre: Json, imgSize: [number, number], base: Preprocess, name: string): Preprocess {
+  const interp = String(pre.interpolation ?? 'bicubic') as Interpolation;
+  if (!['nearest', 'bilinear', 'bicubic', 'lanczos'].includes(interp)) throw new ModelError(`${name}: interpolation "${interp}" is not supported`);
+  const cropMode = String(pre.crop_mode ?? 'center');
+  if (cropMode !== 'center' && cropMode !== 'squash') throw new ModelError(`${name}: crop_mode "${cropMode}" is not supported (center, squash)`);
+  return timmPreprocess(imgSize, pre.crop_pct === undefined ? 0.9 : num(pre.crop_pct, 'crop_pct'), interp,
+    pre.mean === undefined ? base.mean : triple(pre.mean, 'mean'), pre.std === undefined ? base.std : triple(pre.std, 'std'), cropMode);
+}
+
 /** A timm hub `config.json`: architecture (a preset, or vit_* fully described by model_args) + overrides. */
 export function fromTimmConfig(cfg: Json, name: string): ViTConfig {
   const arch = String(cfg.architecture ?? '');
@@ -137,10 +147,6 @@ export function fromTimmConfig(cfg: Json, name: string): ViTConfig {
   const labels = Array.isArray(cfg.label_names) ? cfg.label_names.map(String) : null;
   const numClasses = cfg.num_classes !== undefined ? num(cfg.num_classes, 'num_classes')
     : args.num_classes !== undefined ? num(args.num_classes, 'num_classes') : labels?.length ?? base.numClasses;
-  const interp = String(pre.interpolation ?? 'bicubic') as Interpolation;
-  if (!['nearest', 'bilinear', 'bicubic', 'lanczos'].includes(interp)) throw new ModelError(`${name}: interpolation "${interp}" is not supported`);
-  const cropMode = String(pre.crop_mode ?? 'center');
-  if (cropMode !== 'center' && cropMode !== 'squash') throw new ModelError(`${name}: crop_mode "${cropMode}" is not supported (center, squash)`);
   const repr = args.representation_size ?? args.pre_logits_size;
   const mlpDim = args.mlp_ratio !== undefined ? Math.round(D * num(args.mlp_ratio, 'mlp_ratio')) : args.embed_dim !== undefined ? 4 * D : base.mlpDim;
   return validateConfig({
@@ -160,9 +166,7 @@ export function fromTimmConfig(cfg: Json, name: string): ViTConfig {
     distilled: arch.includes('distilled') ? true : base.distilled,
     globalPool,
     fcNorm,
-    preprocess: timmPreprocess(imgSize, pre.crop_pct === undefined ? 0.9 : num(pre.crop_pct, 'crop_pct'), interp,
-      pre.mean === undefined ? base.preprocess.mean : triple(pre.mean, 'mean'),
-      pre.std === undefined ? base.preprocess.std : triple(pre.std, 'std'), cropMode),
+    preprocess: preprocessFromTimm(pre, imgSize, base.preprocess, name),
     labels: labels && labels.length === numClasses ? labels : null,
   });
 }

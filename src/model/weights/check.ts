@@ -8,7 +8,11 @@ import { sameShape, shapeStr, type TensorMap } from '../tensor.js';
  * are gathered into one error so a user fixes a checkpoint in one go.
  */
 export function checkWeights(cfg: ViTConfig, weights: TensorMap, source: string): void {
-  const expected = expectedParams(cfg);
+  checkExpected(expectedParams(cfg), cfg.name, weights, source);
+}
+
+/** The same check against any architecture's list of expected parameter names and shapes. */
+export function checkExpected(expected: Map<string, number[]>, model: string, weights: TensorMap, source: string): void {
   const missing: string[] = [];
   const misShaped: string[] = [];
   for (const [name, shape] of expected) {
@@ -22,5 +26,5 @@ export function checkWeights(cfg: ViTConfig, weights: TensorMap, source: string)
   if (missing.length) parts.push(`missing (${missing.length}): ${missing.join(', ')}`);
   if (unexpected.length) parts.push(`unexpected (${unexpected.length}): ${unexpected.join(', ')}`);
   if (misShaped.length) parts.push(`wrong shape (${misShaped.length}): ${misShaped.join('; ')}`);
-  throw new WeightsError(`${source} does not fit model "${cfg.name}":\n  ${parts.join('\n  ')}`);
+  throw new WeightsError(`${source} does not fit model "${model}":\n  ${parts.join('\n  ')}`);
 }
