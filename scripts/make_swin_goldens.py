@@ -622,25 +622,19 @@ def generate(spec, report):
 def main():
     torch.manual_seed(0)
     torch.set_num_threads(1)
-    summary = OrderedDict()
-    for spec in SPECS:
-        rep = OrderedDict()
+    reports = [(spec["name"], OrderedDict()) for spec in SPECS]
+    for spec, (_, rep) in zip(SPECS, reports):
         generate(spec, rep)
-        summary[spec["name"]] = rep
-    for name, rep in summary.items():
-        print("== %s" % name)
-        for k, v in rep.items():
-            print("  %-48s %.3g" % (k, v))
-    print("== files")
-    total = 0
-    for dirpath, _, files in sorted(os.walk(FIX)):
-        for fn in sorted(files):
-            p = os.path.join(dirpath, fn)
-            with open(p, "rb") as f:
-                data = f.read()
-            total += len(data)
-            print("  %9d  %s  %s" % (len(data), hashlib.sha256(data).hexdigest()[:16], rel(p)))
-    print("  %9d  total" % total)
+    lines = []
+    for name, rep in reports:
+        lines.append("== " + name)
+        lines += ["  %-48s %.3g" % kv for kv in rep.items()]
+    files = sorted(os.path.join(d, f) for d, _, fs in os.walk(FIX) for f in fs)
+    blobs = [(p, open(p, "rb").read()) for p in files]
+    lines.append("== files (bytes, sha256 prefix)")
+    lines += ["  %9d  %s  %s" % (len(b), hashlib.sha256(b).hexdigest()[:16], rel(p)) for p, b in blobs]
+    lines.append("  %9d  total" % sum(len(b) for _, b in blobs))
+    print("\n".join(lines))
 
 
 if __name__ == "__main__":
