@@ -96,12 +96,14 @@ export interface SwinRun {
 export async function runSwinTfjs(cfg: SwinConfig, weights: TensorMap, x: Float32Array, batch: number, attentions = false): Promise<SwinRun> {
   await initTfjs();
   const params = new Map([...weights].map(([k, t]) => [k, tf.tensor(t.data, t.shape, 'float32')]));
+  const ops = new TfjsOps(tf, (n) => {
+    const p = params.get(n);
+    if (!p) throw new Error(`no parameter ${n}`);
+    return p;
+  }, { scoped: true });
+  // As the engine does: linear weights pre-transposed for the wasm backend's fast matMul.
+  for (const [k, t] of params) if (t.rank === 2 && k.endsWith('.weight')) ops.transposed.set(t, tf.transpose(t));
   try {
-    const ops = new TfjsOps(tf, (n) => {
-      const p = params.get(n);
-      if (!p) throw new Error(`no parameter ${n}`);
-      return p;
-    }, { scoped: true });
     const [h, w] = cfg.imgSize;
     const outs = tf.tidy(() => {
       const o = swinForward(ops, cfg, tf.tensor4d(x, [batch, cfg.inChans, h, w]), { attentions });
@@ -112,7 +114,10 @@ export async function runSwinTfjs(cfg: SwinConfig, weights: TensorMap, x: Float3
     const n = cfg.numClasses > 0 ? 2 : 1;
     return { avg: host[0], logits: cfg.numClasses > 0 ? host[1] : null, attentions: host.slice(n) };
   } finally {
-    for (const t of params.values()) t.dispose();
+    for (const t of params.values()) {
+      ops.transposed.get(t)?.dispose();
+      t.dispose();
+    }
   }
 }
 
