@@ -23,10 +23,10 @@ import { PACKAGE_ROOT } from '../src/io/paths.js';
 import { turboJpeg } from '../src/io/jpeg-turbo.js';
 import { loadModel } from '../src/io/model-source.js';
 import { wasmResamplerAvailable } from '../src/io/resample-wasm.js';
-import type { ViTConfig } from '../src/model/config.js';
-import { createEngine, type EngineChoice } from '../src/model/engines/index.js';
-import { presetConfig } from '../src/model/presets.js';
-import { hfConfigJson, toHfWeights } from '../src/model/weights/hf-export.js';
+import type { EngineChoice } from '../src/model/engines/index.js';
+import { openModel } from '../src/pipeline/open-model.js';
+import { vitPreset as presetConfig } from '../src/model/arch/vit/presets.js';
+import { hfConfigJson, toHfWeights } from '../src/model/arch/vit/hf-export.js';
 import { randomWeights } from '../src/model/weights/random.js';
 import { writeSafetensors } from '../src/model/weights/safetensors.js';
 
@@ -98,10 +98,10 @@ function modelOnly(dir: string, engine: EngineChoice, images: number): Promise<n
 }
 
 async function measureModelOnly(dir: string, engine: EngineChoice, images: number): Promise<number> {
-  const m = await loadModel({ model: dir });
-  const e = await createEngine(engine, m.config, m.weights, { cacheDir: cache });
-  const cfg: ViTConfig = e.config;
-  const pixels = Float32Array.from({ length: BATCH * 3 * cfg.imgSize[0] * cfg.imgSize[1] }, (_, i) => Math.sin(i) * 0.5);
+  // The same path as the CLI's: the model opened (from the graph cache the end-to-end runs share), then run.
+  const e = await openModel({ model: dir }, { engine });
+  const cfg = e.config;
+  const pixels = Float32Array.from({ length: BATCH * cfg.inChans * cfg.imgSize[0] * cfg.imgSize[1] }, (_, i) => Math.sin(i) * 0.5);
   await e.run(pixels, BATCH);
   const runs = Math.max(1, Math.ceil(images / BATCH));
   const t0 = performance.now();

@@ -2,14 +2,13 @@
  * Start-up and memory check of the onnx engine on one model (random weights unless --weights is given):
  *   node dist/scripts/onnx-check.js H/14 --batch 1 --runs 0          (under /usr/bin/time -v for peak RSS)
  *   node dist/scripts/onnx-check.js B/32 --batch 8 --runs 5 --cache-dir /tmp/vit-cache
- * Prints where the time goes (weights, graph, cache key, cache write/reuse, session, first batch) and the steady
+ * Prints where the time goes (checkpoint, graph, weights file, session, first batch) and the steady
  * images/s over the given runs. A second run with the same cache dir shows the cached start-up.
  */
 import { parseArgs } from 'node:util';
-import { loadModel } from '../src/io/model-source.js';
-import { createEngine, type EngineChoice } from '../src/model/engines/index.js';
-import { OnnxEngine } from '../src/model/engines/onnx.js';
-import { sizeOf } from '../src/model/tensor.js';
+import { openGraphCache } from '../src/io/graph-cache.js';
+import type { EngineChoice } from '../src/model/engines/index.js';
+import { openModel } from '../src/pipeline/open-model.js';
 
 const { values, positionals } = parseArgs({
   allowPositionals: true,
@@ -18,8 +17,8 @@ const { values, positionals } = parseArgs({
     runs: { type: 'string', default: '5' },
     weights: { type: 'string' },
     engine: { type: 'string', default: 'onnx' },
+    dtype: { type: 'string', default: 'fp32' },
     'cache-dir': { type: 'string' },
-    threshold: { type: 'string' },
   },
 });
 const model = positionals[0] ?? 'B/32';
@@ -29,24 +28,17 @@ const mb = (bytes: number) => `${(bytes / 2 ** 20).toFixed(0)} MiB`;
 const rss = () => mb(process.memoryUsage().rss);
 
 const t0 = performance.now();
-const m = await loadModel({ model, weights: values.weights, randomWeights: !values.weights });
-let weightBytes = 0;
-for (const t of m.weights.values()) weightBytes += sizeOf(t.shape) * 4;
-const tLoad = performance.now();
-console.log(`${m.config.name}: weights ${mb(weightBytes)} ready in ${(tLoad - t0).toFixed(0)} ms, rss ${rss()}`);
-
-const engine = await createEngine(values.engine as EngineChoice, m.config, m.weights, {
-  cacheDir: values['cache-dir'],
-  externalDataThreshold: values.threshold === undefined ? undefined : Number(values.threshold),
-  releaseWeights: true,
+const engine = await openModel({ model, weights: values.weights, randomWeights: !values.weights }, {
+  engine: values.engine as EngineChoice,
+  dtype: values.dtype as 'fp32',
+  graphCache: values['cache-dir'] ? openGraphCache(values['cache-dir']) : undefined,
   verbose: (s) => console.log(s),
 });
 const tEngine = performance.now();
-console.log(`engine ready in ${(tEngine - tLoad).toFixed(0)} ms, rss ${rss()}`);
-if (engine instanceof OnnxEngine) console.log(`startup ${JSON.stringify(engine.startup)}`);
+console.log(`${engine.config.name}: engine ready in ${(tEngine - t0).toFixed(0)} ms, rss ${rss()}`);
 
-const [h, w] = m.config.imgSize;
-const x = Float32Array.from({ length: batch * m.config.inChans * h * w }, (_, i) => Math.sin(i * 0.001));
+const [h, w] = engine.config.imgSize;
+const x = Float32Array.from({ length: batch * engine.config.inChans * h * w }, (_, i) => Math.sin(i * 0.001));
 let t = performance.now();
 await engine.run(x, batch);
 console.log(`first batch of ${batch}: ${(performance.now() - t).toFixed(0)} ms (${(performance.now() - t0).toFixed(0)} ms since start), rss ${rss()}`);

@@ -16,16 +16,16 @@ import { parseArgs } from 'node:util';
 import type * as tfc from '@tensorflow/tfjs-core';
 import { loadModel } from '../src/io/model-source.js';
 import { PACKAGE_ROOT } from '../src/io/paths.js';
-import type { ViTConfig } from '../src/model/config.js';
-import { fromHfConfig } from '../src/model/config-readers.js';
+import type { ViTConfig } from '../src/model/arch/vit/config.js';
+import { vitFromHf as fromHfConfig } from '../src/model/arch/vit/readers.js';
 import { TfjsEngine } from '../src/model/engines/tfjs.js';
 import { tf } from '../src/model/engines/tfjs-backend.js';
 import { TfjsOps } from '../src/model/engines/tfjs-ops.js';
 import type { TensorMap } from '../src/model/tensor.js';
-import { hfConfigJson, toHfWeights } from '../src/model/weights/hf-export.js';
+import { hfConfigJson, toHfWeights } from '../src/model/arch/vit/hf-export.js';
 import { randomWeights, rng } from '../src/model/weights/random.js';
 import { writeSafetensors } from '../src/model/weights/safetensors.js';
-import { vitForward } from '../src/model/vit.js';
+import { vitForward } from '../src/model/arch/vit/forward.js';
 import {
   argmaxRows, confusion, confusionSummary, DIGIT_PIXELS, DIGIT_SIZE, digitsToPixels, NUM_CLASSES, splitDigits,
   type Confusion, type Digit,

@@ -2,13 +2,13 @@ import { createRequire } from 'node:module';
 import type YargsFactory from 'yargs';
 import type { CommandModule } from 'yargs';
 import { enableHubModels } from './commands/fetch.js';
-import type { CommandBody, Context } from './commands/common.js';
+import type { CommandBody } from './commands/options.js';
 import { UsageError, VitError } from './errors.js';
 import { ExitStatus } from './exit.js';
 import { closeLiveResources } from './model/engines/live.js';
-import type { EngineChoice } from './model/engines/index.js';
 import { isBrokenPipe } from './io/streams.js';
 import { toolVersion } from './io/paths.js';
+import type { Context } from './pipeline/context.js';
 
 
 // yargs' CommonJS build: its ES module build wraps help text by characters, splitting words mid-way.
@@ -53,22 +53,6 @@ const COMMANDS: CommandEntry[] = [
   },
 ];
 
-/** Commands that run a model over images. */
-const RUNS_MODEL = new Set(['classify', 'embed', 'attention']);
-
-/**
- * For a command that will run a model on onnxruntime, start loading onnxruntime-node (on the thread its
- * sessions will use) before the arguments are even parsed: its native library then loads while the command
- * module, the arguments and the inputs are read. Anything odd (help, another engine) just skips this.
- */
-function preloadFor(args: string[]): void {
-  if (!RUNS_MODEL.has(args[0]) || args.includes('--help') || args.includes('-h')) return;
-  const at = args.findIndex((a) => a === '--engine' || a.startsWith('--engine='));
-  const choice = at < 0 ? 'auto' : args[at].startsWith('--engine=') ? args[at].slice('--engine='.length) : args[at + 1];
-  if (choice === 'tfjs') return;
-  import('./model/engines/index.js').then((m) => m.preloadEngine(choice as EngineChoice), () => undefined);
-}
-
 /** The yargs command of an entry: its builder loads the module first (yargs awaits a builder's promise). */
 function lazyCommand(entry: CommandEntry, ctx: Context): CommandModule {
   let body: Promise<CommandBody> | null = null;
@@ -90,11 +74,11 @@ export async function main(args: string[], stdout: NodeJS.WritableStream, stderr
   const ctx: Context = {
     stdout,
     stderr,
+    quiet: flags.quiet,
     note: (m) => { if (!flags.quiet) stderr.write(`vit: ${m}\n`); },
     verbose: (m) => { if (flags.verbose) stderr.write(`vit: ${m}\n`); },
   };
   enableHubModels(ctx, flags.quiet);
-  preloadFor(args);
   // A reader that goes away (`| head -1`) is a normal end, not an error.
   let pipeClosed = false;
   stdout.on('error', (e) => {

@@ -4,12 +4,14 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { UsageError, WeightsError } from '../src/errors.js';
-import { topK } from '../src/commands/classify.js';
+import { topK } from '../src/pipeline/rows.js';
 import { resolveLabels } from '../src/io/labels.js';
 import { loadModel } from '../src/io/model-source.js';
-import { fromHfConfig, fromTimmConfig, preprocessFromHf } from '../src/model/config-readers.js';
-import { presetConfig, presetNames } from '../src/model/presets.js';
+import { vitFromHf as fromHfConfig, vitFromTimm as fromTimmConfig } from '../src/model/arch/vit/readers.js';
+import { preprocessFromHf } from '../src/model/preprocess.js';
+import { VIT_PRESETS, vitPreset as presetConfig } from '../src/model/arch/vit/presets.js';
 import { summarize } from '../src/model/summary.js';
+import { presetConfig as anyPreset } from '../src/model/arch/index.js';
 import { readSafetensors, writeSafetensors } from '../src/model/weights/safetensors.js';
 import { runVit } from './helpers/cli.js';
 import { modelDir } from './helpers/golden.js';
@@ -36,8 +38,8 @@ test('presets: paper, ViT- and timm names, case-insensitive', () => {
   for (const n of ['Ti/16', 'S/16', 'S/32', 'B/16', 'B/32', 'L/16', 'L/32', 'H/14', 'B/16@384', 'B/32@384', 'L/16@384']) {
     assert.doesNotThrow(() => presetConfig(n), n);
   }
-  assert.ok(presetNames().length >= 11);
-  assert.throws(() => presetConfig('B/17'), (e: unknown) => e instanceof UsageError && /B\/16/.test(e.message) && /vit_huge_patch14_224/.test(e.message));
+  assert.ok(VIT_PRESETS.names().length >= 11);
+  assert.throws(() => anyPreset('B/17'), (e: unknown) => e instanceof UsageError && /B\/16/.test(e.message) && /vit_huge_patch14_224/.test(e.message));
 });
 
 test('presets: the original checkpoints preprocess with mean = std = 0.5, bicubic, crop 0.9', () => {
@@ -73,7 +75,7 @@ test('config readers: Hugging Face and timm config.json', () => {
   assert.equal(timm.globalPool, 'avg');
   assert.equal(timm.fcNorm, true);
   assert.deepEqual(timm.preprocess.resize, { shortestEdge: 73 });
-  assert.deepEqual(preprocessFromHf({ do_resize: true, size: { shortest_edge: 256 }, do_center_crop: true, crop_size: 224 }, [224, 224]).crop, { height: 224, width: 224 });
+  assert.deepEqual(preprocessFromHf({ do_resize: true, size: { shortest_edge: 256 }, do_center_crop: true, crop_size: 224 }, [224, 224], 3).crop, { height: 224, width: 224 });
 });
 
 test('safetensors: F32 round trip and corrupt headers refused', () => {

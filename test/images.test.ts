@@ -12,7 +12,7 @@ import {
 } from '../src/io/images.js';
 import { PACKAGE_ROOT } from '../src/io/paths.js';
 import type { Interpolation, Preprocess } from '../src/model/config.js';
-import { timmPreprocess } from '../src/model/presets.js';
+import { timmPreprocess } from '../src/model/preprocess.js';
 import { be16, png, pngChunk as chunk } from './helpers/png.js';
 
 const PHOTOS = join(PACKAGE_ROOT, 'test', 'fixtures', 'photos');
@@ -104,7 +104,7 @@ test('images: an image already at the model size passes through, exactly (v * re
   const pp: Preprocess = { resize: { shortestEdge: Math.floor(h / 0.9) }, crop: { height: h, width: w }, interpolation: 'bicubic', rescale: 1 / 255, mean: [0.485, 0.456, 0.406], std: [0.229, 0.224, 0.225] };
   const plane = h * w;
   const out = new Float32Array(2 + 3 * plane + 2).fill(7);
-  await loadImage(path, pp, [h, w], out, 2);
+  await loadImage(path, { preprocess: pp, size: [h, w], channels: 3 }, out, 2);
   assert.deepEqual([out[0], out[1], out[out.length - 2], out[out.length - 1]], [7, 7, 7, 7], 'writes only its own range');
   for (let c = 0; c < 3; c++) {
     for (let i = 0; i < plane; i++) {
@@ -121,10 +121,10 @@ test('images: loadImage resizes, crops and lays out CHW planes', async () => {
   writeFileSync(path, png(4, 2, 8, 2, [rgb.subarray(0, 12), rgb.subarray(12)]));
   const pp: Preprocess = { resize: { height: 2, width: 2 }, crop: null, interpolation: 'nearest', rescale: 1 / 255, mean: [0, 0, 0], std: [1, 1, 1] };
   const out = new Float32Array(12);
-  await loadImage(path, pp, [2, 2], out, 0);
+  await loadImage(path, { preprocess: pp, size: [2, 2], channels: 3 }, out, 0);
   // [R plane, G plane, B plane], each row-major 2x2.
   assert.deepEqual(Array.from(out), [1, 0, 1, 0, 0, 0, 0, 0, 0, 1, 0, 1]);
-  await assert.rejects(loadImage(path, { ...pp, resize: { height: 3, width: 3 } }, [2, 2], out, 0),
+  await assert.rejects(loadImage(path, { preprocess: { ...pp, resize: { height: 3, width: 3 } }, size: [2, 2], channels: 3 }, out, 0),
     (e: unknown) => e instanceof InputError && /3×3 after preprocessing/.test(e.message) && /2×2/.test(e.message));
 });
 
@@ -197,7 +197,7 @@ test('images: failures are InputErrors with short reasons', async () => {
   writeFileSync(join(tmp, 'vector.png'), '<svg xmlns="http://www.w3.org/2000/svg" width="4" height="4"/>');
   assert.match(await reason(decodeRgb(join(tmp, 'vector.png'))), /^not an image/);
   // loadImage reports the same reasons.
-  assert.equal(await reason(loadImage(join(tmp, 'missing.jpg'), pp8(null, null), [2, 2], new Float32Array(12), 0)), 'no such file');
+  assert.equal(await reason(loadImage(join(tmp, 'missing.jpg'), { preprocess: pp8(null, null), size: [2, 2], channels: 3 }, new Float32Array(12), 0)), 'no such file');
 });
 
 test('images: a PNG with a wrong checksum before its pixel data is refused (as PIL does); in IDAT it is not', async () => {

@@ -25,9 +25,9 @@ for (const name of GOLDEN_MODELS) {
         assert.equal(scheme, layout);
         const out = await engine.run(Float32Array.from(g.inputs.data), g.inputs.shape[0]);
         const errLogits = maxAbsDiff(out.logits!.data, g.logits);
-        const errCls = maxAbsDiff(out.cls.data, g.cls);
-        const errAvg = maxAbsDiff(out.avg.data, g.avg);
-        const errPre = maxAbsDiff(out.preLogits.data, g.preLogits);
+        const errCls = maxAbsDiff(out.features.cls.data, g.cls);
+        const errAvg = maxAbsDiff(out.features.avg.data, g.avg);
+        const errPre = maxAbsDiff(out.features['pre-logits'].data, g.preLogits);
         console.log(`${name}/${layout} max |Δ| logits ${errLogits.toExponential(2)} cls ${errCls.toExponential(2)} avg ${errAvg.toExponential(2)}`);
         assert.ok(errLogits < TOL, `logits off by ${errLogits}`);
         assert.ok(errCls < TOL, `cls off by ${errCls}`);

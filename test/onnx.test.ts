@@ -5,16 +5,16 @@ import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { UsageError } from '../src/errors.js';
 import { PACKAGE_ROOT } from '../src/io/paths.js';
+import { createHash } from 'node:crypto';
 import { loadModel } from '../src/io/model-source.js';
-import { openOnnxCache } from '../src/io/onnx-cache.js';
-import { validateConfig, type ViTConfig } from '../src/model/config.js';
-import type { RunResult } from '../src/model/engines/engine.js';
-import { createEngine } from '../src/model/engines/index.js';
-import { OnnxEngine, type OnnxEngineOptions } from '../src/model/engines/onnx.js';
-import { TfjsEngine } from '../src/model/engines/tfjs.js';
+import { openGraphCache } from '../src/io/graph-cache.js';
+import { validateVitConfig, type ViTConfig } from '../src/model/arch/vit/config.js';
+import type { ModelConfig } from '../src/model/config.js';
+import type { GraphStore, RunResult } from '../src/model/engines/engine.js';
+import { startEngine } from '../src/model/engines/index.js';
 import type { TensorMap } from '../src/model/tensor.js';
 import { randomWeights } from '../src/model/weights/random.js';
-import { GOLDEN_MODELS, maxAbsDiff, modelDir, readGolden, withEngine } from './helpers/golden.js';
+import { engineFor, GOLDEN_MODELS, maxAbsDiff, modelDir, readGolden, withEngine } from './helpers/golden.js';
 
 const TOL = 1e-4;
 const ATTENTION_TOL = 1e-5;
@@ -29,7 +29,8 @@ function diffs(a: RunResult, b: RunResult): Record<string, number> {
     assert.equal(x === null, y === null);
     return x && y ? maxAbsDiff(x.data, [...y.data]) : 0;
   };
-  const out: Record<string, number> = { logits: d(a.logits, b.logits), cls: d(a.cls, b.cls), avg: d(a.avg, b.avg), preLogits: d(a.preLogits, b.preLogits) };
+  const out: Record<string, number> = { logits: d(a.logits, b.logits) };
+  for (const k of Object.keys(a.features)) out[k] = d(a.features[k], b.features[k]);
   assert.equal(a.attentions.length, b.attentions.length);
   a.attentions.forEach((t, i) => (out[`attn_${i}`] = d(t, b.attentions[i])));
   return out;
@@ -40,8 +41,18 @@ function assertClose(label: string, errs: Record<string, number>, tol: number): 
   for (const [k, v] of Object.entries(errs)) assert.ok(v < tol, `${label}: ${k} off by ${v}`);
 }
 
-const onnx = (cfg: ViTConfig, w: TensorMap, opts: OnnxEngineOptions = {}) =>
-  OnnxEngine.create(cfg, w, { store: openOnnxCache(freshDir()), ...opts });
+/** A content identity for weights in memory, as the pipeline computes one from the checkpoint's bytes. */
+function identityOf(cfg: ModelConfig, w: TensorMap): string {
+  const h = createHash('sha256').update(JSON.stringify(cfg));
+  for (const [k, t] of [...w].sort(([a], [b]) => (a < b ? -1 : 1))) h.update(k).update(new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength));
+  return h.digest('hex');
+}
+
+/** The onnx engine through a store, with the notes it writes. */
+function onnx(cfg: ModelConfig, w: TensorMap, store: GraphStore | null = openGraphCache(freshDir()), notes: string[] = []) {
+  return engineFor('onnx', cfg, w, { cache: store, identity: identityOf(cfg, w), verbose: (m) => notes.push(m) });
+}
+const tfjs = (cfg: ModelConfig, w: TensorMap) => engineFor('tfjs', cfg, w);
 
 for (const name of GOLDEN_MODELS) {
   for (const layout of ['hf', 'timm'] as const) {
@@ -53,13 +64,13 @@ for (const name of GOLDEN_MODELS) {
       const batch = g.inputs.shape[0];
       const got = await withEngine(onnx(m.config, m.weights), (e) => e.run(x, batch));
       const errs = {
-        logits: maxAbsDiff(got.logits!.data, g.logits), cls: maxAbsDiff(got.cls.data, g.cls),
-        avg: maxAbsDiff(got.avg.data, g.avg), preLogits: maxAbsDiff(got.preLogits.data, g.preLogits),
+        logits: maxAbsDiff(got.logits!.data, g.logits), cls: maxAbsDiff(got.features.cls.data, g.cls),
+        avg: maxAbsDiff(got.features.avg.data, g.avg), preLogits: maxAbsDiff(got.features['pre-logits'].data, g.preLogits),
       };
       assertClose(`${name}/${layout} onnx vs torchvision`, errs, TOL);
       assert.deepEqual(got.logits!.shape, [batch, g.config.numClasses]);
-      assert.deepEqual(got.cls.shape, [batch, g.config.embedDim]);
-      const ref = await withEngine(TfjsEngine.create(m.config, m.weights), (e) => e.run(x, batch));
+      assert.deepEqual(got.features.cls.shape, [batch, g.config.embedDim]);
+      const ref = await withEngine(tfjs(m.config, m.weights), (e) => e.run(x, batch));
       assertClose(`${name}/${layout} onnx vs tfjs`, diffs(got, ref), TOL);
 
       // Attention probabilities come from the second graph; the goldens hold them for the first image.
@@ -95,55 +106,64 @@ const VARIANTS: { label: string; change: Partial<ViTConfig> }[] = [
 for (const v of VARIANTS) {
   test(`onnx: ${v.label} matches the tfjs engine, with attentions`, async () => {
     const base = (await loadModel({ model: modelDir('eps32', 'hf') })).config;
-    const cfg = validateConfig({ ...base, ...v.change, name: v.label });
+    const cfg = validateVitConfig({ ...(base as ViTConfig), ...v.change, name: v.label });
     const w = busyWeights(cfg, 7);
     const batch = 2;
     const x = Float32Array.from({ length: batch * 3 * cfg.imgSize[0] * cfg.imgSize[1] }, (_, i) => Math.cos(i * 0.013) * 1.5);
     const got = await withEngine(onnx(cfg, w), (e) => e.run(x, batch, { attentions: true }));
-    const ref = await withEngine(TfjsEngine.create(cfg, w), (e) => e.run(x, batch, { attentions: true }));
+    const ref = await withEngine(tfjs(cfg, w), (e) => e.run(x, batch, { attentions: true }));
     assertClose(`${v.label} onnx vs tfjs`, diffs(got, ref), TOL);
     assert.equal(got.logits === null, cfg.numClasses === 0);
   });
 }
 
-test('onnx: the external-data cache is reused, and a changed weight makes a new entry', async () => {
+/** The store entry an engine's notes say it reused or wrote. */
+function entryOf(notes: string[]): { dir: string; reused: boolean } | null {
+  for (const n of notes) {
+    const m = /^onnx: (reused|wrote) (\S+)/.exec(n);
+    if (m) return { dir: m[2], reused: m[1] === 'reused' };
+  }
+  return null;
+}
+
+test('onnx: a stored graph is reused without loading the weights, and other weights make a new entry', async () => {
   const g = readGolden('odd40');
   const x = Float32Array.from(g.inputs.data);
   const batch = g.inputs.shape[0];
   const cacheDir = freshDir();
-  const store = openOnnxCache(cacheDir);
-  const load = async () => loadModel({ model: modelDir('odd40', 'hf') });
-
-  const m1 = await load();
-  const first = await OnnxEngine.create(m1.config, m1.weights, { store, externalDataThreshold: 0 });
-  const out1 = await first.run(x, batch);
-  await first.dispose();
-  assert.equal(first.startup.reused, false);
-  const entry = first.startup.cacheDir!;
-  assert.deepEqual(readdirSync(entry).sort(), ['entry.json', 'model-attn.onnx', 'model.onnx', 'weights.bin']);
-  assert.ok(statSync(join(entry, 'weights.bin')).size >= m1.weights.get('blocks.0.mlp.fc1.weight')!.data.byteLength);
+  const store = openGraphCache(cacheDir);
+  const m1 = await loadModel({ model: modelDir('odd40', 'hf') });
+  const notes1: string[] = [];
+  const out1 = await withEngine(onnx(m1.config, m1.weights, store, notes1), (e) => e.run(x, batch));
+  const first = entryOf(notes1)!;
+  assert.equal(first.reused, false);
+  assert.deepEqual(readdirSync(first.dir).sort(), ['entry.json', 'model-attn.onnx', 'model.onnx', 'weights.bin']);
   assert.ok(maxAbsDiff(out1.logits!.data, g.logits) < TOL);
 
-  // Same weights from a fresh load: the entry is found and used as it is; releaseWeights empties the map.
-  const m2 = await load();
-  const second = await OnnxEngine.create(m2.config, m2.weights, { store, externalDataThreshold: 0, releaseWeights: true });
-  assert.equal(second.startup.reused, true);
-  assert.equal(second.startup.graphMs, 0, 'a reused entry needs no graph building');
-  assert.equal(second.startup.cacheDir, entry);
-  assert.equal(m2.weights.size, 0);
-  const out2 = await second.run(x, batch, { attentions: true });
-  await second.dispose();
-  assertClose('odd40 cache reuse vs first build', diffs({ ...out2, attentions: [] }, out1), 1e-6);
+  // The same identity again: the stored graph runs and the weights are never asked for.
+  const m2 = await loadModel({ model: modelDir('odd40', 'hf') });
+  const notes2: string[] = [];
+  let loads = 0;
+  const second = await startEngine('onnx', {
+    config: m2.config, identity: identityOf(m2.config, m2.weights), settings: { dtype: 'fp32', device: 'cpu', threads: 2 },
+    load: async () => {
+      loads++;
+      return { config: m2.config, weights: m2.weights };
+    },
+    cache: store, verbose: (n) => notes2.push(n),
+  });
+  const out2 = await withEngine(Promise.resolve(second), (e) => e.run(x, batch, { attentions: true }));
+  assert.equal(loads, 0);
+  assert.deepEqual(entryOf(notes2), { dir: first.dir, reused: true });
+  assertClose('odd40 stored graph vs first build', diffs({ ...out2, attentions: [] }, out1), 1e-6);
   assert.equal(out2.attentions.length, g.attentions.length);
 
   // One changed bias: a new entry, whose logits carry the change (so the new weights really were written).
-  const m3 = await load();
+  const m3 = await loadModel({ model: modelDir('odd40', 'hf') });
   m3.weights.get('head.bias')!.data[2] += 1;
-  const third = await OnnxEngine.create(m3.config, m3.weights, { store, externalDataThreshold: 0 });
-  const out3 = await third.run(x, batch);
-  await third.dispose();
-  assert.equal(third.startup.reused, false);
-  assert.notEqual(third.startup.cacheDir, entry);
+  const notes3: string[] = [];
+  const out3 = await withEngine(onnx(m3.config, m3.weights, store, notes3), (e) => e.run(x, batch));
+  assert.notEqual(entryOf(notes3)!.dir, first.dir);
   for (let b = 0; b < batch; b++) {
     for (let c = 0; c < g.config.numClasses; c++) {
       const want = out1.logits!.data[b * g.config.numClasses + c] + (c === 2 ? 1 : 0);
@@ -153,67 +173,70 @@ test('onnx: the external-data cache is reused, and a changed weight makes a new 
   assert.equal(readdirSync(cacheDir).filter((n) => !n.startsWith('.')).length, 2);
 });
 
-test('onnx: an incomplete cache entry is rebuilt, not loaded', async () => {
+test('onnx: an incomplete store entry is rebuilt, not loaded', async () => {
   const m = await loadModel({ model: modelDir('eps32', 'hf') });
-  const store = openOnnxCache(freshDir());
-  const a = await OnnxEngine.create(m.config, m.weights, { store });
-  await a.dispose();
-  truncateSync(join(a.startup.cacheDir!, 'weights.bin'), 100);
-  const b = await OnnxEngine.create(m.config, m.weights, { store });
-  await b.dispose();
-  assert.equal(b.startup.reused, false);
-  assert.equal(b.startup.cacheDir, a.startup.cacheDir);
+  const store = openGraphCache(freshDir());
+  const notesA: string[] = [];
+  await withEngine(onnx(m.config, m.weights, store, notesA), async () => undefined);
+  const a = entryOf(notesA)!;
+  truncateSync(join(a.dir, 'weights.bin'), 100);
+  const notesB: string[] = [];
+  await withEngine(onnx(m.config, m.weights, store, notesB), async () => undefined);
+  assert.deepEqual(entryOf(notesB), { dir: a.dir, reused: false });
 });
 
-test('onnx: in-memory weights (below the threshold or without a writable cache) give the same outputs', async () => {
+test('onnx: in-memory graphs (no store, or one that cannot be written) give the same outputs', async () => {
   const g = readGolden('eps32');
   const m = await loadModel({ model: modelDir('eps32', 'timm') });
   const x = Float32Array.from(g.inputs.data);
   const batch = g.inputs.shape[0];
   const viaDisk = await withEngine(onnx(m.config, m.weights), (e) => e.run(x, batch, { attentions: true }));
-  const below = await OnnxEngine.create(m.config, m.weights, { store: openOnnxCache(freshDir()), externalDataThreshold: Infinity });
-  assert.equal(below.startup.cacheDir, null);
-  assertClose('eps32 in memory vs external data', diffs(await below.run(x, batch, { attentions: true }), viaDisk), 1e-6);
-  await below.dispose();
+  const notes: string[] = [];
+  const inMemory = await withEngine(onnx(m.config, m.weights, null, notes), (e) => e.run(x, batch, { attentions: true }));
+  assert.equal(entryOf(notes), null);
+  assertClose('eps32 in memory vs external data', diffs(inMemory, viaDisk), 1e-6);
 
-  // A cache "directory" that is a file cannot be written: the engine says so and builds in memory.
+  // A store "directory" that is a file cannot be written: the engine says so and builds in memory.
   const blocked = join(scratch, 'not-a-dir');
   writeFileSync(blocked, 'x');
-  const notes: string[] = [];
-  const fallback = await OnnxEngine.create(m.config, m.weights, { store: openOnnxCache(join(blocked, 'onnx')), verbose: (s) => notes.push(s) });
-  assert.equal(fallback.startup.cacheDir, null);
-  assert.ok(notes.some((n) => /cannot write the ONNX model cache/.test(n)), notes.join('\n'));
-  assertClose('eps32 cache fallback vs external data', diffs(await fallback.run(x, batch), { ...viaDisk, attentions: [] }), 1e-6);
-  await fallback.dispose();
+  const blockedNotes: string[] = [];
+  const fallback = await withEngine(onnx(m.config, m.weights, openGraphCache(join(blocked, 'onnx')), blockedNotes), (e) => e.run(x, batch));
+  assert.equal(entryOf(blockedNotes), null);
+  assert.ok(blockedNotes.some((n) => /cannot write the ONNX model cache/.test(n)), blockedNotes.join('\n'));
+  assertClose('eps32 store fallback vs external data', diffs(fallback, { ...viaDisk, attentions: [] }), 1e-6);
 });
 
-test('onnx cache: entries unused for maxAgeDays go when a new one is written', async () => {
+test('graph cache: entries unused for maxAgeDays go when a new one is written', async () => {
   const root = freshDir();
-  const store = openOnnxCache(root, { maxAgeDays: 30 });
+  const store = openGraphCache(root, { maxAgeDays: 30 });
+  const cfg = (await loadModel({ model: modelDir('eps32', 'hf') })).config;
   const file = (name: string) => ({ name, bytes: new Uint8Array([1, 2, 3]) });
-  const old = await store.save('old', [file('model.onnx')]);
-  const recent = await store.save('recent', [file('model.onnx')]);
+  const old = await store.save('old', cfg, [file('model.onnx')]);
+  const recent = await store.save('recent', cfg, [file('model.onnx')]);
   const longAgo = new Date(Date.now() - 40 * 24 * 3600 * 1000);
   utimesSync(join(old, 'entry.json'), longAgo, longAgo);
-  assert.equal(await store.find('old'), old);
+  assert.equal((await store.find('old'))?.dir, old);
   utimesSync(join(old, 'entry.json'), longAgo, longAgo); // find refreshed it; age it again
-  await store.save('new', [file('model.onnx')]);
+  await store.save('new', cfg, [file('model.onnx')]);
   assert.deepEqual(readdirSync(root).sort(), ['new', 'recent']);
-  assert.equal(await store.find('recent'), recent);
+  assert.equal((await store.find('recent'))?.dir, recent);
+  assert.deepEqual((await store.find('recent'))?.config, cfg);
   assert.equal(await store.find('old'), null);
 });
 
-test('createEngine: auto picks onnx here and says so; tfjs on request; unknown names are usage errors', async () => {
+test('startEngine: auto picks onnx here and says so; tfjs on request; unknown names and unsupported dtypes are usage errors', async () => {
   const m = await loadModel({ model: modelDir('eps32', 'hf') });
   const notes: string[] = [];
-  await withEngine(createEngine('auto', m.config, m.weights, { cacheDir: freshDir(), verbose: (s) => notes.push(s) }), async (e) => {
+  await withEngine(engineFor('auto', m.config, m.weights, { verbose: (s) => notes.push(s) }), async (e) => {
     assert.equal(e.name, 'onnx');
     assert.match(e.backend, /^cpu, \d+ threads?$/);
   });
   assert.ok(notes.some((n) => /^engine: onnx \(onnxruntime-node \d+\.\d+\.\d+, cpu, \d+ threads?\)$/.test(n)), notes.join('\n'));
-  await withEngine(createEngine('tfjs', m.config, m.weights), async (e) => assert.equal(e.name, 'tfjs'));
-  await assert.rejects(createEngine('gpu' as 'auto', m.config, m.weights), (e: unknown) => e instanceof UsageError && /auto, onnx, tfjs/.test(e.message));
+  await withEngine(tfjs(m.config, m.weights), async (e) => assert.equal(e.name, 'tfjs'));
+  await assert.rejects(engineFor('gpu' as 'auto', m.config, m.weights), (e: unknown) => e instanceof UsageError && /auto, onnx, tfjs/.test(e.message));
+  await assert.rejects(engineFor('tfjs', m.config, m.weights, { dtype: 'int8' }), (e: unknown) => e instanceof UsageError && /fp32/.test(e.message));
 });
+
 
 test('vit classify: a later run starts from the cached graph without the checkpoint, and a damaged entry falls back to it', async () => {
   const { runVit } = await import('./helpers/cli.js');
@@ -226,15 +249,15 @@ test('vit classify: a later run starts from the cached graph without the checkpo
   assert.equal(second.code, 0, second.stderr);
   assert.match(second.stderr, /without reading the checkpoint/);
   assert.equal(second.stdout, first.stdout);
-  // Garble the graph of the entry the alias points to, keeping its size (a complete-looking entry that
+  // Garble the stored graph, keeping its size (a complete-looking entry that
   // onnxruntime cannot load): the run must load the checkpoint instead and give the same rows.
   const root = join(env.XDG_CACHE_HOME, 'vit', 'onnx');
-  const entry = readdirSync(root).find((d) => d !== 'files' && existsSync(join(root, d, 'model.onnx')))!;
+  const entry = readdirSync(root).find((d) => existsSync(join(root, d, 'model.onnx')))!;
   const graph = join(root, entry, 'model.onnx');
   writeFileSync(graph, Buffer.alloc(statSync(graph).size, 0xff));
   const third = await runVit(args, { env });
   assert.equal(third.code, 0, third.stderr);
-  assert.match(third.stderr, /cached graph unusable/);
+  assert.match(third.stderr, /stored graph unusable/);
   assert.equal(third.stdout, first.stdout);
 });
 
@@ -252,7 +275,7 @@ test('vit classify where onnxruntime-node does not load: auto runs on tfjs and k
 
   const fallback = await runVit(args, { env: noOrt });
   assert.equal(fallback.code, 0, fallback.stderr);
-  assert.match(fallback.stderr, /onnxruntime-node does not load \(.*unavailable in this test\); falling back to tfjs/);
+  assert.match(fallback.stderr, /engine: onnx: onnxruntime-node does not load here: .*unavailable in this test; using tfjs/);
   assert.match(fallback.stderr, /engine: tfjs/);
   const tops = (out: string) => out.trim().split('\n').map((l) => JSON.parse(l) as { path: string; predictions: { index: number; logit: number }[] });
   const [a, b] = [tops(fallback.stdout), tops(withOrt.stdout)];
@@ -264,15 +287,15 @@ test('vit classify where onnxruntime-node does not load: auto runs on tfjs and k
   });
   // The cached graph was not blamed for the runtime's absence.
   assert.deepEqual(readdirSync(root).sort(), entries);
-  assert.ok(entries.every((d) => d === 'files' || existsSync(join(root, d, 'model.onnx'))));
+  assert.ok(entries.every((d) => d === 'ids' || existsSync(join(root, d, 'model.onnx'))));
 
   const forced = await runVit([...args, '--engine', 'onnx'], { env: noOrt });
   assert.equal(forced.code, 1);
-  assert.match(forced.stderr, /the onnx engine needs onnxruntime-node, which does not load here: .*unavailable in this test/);
+  assert.match(forced.stderr, /the onnx engine cannot run: onnxruntime-node does not load here: .*unavailable in this test/);
   assert.equal(forced.stdout, '');
 });
 
-test('vit classify: a cached graph starts while the inputs are read, and an input error then still ends the run cleanly', async () => {
+test('vit classify: an output that cannot be resumed is reported before the engine starts', async () => {
   const { runVit } = await import('./helpers/cli.js');
   const env = { XDG_CACHE_HOME: join(scratch, 'cli-cache-early') };
   const images = join(PACKAGE_ROOT, 'test', 'fixtures', 'images');
@@ -282,7 +305,7 @@ test('vit classify: a cached graph starts while the inputs are read, and an inpu
   writeFileSync(garbage, 'garbage\n');
   const r = await runVit([...base, '-o', garbage, '--resume'], { env });
   assert.equal(r.code, 1, r.stderr);
-  // The engine had started from the cache before the output file was found wrong.
-  assert.match(r.stderr, /without reading the checkpoint[\s\S]*not a CSV written by vit/);
+  assert.match(r.stderr, /not a CSV written by vit/);
+  assert.doesNotMatch(r.stderr, /engine: onnx/);
   assert.equal(r.stdout, '');
 });

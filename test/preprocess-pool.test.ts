@@ -6,7 +6,7 @@ import { InputError } from '../src/errors.js';
 import { loadImage } from '../src/io/images.js';
 import { PACKAGE_ROOT } from '../src/io/paths.js';
 import { PreprocessPool, sharedFloats } from '../src/io/preprocess-pool.js';
-import { timmPreprocess } from '../src/model/presets.js';
+import { timmPreprocess } from '../src/model/preprocess.js';
 
 const BAD = join(PACKAGE_ROOT, 'test', 'fixtures', 'bad');
 const PHOTOS = join(PACKAGE_ROOT, 'test', 'fixtures', 'photos');
@@ -20,13 +20,13 @@ test('the preprocessing pool writes the same floats as loading in process, and t
     ...readdirSync(BAD).filter((f) => !f.endsWith('.json')).map((f) => join(BAD, f)),
     join(BAD, 'no-such-file.png'),
   ];
-  const pool = new PreprocessPool(pp, size, 2);
+  const pool = new PreprocessPool({ preprocess: pp, imgSize: size, inChans: 3 }, 2);
   try {
     const shared = sharedFloats(paths.length * per);
     const reasons = await Promise.all(paths.map((p, i) => pool.load(p, shared, i * per)));
     const local = new Float32Array(paths.length * per);
     for (const [i, p] of paths.entries()) {
-      const expected = await loadImage(p, pp, size, local, i * per).then(() => null, (e: unknown) => (e instanceof InputError ? e.message : `other: ${e}`));
+      const expected = await loadImage(p, { preprocess: pp, size, channels: 3 }, local, i * per).then(() => null, (e: unknown) => (e instanceof InputError ? e.message : `other: ${e}`));
       assert.equal(reasons[i], expected, p);
       if (expected === null) assert.deepEqual(shared.subarray(i * per, (i + 1) * per), local.subarray(i * per, (i + 1) * per), p);
     }
@@ -44,7 +44,7 @@ test('a limited pool works on at most that many images at once, and takes up que
   const pp = timmPreprocess(size, 0.875, 'bicubic', [0.5, 0.5, 0.5], [0.5, 0.5, 0.5]);
   const per = 3 * size[0] * size[1];
   const photos = readdirSync(PHOTOS).map((f) => join(PHOTOS, f));
-  const pool = new PreprocessPool(pp, size, 2);
+  const pool = new PreprocessPool({ preprocess: pp, imgSize: size, inChans: 3 }, 2);
   try {
     pool.limit(1);
     const shared = sharedFloats(2 * photos.length * per);

@@ -4,21 +4,23 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { WeightsError } from '../src/errors.js';
 import { PACKAGE_ROOT } from '../src/io/paths.js';
+import { archOf, configFromJson, presetConfig } from '../src/model/arch/index.js';
+import type { SwinConfig } from '../src/model/arch/swin/config.js';
 import { swinForward } from '../src/model/arch/swin/forward.js';
 import { expectedSwinParams } from '../src/model/arch/swin/params.js';
-import { swinPresetConfig, swinPresetNames } from '../src/model/arch/swin/presets.js';
+import { SWIN_PRESETS } from '../src/model/arch/swin/presets.js';
 import { swinFromHf, swinFromTimm } from '../src/model/arch/swin/readers.js';
-import { detectSwinScheme } from '../src/model/arch/swin/schemes.js';
+import { SWIN_SCHEMES } from '../src/model/arch/swin/schemes.js';
 import { MASKED, blockWindows, relativePositionIndex, shiftMask } from '../src/model/arch/swin/windows.js';
+import type { RunResult } from '../src/model/engines/engine.js';
 import { INPUT_NAME, OnnxGraphOps } from '../src/model/engines/onnx-graph.js';
 import { tf } from '../src/model/engines/tfjs-backend.js';
 import type { HostTensor } from '../src/model/tensor.js';
-import { checkExpected } from '../src/model/weights/check.js';
+import { checkWeights } from '../src/model/weights/check.js';
 import { readWeights } from '../src/model/weights/formats.js';
-import { maxAbsDiff } from './helpers/golden.js';
-import {
-  SWIN_GOLDENS, goldenConfig, goldenInputs, loadLayout, readSwinGolden, runSwinOnnx, runSwinTfjs, type SwinGolden, type SwinRun,
-} from './helpers/swin.js';
+import { detectScheme } from '../src/model/weights/schemes.js';
+import { engineFor, maxAbsDiff } from './helpers/golden.js';
+import { SWIN_GOLDENS, goldenConfig, goldenInputs, loadLayout, readSwinGolden, runSwin, type SwinGolden } from './helpers/swin.js';
 
 const TOL = 1e-4;
 
@@ -32,13 +34,13 @@ function firstImage(t: HostTensor): Float32Array {
   return t.data.subarray(0, t.data.length / t.shape[0]);
 }
 
-function compare(label: string, g: SwinGolden, reference: string, out: SwinRun): void {
+function compare(label: string, g: SwinGolden, reference: string, out: RunResult): void {
   const ref = g.references[reference];
   const a = ref.attention;
   const att = out.attentions[blockIndex(g, a.stage, a.block)];
   const errs = {
     logits: maxAbsDiff(out.logits!.data, ref.logits),
-    avg: maxAbsDiff(out.avg.data, ref.avg),
+    avg: maxAbsDiff(out.features.avg.data, ref.avg),
     attention: maxAbsDiff(firstImage(att), a.data),
   };
   console.log(`${label} (${reference} reference) max |Δ| ${Object.entries(errs).map(([k, v]) => `${k} ${v.toExponential(2)}`).join(' ')}`);
@@ -51,22 +53,23 @@ for (const name of SWIN_GOLDENS) {
   const g = readSwinGolden(name);
   for (const layout of Object.keys(g.layouts)) {
     test(`swin ${name}, ${layout} layout: tfjs and onnx reproduce torchvision`, async () => {
-      const { cfg, weights, scheme } = loadLayout(g, layout);
+      const { cfg, weights, scheme } = await loadLayout(g, layout);
       assert.equal(scheme, layout);
       assert.equal(cfg.windowRule, g.layouts[layout].rule);
       const x = goldenInputs(g);
       const batch = g.inputs.shape[0];
-      compare(`${name}/${layout} tfjs`, g, g.layouts[layout].reference, await runSwinTfjs(cfg, weights, x, batch, true));
-      compare(`${name}/${layout} onnx`, g, g.layouts[layout].reference, await runSwinOnnx(cfg, weights, x, batch, true));
+      for (const engine of ['tfjs', 'onnx'] as const) {
+        compare(`${name}/${layout} ${engine}`, g, g.layouts[layout].reference, await runSwin(engine, cfg, weights, x, batch, true));
+      }
     });
   }
 }
 
-test('swin: the goldens leave the ground where the three window rules agree', () => {
-  const pad = loadLayout(readSwinGolden('swin_pad'), 'timm').cfg;
+test('swin: the goldens leave the ground where the three window rules agree', async () => {
+  const pad = (await loadLayout(readSwinGolden('swin_pad'), 'timm')).cfg;
   const padded = blockWindows(pad).filter((w) => w.shift[0] > 0 && w.padded[0] > w.map[0]);
   assert.ok(padded.length >= 2, 'swin_pad has padded, shifted blocks in both stages');
-  const small = loadLayout(readSwinGolden('swin_small'), 'timm').cfg;
+  const small = (await loadLayout(readSwinGolden('swin_small'), 'timm')).cfg;
   const last = blockWindows(small).filter((w) => w.stage === 2);
   assert.deepEqual(last.map((w) => w.window), [[2, 2]]);
   const tvLast = blockWindows({ ...small, windowRule: 'torchvision' }).filter((w) => w.stage === 2);
@@ -76,8 +79,8 @@ test('swin: the goldens leave the ground where the three window rules agree', ()
 test('swin: each window rule against the other reference misses it (the goldens can tell the rules apart)', async () => {
   for (const [name, layout, other] of [['swin_pad', 'timm', 'torchvision'], ['swin_pad', 'torchvision', 'timm']] as const) {
     const g = readSwinGolden(name);
-    const { cfg, weights } = loadLayout(g, layout);
-    const out = await runSwinTfjs(cfg, weights, goldenInputs(g), g.inputs.shape[0]);
+    const { cfg, weights } = await loadLayout(g, layout);
+    const out = await runSwin('tfjs', cfg, weights, goldenInputs(g), g.inputs.shape[0]);
     const err = maxAbsDiff(out.logits!.data, g.references[other].logits);
     assert.ok(err > 1e-2, `${name}/${layout} is within ${err} of the ${other} reference`);
   }
@@ -85,10 +88,10 @@ test('swin: each window rule against the other reference misses it (the goldens 
 
 test('swin: presets have exactly torchvision\'s (and timm\'s) parameter counts, under every name', () => {
   const count = (name: string) => {
-    const cfg = swinPresetConfig(name);
-    assert.ok(cfg, name);
+    const cfg = presetConfig(name);
+    assert.equal(cfg.arch, 'swin', name);
     let n = 0;
-    for (const s of expectedSwinParams(cfg).values()) n += s.reduce((a, b) => a * b, 1);
+    for (const s of archOf(cfg).params(cfg).values()) n += s.reduce((a, b) => a * b, 1);
     return n;
   };
   // torchvision's Swin_{T,S,B}_Weights meta num_params; the 384 and L counts from torchvision's SwinTransformer
@@ -102,14 +105,14 @@ test('swin: presets have exactly torchvision\'s (and timm\'s) parameter counts, 
     [['swin_large_patch4_window12_384', 'Swin-L@384'], 196_735_516],
   ];
   for (const [names, n] of expected) for (const name of names) assert.equal(count(name), n, name);
-  assert.deepEqual(swinPresetNames(), expected.map(([names]) => names[0]));
-  assert.equal(swinPresetConfig('swin_huge'), null);
-  const b384 = swinPresetConfig('Swin-B@384')!;
+  assert.deepEqual(SWIN_PRESETS.names(), expected.map(([names]) => names[0]));
+  assert.equal(SWIN_PRESETS.lookup('swin_huge'), null);
+  const b384 = SWIN_PRESETS.lookup('Swin-B@384')!;
   assert.deepEqual([b384.imgSize, b384.windowSize, b384.preprocess.crop], [[384, 384], [12, 12, 12, 12], { height: 384, width: 384 }]);
 });
 
 test('swin: scheme detection from the keys alone, and the derived buffers dropped', () => {
-  const names = (keys: string[]) => detectSwinScheme(new Map(keys.map((k) => [k, { shape: [1], data: new Float32Array(1) }]))).name;
+  const names = (keys: string[]) => detectScheme(SWIN_SCHEMES, new Map(keys.map((k) => [k, { shape: [1], data: new Float32Array(1) }]))).name;
   const block = 'layers.0.blocks.0.attn.qkv.weight';
   assert.equal(names(['patch_embed.proj.weight', block, 'layers.1.downsample.reduction.weight', 'head.fc.weight']), 'timm');
   // Headless: only the merging's position tells the two layouts apart.
@@ -121,31 +124,31 @@ test('swin: scheme detection from the keys alone, and the derived buffers droppe
   assert.equal(names(['features.0.0.weight', 'features.1.0.attn.qkv.weight']), 'torchvision');
   // A ViT checkpoint is none of them.
   assert.throws(() => names(['patch_embed.proj.weight', 'blocks.0.attn.qkv.weight', 'cls_token']), WeightsError);
-  assert.throws(() => names(['embeddings.patch_embeddings.projection.weight', 'encoder.layer.0.layernorm_before.weight']), /Swin naming scheme/);
+  assert.throws(() => names(['embeddings.patch_embeddings.projection.weight', 'encoder.layer.0.layernorm_before.weight']), /known: microsoft, timm, hf, torchvision/);
 
   const g = readSwinGolden('swin_shift');
   const raw = readWeights(new Uint8Array(readFileSync(join(PACKAGE_ROOT, g.layouts.microsoft.weights!))), 'microsoft.pth');
   assert.ok([...raw.keys()].some((k) => k.endsWith('attn_mask')), 'the fixture carries attn_mask buffers');
-  const canonical = detectSwinScheme(raw).toCanonical(raw, goldenConfig(g, 'timm'));
+  const canonical = detectScheme(SWIN_SCHEMES, raw).toCanonical(raw, goldenConfig(g, 'timm'));
   assert.ok(![...canonical.keys()].some((k) => /attn_mask|relative_position_index/.test(k)));
   assert.deepEqual([...canonical.keys()].filter((k) => k.includes('downsample')).sort(),
     ['layers.1.downsample.norm.bias', 'layers.1.downsample.norm.weight', 'layers.1.downsample.reduction.weight',
       'layers.2.downsample.norm.bias', 'layers.2.downsample.norm.weight', 'layers.2.downsample.reduction.weight']);
 });
 
-test('swin: a checkpoint that does not fit is refused with every problem named', () => {
+test('swin: a checkpoint that does not fit is refused with every problem named', async () => {
   const g = readSwinGolden('swin_shift');
-  const { weights } = loadLayout(g, 'timm');
+  const { weights } = await loadLayout(g, 'timm');
   weights.delete('layers.1.blocks.0.attn.qkv.bias');
   weights.set('absolute_pos_embed', { shape: [1, 256, 8], data: new Float32Array(2048) });
   const cfg = { ...goldenConfig(g, 'timm'), windowSize: [4, 8, 4] };
-  assert.throws(() => checkExpected(expectedSwinParams(cfg), cfg.name, weights, 'w.safetensors'), (e: Error) =>
+  assert.throws(() => checkWeights(cfg, weights, 'w.safetensors'), (e: Error) =>
     e instanceof WeightsError && /missing \(1\): layers\.1\.blocks\.0\.attn\.qkv\.bias/.test(e.message) &&
     /unexpected \(1\): absolute_pos_embed/.test(e.message) && /relative_position_bias_table: expected \[225, 4\], found \[49, 4\]/.test(e.message));
 });
 
-test('swin: config readers take HF and timm configs as their libraries do', () => {
-  const eps = loadLayout(readSwinGolden('swin_eps'), 'hf').cfg;
+test('swin: config readers take HF and timm configs as their libraries do', async () => {
+  const eps = (await loadLayout(readSwinGolden('swin_eps'), 'hf')).cfg;
   assert.deepEqual([eps.layerNormEps, eps.patchNormEps, eps.windowRule, eps.labels], [1e-3, 1e-5, 'hf', ['alpha', 'bêta', 'gamma "g"']]);
   assert.equal(eps.preprocess.interpolation, 'bicubic');
   const hfBase = { model_type: 'swin', architectures: ['SwinForImageClassification'] };
@@ -155,7 +158,7 @@ test('swin: config readers take HF and timm configs as their libraries do', () =
   assert.throws(() => swinFromHf({ ...hfBase, use_absolute_embeddings: true }, null, 'ape'), /use_absolute_embeddings/);
   assert.throws(() => swinFromHf({ ...hfBase, depths: [2, 2], num_heads: [3, 6, 12] }, null, 'bad'), /numHeads \[3, 6, 12\] for 2 stages/);
 
-  const shift = loadLayout(readSwinGolden('swin_shift'), 'timm').cfg;
+  const shift = (await loadLayout(readSwinGolden('swin_shift'), 'timm')).cfg;
   assert.deepEqual([shift.imgSize, shift.depths, shift.windowSize, shift.mlpRatio, shift.numClasses, shift.windowRule],
     [[64, 64], [2, 2, 1], [4, 4, 4], 2.5, 5, 'timm']);
   const b384 = swinFromTimm({ architecture: 'swin_base_patch4_window12_384', pretrained_cfg: { crop_pct: 1.0, input_size: [3, 384, 384] } }, 'b');
@@ -174,7 +177,7 @@ test('swin: relative position index and shift mask as the implementations derive
   assert.deepEqual([...relativePositionIndex([2, 2])], [4, 3, 1, 0, 5, 4, 2, 1, 7, 6, 4, 3, 8, 7, 5, 4]);
   assert.equal(relativePositionIndex([7, 7]), relativePositionIndex([7, 7]), 'shared, so a graph stores one copy');
   // An 8×8 map, windows of 4 shifted by 2: the top-left window mixes nothing, the bottom-right one four bands.
-  const w = blockWindows(swinPresetConfig('swin_tiny_patch4_window7_224')!).find((b) => b.stage === 3)!;
+  const w = blockWindows(SWIN_PRESETS.lookup('swin_tiny_patch4_window7_224')!).find((b) => b.stage === 3)!;
   assert.deepEqual([w.window, w.shift, w.numWindows], [[7, 7], [0, 0], 1]);
   const cfg = { ...goldenConfig(readSwinGolden('swin_shift'), 'timm') };
   const b = blockWindows(cfg).find((x) => x.stage === 1 && x.block === 1)!;
@@ -190,16 +193,21 @@ test('swin: relative position index and shift mask as the implementations derive
 
 test('swin: tfjs frees every intermediate of a forward', async () => {
   const g = readSwinGolden('swin_pad');
-  const { cfg, weights } = loadLayout(g, 'torchvision');
-  await runSwinTfjs(cfg, weights, goldenInputs(g), 2, true);
-  const before = tf.memory().numTensors;
-  for (const attentions of [true, false]) await runSwinTfjs(cfg, weights, goldenInputs(g), 2, attentions);
-  assert.equal(tf.memory().numTensors, before);
+  const { cfg, weights } = await loadLayout(g, 'torchvision');
+  const engine = await engineFor('tfjs', cfg, weights);
+  try {
+    await engine.run(goldenInputs(g), 2, { attentions: true });
+    const before = tf.memory().numTensors;
+    for (const attentions of [true, false, true]) await engine.run(goldenInputs(g), 2, { attentions });
+    assert.equal(tf.memory().numTensors, before);
+  } finally {
+    await engine.dispose();
+  }
 });
 
 test('swin: the ONNX graph of a preset stores each window index and mask once', () => {
   for (const name of ['swin_tiny_patch4_window7_224', 'swin_base_patch4_window12_384']) {
-    const cfg = swinPresetConfig(name)!;
+    const cfg = SWIN_PRESETS.lookup(name)!;
     const shapes = expectedSwinParams(cfg);
     const ops = new OnnxGraphOps((p) => shapes.get(p)!);
     swinForward(ops, cfg, ops.input(INPUT_NAME, 4));

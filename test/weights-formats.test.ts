@@ -6,12 +6,14 @@ import { test } from 'node:test';
 import { WeightsError } from '../src/errors.js';
 import { loadModel, type ModelSpec } from '../src/io/model-source.js';
 import { TfjsEngine } from '../src/model/engines/tfjs.js';
-import { presetConfig } from '../src/model/presets.js';
+import { vitPreset as presetConfig } from '../src/model/arch/vit/presets.js';
 import type { TensorMap } from '../src/model/tensor.js';
 import { readWeights } from '../src/model/weights/formats.js';
 import '../src/model/weights/index.js';
 import { randomWeights } from '../src/model/weights/random.js';
 import { detectScheme } from '../src/model/weights/schemes.js';
+import { VIT_SCHEMES } from '../src/model/arch/vit/schemes.js';
+import type { ViTConfig } from '../src/model/arch/vit/config.js';
 import { readSafetensors, writeSafetensors } from '../src/model/weights/safetensors.js';
 import { readZip } from '../src/model/weights/zip.js';
 import { FIXTURES, GOLDEN_MODELS, maxAbsDiff, modelDir, readGolden } from './helpers/golden.js';
@@ -50,7 +52,7 @@ async function runGolden(spec: ModelSpec, g: FeatureGolden, logits = g.logits) {
   const engine = await TfjsEngine.create(m.config, m.weights);
   try {
     const out = await engine.run(Float32Array.from(g.inputs.data), g.inputs.shape[0]);
-    return { model: m, out, errLogits: maxAbsDiff(out.logits!.data, logits), errCls: maxAbsDiff(out.cls.data, g.cls) };
+    return { model: m, out, errLogits: maxAbsDiff(out.logits!.data, logits), errCls: maxAbsDiff(out.features.cls.data, g.cls) };
   } finally {
     await engine.dispose();
   }
@@ -82,16 +84,16 @@ for (const name of GOLDEN_MODELS) {
     const want = read(join(modelDir(name, 'timm'), 'model.safetensors'));
     for (const { file } of FORMATS.slice(1)) {
       const raw = read(join(FIXTURES, 'models', name, file));
-      assertSameTensors(detectScheme(raw).toCanonical(raw, cfg), want);
+      assertSameTensors(detectScheme(VIT_SCHEMES, raw).toCanonical(raw, cfg as ViTConfig), want);
     }
   });
 }
 
 test('scheme detection names all four schemes and explains unknown keys', () => {
-  const detected = FORMATS.map(({ file }) => detectScheme(read(join(FIXTURES, 'models', 'odd40', file))).name);
+  const detected = FORMATS.map(({ file }) => detectScheme(VIT_SCHEMES, read(join(FIXTURES, 'models', 'odd40', file))).name);
   assert.deepEqual(detected, FORMATS.map((f) => f.scheme));
   const odd = new Map([['encoder.blk0.w', { shape: [1], data: new Float32Array(1) }]]);
-  assert.throws(() => detectScheme(odd), (e: Error) =>
+  assert.throws(() => detectScheme(VIT_SCHEMES, odd), (e: Error) =>
     e instanceof WeightsError && /cannot tell which naming scheme/.test(e.message) && /encoder\.blk0\.w/.test(e.message) &&
     ['timm', 'hf', 'torchvision', 'google'].every((s) => e.message.includes(s)));
 });
@@ -104,7 +106,7 @@ test('float16 and bfloat16 storages read exactly and give the rounded model\'s l
     const raw = read(join(WEIGHTS, file));
     const hf = read(join(FIXTURES, 'models', 'odd40', 'hf', `model.${dtype}.safetensors`));
     const cfg = (await loadModel({ model: modelDir('odd40', 'timm') })).config;
-    assertSameTensors(raw, detectScheme(hf).toCanonical(hf, cfg));
+    assertSameTensors(raw, detectScheme(VIT_SCHEMES, hf).toCanonical(hf, cfg as ViTConfig));
     const r = await runGolden({ model: modelDir('odd40', 'timm'), weights: join(WEIGHTS, file) }, g, g[dtype]!.logits);
     console.log(`odd40 ${file}: max |Δ| logits ${r.errLogits.toExponential(2)}`);
     assert.ok(r.errLogits < TOL, `${file}: logits off by ${r.errLogits}`);
@@ -126,7 +128,7 @@ test('legacy (non-zip) torch.save files are read', () => {
 test('{"state_dict": ...} wrappers, module. prefixes and integer buffers unwrap to the state dict', () => {
   const got = read(join(WEIGHTS, 'wrapped.pth'));
   assertSameTensors(got, read(join(modelDir('eps32', 'timm'), 'model.safetensors')));
-  assert.equal(detectScheme(got).name, 'timm');
+  assert.equal(detectScheme(VIT_SCHEMES, got).name, 'timm');
 });
 
 // ---- npz variants
@@ -206,11 +208,11 @@ for (const layout of ['timm', 'hf'] as const) {
     const r = await runGolden({ model: join(WEIGHTS, 'deit', layout) }, deit);
     console.log(`deit ${layout}: max |Δ| logits ${r.errLogits.toExponential(2)} cls ${r.errCls.toExponential(2)}`);
     assert.equal(r.model.scheme, layout);
-    assert.equal(r.model.config.distilled, true);
+    assert.equal((r.model.config as ViTConfig).distilled, true);
     assert.ok(r.model.weights.has('dist_token') && r.model.weights.has('head_dist.weight'));
     assert.ok(r.errLogits < TOL, `logits off by ${r.errLogits}`);
     assert.ok(r.errCls < TOL, `cls off by ${r.errCls}`);
-    assert.ok(maxAbsDiff(r.out.avg.data, deit.avg!) < TOL, 'patch-token mean off');
+    assert.ok(maxAbsDiff(r.out.features.avg.data, deit.avg!) < TOL, 'patch-token mean off');
   });
 }
 
@@ -240,7 +242,7 @@ test('headless checkpoints load with no classifier: presets infer numClasses 0, 
     try {
       const out = await engine.run(Float32Array.from(deit.inputs.data), deit.inputs.shape[0]);
       assert.equal(out.logits, null);
-      assert.ok(maxAbsDiff(out.cls.data, deit.cls) < TOL);
+      assert.ok(maxAbsDiff(out.features.cls.data, deit.cls) < TOL);
     } finally {
       await engine.dispose();
     }

@@ -3,7 +3,8 @@ import type { DownloadProgress, FetchOptions } from '../io/hub.js';
 import { registerModelResolver } from '../io/model-resolvers.js';
 import { progressEnabled } from '../io/progress.js';
 import { writeAll } from '../io/streams.js';
-import type { CommandBody, Context } from './common.js';
+import type { Context } from '../pipeline/context.js';
+import type { CommandBody } from './options.js';
 
 const mib = (n: number) => `${(n / 2 ** 20).toFixed(1)} MiB`;
 

@@ -2,7 +2,8 @@ import { UsageError } from '../errors.js';
 import { collectInputs, uniquePaths } from '../io/inputs.js';
 import { mergeOutputs } from '../io/merge.js';
 import { FORMATS, type Format } from '../io/writers.js';
-import type { CommandBody, Context } from './common.js';
+import type { Context } from '../pipeline/context.js';
+import type { CommandBody } from './options.js';
 
 interface MergeArgs {
   output: string;

@@ -1,8 +1,15 @@
-import { withImageSize } from '../model/config.js';
+import { archOf } from '../model/arch/index.js';
+import type { ModelConfig } from '../model/config.js';
 import { summarize, type ModelSummary } from '../model/summary.js';
 import { resolveModel } from '../io/model-source.js';
 import { writeAll } from '../io/streams.js';
-import { modelOptions, parseImageSize, type Context, type CommandBody } from './common.js';
+import type { Context } from '../pipeline/context.js';
+import { MODEL_OPTIONS, modelSpec, type ArgsOf, type CommandBody } from './options.js';
+
+const OPTIONS = {
+  ...MODEL_OPTIONS,
+  json: { type: 'boolean', default: false, describe: 'print one JSON object instead of a table' },
+} as const;
 
 const int = (n: number) => n.toLocaleString('en-US');
 
@@ -17,14 +24,13 @@ function bytes(n: number): string {
 }
 
 /** A per-layer table, with consecutive identical blocks folded into one line. */
-export function formatSummary(s: ModelSummary): string {
+export function formatSummary(s: ModelSummary, cfg: ModelConfig): string {
   const rows: [string, string, string, string][] = [['layer', 'output', 'params', 'MACs']];
   for (const l of s.layers) rows.push([l.name, `[${l.outputShape.join(', ')}]`, int(l.params), int(l.macs)]);
   const widths = rows[0].map((_, c) => Math.max(...rows.map((r) => r[c].length)));
   const line = (r: string[]) => r.map((v, c) => (c === 0 ? v.padEnd(widths[c]) : v.padStart(widths[c]))).join('  ');
   const out = [
-    `${s.model}: ${s.imageSize[0]}×${s.imageSize[1]} input, patch ${s.patchSize}, ${s.grid[0]}×${s.grid[1]} grid, ` +
-      `${s.tokens} tokens, width ${s.embedDim}, depth ${s.depth}, ${s.numHeads} heads, MLP ${s.mlpDim}, ` +
+    `${s.model}: ${s.imageSize[0]}×${s.imageSize[1]} input, ${archOf(cfg).describe(cfg)}, ` +
       (s.numClasses > 0 ? `${s.numClasses} classes` : 'no head'),
     '',
     line(rows[0]),
@@ -39,21 +45,16 @@ export function formatSummary(s: ModelSummary): string {
 
 export function summaryCommand(ctx: Context): CommandBody {
   return {
-    builder: (y) => modelOptions(y)
-      .positional('model', { type: 'string', describe: 'preset or model directory (same as --model)' })
-      .option('json', { type: 'boolean', default: false, describe: 'print one JSON object instead of a table' })
+    builder: (y) => y.positional('model', { type: 'string', describe: 'preset or model directory (same as --model)' }).options(OPTIONS)
       .example('$0 summary B/16', 'ViT-B/16 at 224 with 1000 classes')
       .example('$0 summary vit_large_patch16_384 --json', 'machine-readable')
       .example('$0 summary B/16 --image-size 384 --num-classes 10', 'another resolution and head'),
     handler: async (argv) => {
-      const a = argv as Record<string, unknown>;
-      const { config } = await resolveModel({
-        model: (a.model as string | undefined),
-        numClasses: a.numClasses as number | undefined,
-      });
-      const size = parseImageSize(a.imageSize as string | undefined);
-      const s = summarize(size ? withImageSize(config, size) : config);
-      await writeAll(ctx.stdout, a.json ? JSON.stringify(s, null, 2) + '\n' : formatSummary(s));
+      const a = argv as unknown as ArgsOf<typeof OPTIONS>;
+      // Only the config is read: --weights and --random-weights change nothing here.
+      const { config } = await resolveModel({ ...modelSpec(a), weights: undefined, randomWeights: false });
+      const s = summarize(config);
+      await writeAll(ctx.stdout, a.json ? JSON.stringify(s, null, 2) + '\n' : formatSummary(s, config));
     },
   };
 }

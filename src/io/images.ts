@@ -17,7 +17,7 @@ import { createRequire } from 'node:module';
 import type sharpModule from 'sharp';
 import type { Metadata } from 'sharp';
 import { InputError } from '../errors.js';
-import type { Interpolation, Preprocess } from '../model/config.js';
+import type { Channels, Interpolation, Preprocess } from '../model/config.js';
 import { turboJpeg } from './jpeg-turbo.js';
 import { resampleSeparableWasm, wasmResamplerAvailable } from './resample-wasm.js';
 
@@ -686,26 +686,42 @@ export function preprocessRgb(img: RgbImage, pp: Preprocess, size: [number, numb
   return out;
 }
 
+/**
+ * PIL's `convert('L')` (ITU-R 601-2 luma in its fixed-point form, L = (19595 R + 38470 G + 7471 B + 2¹⁵) >> 16,
+ * the same bytes as PIL for every colour), kept in all three channels: resampling treats channels apart, so
+ * resizing this image gives, in each channel, exactly what PIL's resize of the L image gives.
+ */
+export function toLuma(img: RgbImage): RgbImage {
+  const src = img.data;
+  const dst = new Uint8Array(src.length);
+  for (let p = 0; p < src.length; p += 3) {
+    const l = (src[p] * 19595 + src[p + 1] * 38470 + src[p + 2] * 7471 + 0x8000) >> 16;
+    dst[p] = dst[p + 1] = dst[p + 2] = l;
+  }
+  return { data: dst, width: img.width, height: img.height };
+}
+
 /** Per channel, the normalised float32 value of each 8-bit level: (v * rescale - mean[c]) / std[c]. */
 export function normalizationTable(pp: Preprocess): Float32Array[] {
-  return [0, 1, 2].map((c) => {
+  return pp.mean.map((mean, c) => {
     const t = new Float32Array(256);
-    for (let v = 0; v < 256; v++) t[v] = (v * pp.rescale - pp.mean[c]) / pp.std[c];
+    for (let v = 0; v < 256; v++) t[v] = (v * pp.rescale - mean) / pp.std[c];
     return t;
   });
 }
 
 /**
- * Write an RGB image as normalised float32 planes (CHW) at out[offset, offset + 3*h*w): the layout of one
- * item of an NCHW batch, written in place.
+ * Write an RGB image as normalised float32 planes (CHW) at out[offset, offset + C*h*w), one plane per table
+ * (C = 1 takes channel 0, which toLuma made the grey value): the layout of one item of an NCHW batch.
  */
 export function writeNormalizedChw(img: RgbImage, table: Float32Array[], out: Float32Array, offset: number): void {
   const plane = img.width * img.height;
-  if (offset < 0 || offset + 3 * plane > out.length) {
-    throw new RangeError(`image of 3×${img.height}×${img.width} does not fit at offset ${offset} of ${out.length} floats`);
+  const planes = table.length;
+  if (offset < 0 || offset + planes * plane > out.length) {
+    throw new RangeError(`image of ${planes}×${img.height}×${img.width} does not fit at offset ${offset} of ${out.length} floats`);
   }
   const src = img.data;
-  for (let c = 0; c < 3; c++) {
+  for (let c = 0; c < planes; c++) {
     const t = table[c];
     const dst = out.subarray(offset + c * plane, offset + (c + 1) * plane);
     // HWC → CHW: channel c of pixel i (byte 3i + c) goes to plane c, position i.
@@ -725,14 +741,20 @@ function tableFor(pp: Preprocess): Float32Array[] {
   return t;
 }
 
+/** What a model takes: its preprocessing, its [h, w] and its channels (mean/std have one value per channel). */
+export interface ImageSpec {
+  preprocess: Preprocess;
+  size: [number, number];
+  channels: Channels;
+}
+
 /**
- * Decode, preprocess and normalise one image into a batch buffer: float32 CHW at out[offset, offset + 3*h*w)
- * for size [h, w]. Any failure is an InputError with a short reason (no such file, not an image, truncated
- * or corrupt image, permission denied, image too large (W×H pixels), is a directory, not a regular file).
+ * Decode, preprocess and normalise one image into a batch buffer: float32 CHW at out[offset, offset + C*h*w).
+ * Any failure is an InputError with a short reason (no such file, not an image, truncated or corrupt image,
+ * permission denied, image too large (W×H pixels), is a directory, not a regular file).
  */
-export async function loadImage(
-  path: string, pp: Preprocess, size: [number, number], out: Float32Array, offset: number, opts: DecodeOptions = {},
-): Promise<void> {
-  const img = preprocessRgb(await decodeRgb(path, opts), pp, size);
-  writeNormalizedChw(img, tableFor(pp), out, offset);
+export async function loadImage(path: string, spec: ImageSpec, out: Float32Array, offset: number, opts: DecodeOptions = {}): Promise<void> {
+  const rgb = await decodeRgb(path, opts);
+  const img = preprocessRgb(spec.channels === 1 ? toLuma(rgb) : rgb, spec.preprocess, spec.size);
+  writeNormalizedChw(img, tableFor(spec.preprocess), out, offset);
 }

@@ -1,8 +1,8 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { UsageError } from '../errors.js';
-import type { ViTConfig } from '../model/config.js';
-import { labelsFromId2label } from '../model/config-readers.js';
+import type { ModelConfig } from '../model/config.js';
+import { labelsFromId2label } from '../model/config-json.js';
 import { DATA_DIR } from './paths.js';
 
 /** Bundled label sets, by the class count of the checkpoints that use them. */
@@ -39,7 +39,7 @@ export function readLabelsFile(path: string): string[] {
  * Class names for a model: --labels FILE, else the checkpoint's own, else a bundled set when the class count
  * is ImageNet's (1000 or 21,843), else class_<i>.
  */
-export function resolveLabels(cfg: ViTConfig, file?: string): string[] {
+export function resolveLabels(cfg: ModelConfig, file?: string): string[] {
   const n = cfg.numClasses;
   let labels: string[] | null = null;
   if (file) {

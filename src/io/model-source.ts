@@ -1,14 +1,18 @@
-import { createHash } from 'node:crypto';
-import { existsSync, readFileSync, realpathSync, statSync } from 'node:fs';
-import { basename, dirname, join } from 'node:path';
-import { ModelError, UsageError, WeightsError } from '../errors.js';
-import { validateConfig, withImageSize, type ViTConfig } from '../model/config.js';
-import { configFromJson } from '../model/config-readers.js';
-import { isPresetName, presetConfig } from '../model/presets.js';
-import type { TensorMap } from '../model/tensor.js';
+/**
+ * What `--model` (with `--weights`, `--num-classes`, `--image-size`, `--random-weights`) names: a preset, a
+ * model directory (config.json + preprocessor_config.json + weights) or, through a registered resolver, a
+ * hub id. Resolving reads local config files only; the weights are read by loadWeights when an engine
+ * needs them.
+ */
+import { existsSync, readFileSync, statSync } from 'node:fs';
+import { basename, join } from 'node:path';
+import { ModelError, UsageError } from '../errors.js';
+import { archOf, configFromJson, findPreset, presetConfig } from '../model/arch/index.js';
+import { fromCheckpoint, fromRandom, type LoadedWeights } from '../model/checkpoint.js';
+import type { ModelConfig } from '../model/config.js';
+import { WEIGHT_FILES, readCheckpoint } from './checkpoint-files.js';
 import { modelResolvers } from './model-resolvers.js';
-import { DEFAULT_MODEL_DIR, toolVersion } from './paths.js';
-import { readFileBytes } from './streams.js';
+import { DEFAULT_MODEL_DIR } from './paths.js';
 
 /** How a command names its model: the shared options of every command. */
 export interface ModelSpec {
@@ -22,21 +26,20 @@ export interface ModelSpec {
 }
 
 export interface ResolvedModel {
-  config: ViTConfig;
-  /** The checkpoint file to load, when there is one. */
+  config: ModelConfig;
+  /** The checkpoint file to load (a shard index for sharded ones), when there is one. */
   weightsPath: string | null;
   /** Where the model came from, for messages. */
   source: string;
+  /** The config is a preset's, which says nothing of the checkpoint's head. */
+  fromPreset: boolean;
 }
-
-/** Weight files a model directory may hold, in order of preference. */
-const WEIGHT_FILES = ['model.safetensors', 'model.safetensors.index.json', 'pytorch_model.bin', 'model.pth', 'model.pt', 'model.bin', 'model.npz'];
 
 function readJson(path: string): Record<string, unknown> {
   try {
     return JSON.parse(readFileSync(path, 'utf8'));
   } catch (e) {
-    throw new ModelError(`${path}: ${(e as Error).message}`);
+    throw new ModelError(`${path}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
   }
 }
 
@@ -49,32 +52,32 @@ function isDir(p: string): boolean {
 }
 
 /** A model directory: config.json (HF or timm) + optional preprocessor_config.json + a weights file. */
-export function configFromDir(dir: string): ResolvedModel {
+export function configFromDir(dir: string, name = basename(dir.replace(/\/+$/, '')) || dir): ResolvedModel {
   const cfgPath = join(dir, 'config.json');
   if (!existsSync(cfgPath)) throw new UsageError(`${dir}: a model directory needs a config.json (Hugging Face or timm)`);
   const ppPath = join(dir, 'preprocessor_config.json');
-  const config = configFromJson(readJson(cfgPath), existsSync(ppPath) ? readJson(ppPath) : null, basename(dir.replace(/\/+$/, '')) || dir);
+  const config = configFromJson(readJson(cfgPath), existsSync(ppPath) ? readJson(ppPath) : null, name);
   const file = WEIGHT_FILES.map((f) => join(dir, f)).find((f) => existsSync(f)) ?? null;
-  return { config, weightsPath: file, source: dir };
+  return { config, weightsPath: file, source: dir, fromPreset: false };
 }
 
 /** The model is a directory or a preset: resolving it reads local files only, never the network. */
 export function isLocalModel(spec: ModelSpec): boolean {
   const name = spec.model ?? DEFAULT_MODEL_DIR;
-  return isDir(name) || isPresetName(name);
+  return isDir(name) || findPreset(name) !== null;
 }
 
 export async function resolveModel(spec: ModelSpec): Promise<ResolvedModel> {
   const name = spec.model ?? DEFAULT_MODEL_DIR;
   let resolved: ResolvedModel | null = null;
+  const preset = isDir(name) ? null : findPreset(name);
   if (isDir(name)) resolved = configFromDir(name);
-  else if (isPresetName(name)) resolved = { config: presetConfig(name), weightsPath: null, source: name };
+  else if (preset) resolved = { config: preset, weightsPath: null, source: name, fromPreset: true };
   else {
     for (const r of modelResolvers) {
       const dir = await r(name);
       if (dir) {
-        const fromDir = configFromDir(dir);
-        resolved = { ...fromDir, config: { ...fromDir.config, name }, source: name };
+        resolved = { ...configFromDir(dir, name), source: name };
         break;
       }
     }
@@ -84,91 +87,28 @@ export async function resolveModel(spec: ModelSpec): Promise<ResolvedModel> {
     presetConfig(name); // throws the usage error that lists every valid name
     throw new UsageError(`unknown model "${name}"`);
   }
+  const arch = archOf(resolved.config);
   if (spec.weights) resolved.weightsPath = spec.weights;
-  if (spec.numClasses !== undefined) {
-    resolved.config = validateConfig({ ...resolved.config, numClasses: spec.numClasses, labels: null });
-  }
-  if (spec.imageSize) resolved.config = withImageSize(resolved.config, spec.imageSize);
+  if (spec.numClasses !== undefined) resolved.config = arch.validate({ ...resolved.config, numClasses: spec.numClasses, labels: null });
+  if (spec.imageSize) resolved.config = arch.withImageSize(resolved.config, spec.imageSize);
   return resolved;
 }
 
 /**
- * A preset says nothing of the checkpoint's head; take its size from the weights (fine-tuned heads, headless
- * feature extractors, in21k pre-logits), unless the user fixed the class count.
+ * The checkpoint readers, loaded when weights are first needed: resolving a model (summary, a run on a stored
+ * graph) uses none of them.
  */
-function adaptToCheckpoint(cfg: ViTConfig, w: TensorMap, fromPreset: boolean, fixedClasses: boolean): ViTConfig {
-  const out = { ...cfg };
-  const pre = w.get('pre_logits.fc.weight');
-  if (pre && out.representationSize === null) out.representationSize = pre.shape[0];
-  if (fromPreset && !fixedClasses) {
-    const head = w.get('head.weight');
-    out.numClasses = head ? head.shape[0] : w.has('head_dist.weight') ? out.numClasses : 0;
-    if (out.numClasses !== cfg.numClasses) out.labels = null;
-  }
-  return validateConfig(out);
+async function weightReader() {
+  // For its effect: registers every format beyond safetensors.
+  await import('../model/weights/index.js');
+  return (await import('../model/weights/formats.js')).readWeights;
 }
 
-/**
- * The checkpoint readers, naming schemes and checks, loaded when weights are first needed: resolving a model
- * (summary, a run on a cached ONNX graph) uses none of them.
- */
-async function weightTools() {
-  const [check, formats, random, resample, schemes] = await Promise.all([
-    import('../model/weights/check.js'),
-    import('../model/weights/formats.js'),
-    import('../model/weights/random.js'),
-    import('../model/weights/resample.js'),
-    import('../model/weights/schemes.js'),
-    // For its effect: registers every format and scheme beyond safetensors / timm / hf.
-    import('../model/weights/index.js'),
-  ]);
-  return {
-    checkWeights: check.checkWeights, readWeights: formats.readWeights, randomWeights: random.randomWeights,
-    fitPosEmbed: resample.fitPosEmbed, detectScheme: schemes.detectScheme,
-  };
-}
-type ReadWeights = Awaited<ReturnType<typeof weightTools>>['readWeights'];
-
-function readOne(path: string, readWeights: ReadWeights): TensorMap {
-  let bytes: Uint8Array;
-  try {
-    bytes = readFileBytes(path);
-  } catch (e) {
-    throw new WeightsError(`cannot read weights ${path}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
-  }
-  return readWeights(bytes, path);
-}
-
-/** A checkpoint file, or a sharded one: `*.index.json` whose weight_map names the shard of every tensor. */
-function readCheckpoint(path: string, readWeights: ReadWeights): TensorMap {
-  if (!path.endsWith('.index.json')) return readOne(path, readWeights);
-  const index = readJson(path) as { weight_map?: Record<string, string> };
-  if (!index.weight_map) throw new WeightsError(`${path}: a sharded checkpoint index needs a weight_map`);
-  const out: TensorMap = new Map();
-  for (const shard of new Set(Object.values(index.weight_map))) {
-    if (shard.includes('/') || shard.includes('\\')) throw new WeightsError(`${path}: shard "${shard}" is not a file beside the index`);
-    for (const [k, v] of readOne(join(dirname(path), shard), readWeights)) out.set(k, v);
-  }
-  return out;
-}
-
-export interface LoadedModel {
-  config: ViTConfig;
-  weights: TensorMap;
-  /** Naming scheme the checkpoint used, or "random". */
-  scheme: string;
-  source: string;
-}
-
-/** Resolve, read, convert to canonical names and check the weights: ready for an engine. */
-export async function loadModel(spec: ModelSpec, verbose: (m: string) => void = () => {}, resolved?: ResolvedModel): Promise<LoadedModel> {
-  const r = resolved ?? await resolveModel(spec);
-  const { checkWeights, detectScheme, fitPosEmbed, randomWeights, readWeights } = await weightTools();
+/** Read, convert to canonical names and check the weights: ready for an engine. */
+export async function loadWeights(r: ResolvedModel, spec: ModelSpec, verbose: (m: string) => void = () => {}): Promise<LoadedWeights> {
   if (spec.randomWeights) {
     verbose(`model: ${r.config.name} with random weights (seed 0)`);
-    const weights = randomWeights(r.config);
-    fitPosEmbed(r.config, weights);
-    return { config: r.config, weights, scheme: 'random', source: r.source };
+    return fromRandom(r.config);
   }
   if (!r.weightsPath) {
     throw new UsageError(
@@ -177,42 +117,14 @@ export async function loadModel(spec: ModelSpec, verbose: (m: string) => void = 
     );
   }
   const t0 = performance.now();
-  const raw = readCheckpoint(r.weightsPath, readWeights);
-  const scheme = detectScheme(raw);
-  const weights = scheme.toCanonical(raw, r.config);
-  const fromPreset = isPresetName(r.source) && !isDir(r.source);
-  const config = adaptToCheckpoint(r.config, weights, fromPreset, spec.numClasses !== undefined);
-  checkWeights(config, weights, r.weightsPath);
-  // Checked against the checkpoint's own grid (posEmbedGrid); resampled to the requested size only then.
-  fitPosEmbed(config, weights);
-  verbose(`weights: ${r.weightsPath} (${scheme.name} names), read in ${(performance.now() - t0).toFixed(0)} ms`);
-  return { config, weights, scheme: scheme.name, source: r.source };
+  const raw = readCheckpoint(r.weightsPath, await weightReader());
+  const loaded = fromCheckpoint(r.config, raw, { fromPreset: r.fromPreset, fixedClasses: spec.numClasses !== undefined, source: r.weightsPath });
+  verbose(`weights: ${r.weightsPath} (${loaded.scheme} names), read in ${(performance.now() - t0).toFixed(0)} ms`);
+  return loaded;
 }
 
-/**
- * What a loaded model depends on, without reading the checkpoint: the weight file(s) by real path, size and
- * modification time, the request (class count, image size) and the resolved config. Equal identities load to
- * the same model, so caches keyed by it (the ONNX graph cache) can skip loading; rewriting the file changes it.
- */
-export function weightsIdentity(spec: ModelSpec, r: ResolvedModel): string | null {
-  let files: unknown;
-  if (spec.randomWeights) files = 'random weights, seed 0';
-  else if (!r.weightsPath) return null;
-  else {
-    const stamp = (p: string) => {
-      const st = statSync(p);
-      return [realpathSync(p), st.size, st.mtimeMs];
-    };
-    try {
-      const shards = r.weightsPath.endsWith('.index.json')
-        ? [...new Set(Object.values((readJson(r.weightsPath) as { weight_map?: Record<string, string> }).weight_map ?? {}))]
-          .map((f) => join(dirname(r.weightsPath!), f))
-        : [];
-      files = [r.weightsPath, ...shards].map(stamp);
-    } catch {
-      return null;
-    }
-  }
-  const request = { numClasses: spec.numClasses, imageSize: spec.imageSize };
-  return createHash('sha256').update(JSON.stringify({ v: toolVersion(), files, request, config: r.config })).digest('hex').slice(0, 32);
+/** A model's weights with its fitted config: resolve, then load (tests, scripts and training use the weights themselves). */
+export async function loadModel(spec: ModelSpec, verbose?: (m: string) => void): Promise<LoadedWeights & { source: string }> {
+  const r = await resolveModel(spec);
+  return { ...await loadWeights(r, spec, verbose), source: r.source };
 }

@@ -8,9 +8,8 @@
  * B/32, 2 cores, 500 photos: 13.3–13.9 s end to end instead of 13.4–14.1 s with everything on the main thread.
  * Running these threads at a lower OS priority than inference made no difference beyond the noise.)
  */
-import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
-import type { Preprocess } from '../model/config.js';
+import type { ModelConfig } from '../model/config.js';
 import type { PreprocessInit, PreprocessReply, PreprocessRequest } from './preprocess-worker.js';
 
 
@@ -31,8 +30,8 @@ export class PreprocessPool {
   /** How many threads may work at once (see `limit`). */
   private active: number;
 
-  constructor(preprocess: Preprocess, size: [number, number], threads = availableParallelism()) {
-    const init: PreprocessInit = { preprocess, size };
+  constructor(config: Pick<ModelConfig, 'preprocess' | 'imgSize' | 'inChans'>, threads: number) {
+    const init: PreprocessInit = { preprocess: config.preprocess, size: config.imgSize, channels: config.inChans };
     for (let i = 0; i < Math.max(1, threads); i++) {
       const w = new Worker(new URL('./preprocess-worker.js', import.meta.url), { workerData: init });
       // Idle pool threads must not keep a finished process alive.
@@ -57,7 +56,7 @@ export class PreprocessPool {
   }
 
   /**
-   * Load one image into pixels[offset, offset + 3*h*w) (a Float32Array over a SharedArrayBuffer); resolves to
+   * Load one image into pixels[offset, offset + C*h*w) (a Float32Array over a SharedArrayBuffer); resolves to
    * null, or to the short reason the image failed. Rejects only if the pool itself broke.
    */
   load(path: string, pixels: Float32Array, offset: number): Promise<string | null> {

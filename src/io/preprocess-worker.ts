@@ -5,19 +5,20 @@
  */
 import { parentPort, workerData } from 'node:worker_threads';
 import { InputError } from '../errors.js';
-import type { Preprocess } from '../model/config.js';
+import type { Channels, Preprocess } from '../model/config.js';
 import { loadImage } from './images.js';
 
 export interface PreprocessInit {
   preprocess: Preprocess;
   size: [number, number];
+  channels: Channels;
 }
 
 /** One image to load into pixels[offset, ...); a thread has one request at a time, so replies need no id. */
 export interface PreprocessRequest { path: string; pixels: Float32Array; offset: number }
 export interface PreprocessReply { error: string | null }
 
-const { preprocess, size } = workerData as PreprocessInit;
+const { preprocess, size, channels } = workerData as PreprocessInit;
 
 function reason(e: unknown): string {
   if (e instanceof InputError) return e.message;
@@ -25,7 +26,7 @@ function reason(e: unknown): string {
 }
 
 parentPort!.on('message', (req: PreprocessRequest) => {
-  loadImage(req.path, preprocess, size, req.pixels, req.offset, { blockingRead: true }).then(
+  loadImage(req.path, { preprocess, size, channels }, req.pixels, req.offset, { blockingRead: true }).then(
     () => parentPort!.postMessage({ error: null } satisfies PreprocessReply),
     (e: unknown) => parentPort!.postMessage({ error: reason(e) } satisfies PreprocessReply),
   );

@@ -3,6 +3,14 @@ import { ModelError } from '../errors.js';
 export type Interpolation = 'nearest' | 'bilinear' | 'bicubic' | 'lanczos';
 
 /**
+ * Colour planes a model reads: 3 is RGB; 1 is PIL's `convert('L')` of the RGB image (ITU-R 601-2 luma,
+ * L = R·299/1000 + G·587/1000 + B·114/1000, in PIL's fixed-point form). This one field decides how images are
+ * decoded, how many mean/std values preprocessing has and the patch embedding's input width.
+ */
+export type Channels = 1 | 3;
+export const CHANNEL_COUNTS: readonly Channels[] = [1, 3];
+
+/**
  * How pixels are prepared for the model, in the vocabulary both Hugging Face image processors and timm's
  * eval transforms reduce to: an optional resize (shortest edge, keeping aspect, or to an exact size), an
  * optional centre crop, then rescale (usually 1/255) and per-channel normalisation.
@@ -12,116 +20,58 @@ export interface Preprocess {
   crop: { height: number; width: number } | null;
   interpolation: Interpolation;
   rescale: number;
-  mean: [number, number, number];
-  std: [number, number, number];
-}
-
-/** Everything needed to build a ViT; field names follow timm's VisionTransformer. */
-export interface ViTConfig {
-  name: string;
-  /** [H, W] of the input the position embedding was trained for (or resampled to). */
-  imgSize: [number, number];
-  patchSize: number;
-  inChans: number;
-  embedDim: number;
-  depth: number;
-  numHeads: number;
-  /** Hidden size of each block's MLP (timm: embed_dim * mlp_ratio). */
-  mlpDim: number;
-  /** 0 means the checkpoint has no classifier head. */
-  numClasses: number;
-  /** Width of the tanh pre-logits layer of the original in21k checkpoints; null when absent. */
-  representationSize: number | null;
-  qkvBias: boolean;
-  layerNormEps: number;
-  classToken: boolean;
-  /** DeiT distillation token after the class token, with its own head; logits are the mean of both heads. */
-  distilled: boolean;
-  globalPool: 'token' | 'avg';
-  /** timm's fc_norm: a norm after pooling instead of the final norm over all tokens. */
-  fcNorm: boolean;
-  preprocess: Preprocess;
-  /** Class names from the checkpoint (id2label, label_names), index-aligned; null when it has none. */
-  labels: string[] | null;
-  /**
-   * Grid size of the checkpoint's position embedding when it differs from imgSize / patchSize, i.e. when the
-   * model runs at another resolution than it was trained for and the grid is resampled on load.
-   */
-  posEmbedGrid?: [number, number];
-}
-
-export const IMAGENET_MEAN: [number, number, number] = [0.485, 0.456, 0.406];
-export const IMAGENET_STD: [number, number, number] = [0.229, 0.224, 0.225];
-export const INCEPTION_MEAN: [number, number, number] = [0.5, 0.5, 0.5];
-export const INCEPTION_STD: [number, number, number] = [0.5, 0.5, 0.5];
-
-/** Number of prefix tokens (class and distillation) before the patch tokens. */
-export function numPrefixTokens(cfg: ViTConfig): number {
-  return (cfg.classToken ? 1 : 0) + (cfg.distilled ? 1 : 0);
-}
-
-/** Patch grid [gh, gw] for the configured input size. */
-export function patchGrid(cfg: ViTConfig): [number, number] {
-  return [Math.floor(cfg.imgSize[0] / cfg.patchSize), Math.floor(cfg.imgSize[1] / cfg.patchSize)];
-}
-
-/** Total tokens the encoder sees: prefix tokens plus patches. */
-export function numTokens(cfg: ViTConfig): number {
-  const [gh, gw] = patchGrid(cfg);
-  return numPrefixTokens(cfg) + gh * gw;
-}
-
-export function headDim(cfg: ViTConfig): number {
-  return cfg.embedDim / cfg.numHeads;
-}
-
-/** Reject configs the architecture cannot express, with a message that names the bad field. */
-export function validateConfig(cfg: ViTConfig): ViTConfig {
-  const bad: string[] = [];
-  const posInt = (v: number) => Number.isInteger(v) && v > 0;
-  if (!posInt(cfg.embedDim)) bad.push(`embedDim ${cfg.embedDim}`);
-  if (!posInt(cfg.depth)) bad.push(`depth ${cfg.depth}`);
-  if (!posInt(cfg.numHeads)) bad.push(`numHeads ${cfg.numHeads}`);
-  if (posInt(cfg.embedDim) && posInt(cfg.numHeads) && cfg.embedDim % cfg.numHeads !== 0) {
-    bad.push(`embedDim ${cfg.embedDim} is not divisible by numHeads ${cfg.numHeads}`);
-  }
-  if (!posInt(cfg.mlpDim)) bad.push(`mlpDim ${cfg.mlpDim}`);
-  if (!posInt(cfg.patchSize)) bad.push(`patchSize ${cfg.patchSize}`);
-  for (const s of cfg.imgSize) {
-    if (!posInt(s) || s < cfg.patchSize) bad.push(`image size ${cfg.imgSize.join('x')} for patch ${cfg.patchSize}`);
-  }
-  if (!(Number.isInteger(cfg.numClasses) && cfg.numClasses >= 0)) bad.push(`numClasses ${cfg.numClasses}`);
-  if (cfg.representationSize !== null && !posInt(cfg.representationSize)) {
-    bad.push(`representationSize ${cfg.representationSize}`);
-  }
-  if (!(cfg.layerNormEps > 0)) bad.push(`layerNormEps ${cfg.layerNormEps}`);
-  if (!cfg.classToken && cfg.globalPool === 'token') bad.push('globalPool "token" needs a class token');
-  if (cfg.distilled && !cfg.classToken) bad.push('a distillation token needs a class token');
-  if (cfg.labels && cfg.numClasses > 0 && cfg.labels.length !== cfg.numClasses) {
-    bad.push(`${cfg.labels.length} labels for ${cfg.numClasses} classes`);
-  }
-  if (bad.length > 0) throw new ModelError(`invalid model config "${cfg.name}": ${bad.join('; ')}`);
-  return cfg;
+  /** One value per channel (see Channels). */
+  mean: number[];
+  std: number[];
 }
 
 /**
- * Run a config at another input size. The checkpoint's position-embedding grid is remembered in posEmbedGrid
- * so the loader can resample it; preprocessing scales its resize with the new size and crops to it.
+ * How scores are made from logits, as Hugging Face's image-classification pipeline decides: sigmoid for
+ * multi-label heads (`problem_type: multi_label_classification`) and single-logit heads, softmax otherwise.
  */
-export function withImageSize(cfg: ViTConfig, size: [number, number]): ViTConfig {
-  if (cfg.imgSize[0] === size[0] && cfg.imgSize[1] === size[1]) return cfg;
-  const grid = cfg.posEmbedGrid ?? patchGrid(cfg);
-  const pp = cfg.preprocess;
-  const ratio = pp.crop ? pp.crop.height / cfg.imgSize[0] : 1;
-  const resize: Preprocess['resize'] = pp.resize === null ? null
-    : 'shortestEdge' in pp.resize && size[0] === size[1] ? { shortestEdge: Math.floor(size[0] / ratio) }
-      : { height: Math.floor(size[0] / ratio), width: Math.floor(size[1] / ratio) };
-  const out: ViTConfig = {
-    ...cfg,
-    imgSize: size,
-    preprocess: { ...pp, resize, crop: pp.crop ? { height: size[0], width: size[1] } : null },
-  };
-  const [gh, gw] = patchGrid(out);
-  out.posEmbedGrid = gh === grid[0] && gw === grid[1] ? undefined : grid;
-  return validateConfig(out);
+export type ScoreFunction = 'softmax' | 'sigmoid';
+
+/**
+ * What every architecture's config has: the fields the pipeline, the sinks and the engines read without
+ * knowing the architecture. `arch` keys the architecture record (src/model/arch/index.ts).
+ */
+export interface ModelConfig {
+  arch: string;
+  name: string;
+  /** [H, W] the model takes. */
+  imgSize: [number, number];
+  inChans: Channels;
+  /** 0 means the checkpoint has no classifier head. */
+  numClasses: number;
+  /** Class names from the checkpoint (id2label, label_names), index-aligned; null when it has none. */
+  labels: string[] | null;
+  /** Set by configs that say how scores are made (HF problem_type); null = the default for the head. */
+  problemType: 'single_label_classification' | 'multi_label_classification' | null;
+  preprocess: Preprocess;
+}
+
+export const IMAGENET_MEAN = [0.485, 0.456, 0.406];
+export const IMAGENET_STD = [0.229, 0.224, 0.225];
+export const INCEPTION_MEAN = [0.5, 0.5, 0.5];
+export const INCEPTION_STD = [0.5, 0.5, 0.5];
+
+/** The score function of a config's head (see ScoreFunction). */
+export function scoreFunction(cfg: ModelConfig): ScoreFunction {
+  if (cfg.problemType === 'multi_label_classification' || cfg.numClasses === 1) return 'sigmoid';
+  return 'softmax';
+}
+
+/** Mean/std values for a model of `channels` planes: a per-channel list kept, a single value repeated. */
+export function perChannel(values: number[], channels: Channels, what: string): number[] {
+  if (values.length === channels) return values;
+  if (values.length === 1) return Array(channels).fill(values[0]);
+  // Three equal values (the common 0.5/0.5/0.5) describe a grey model as well as an RGB one.
+  if (channels === 1 && values.every((v) => v === values[0])) return [values[0]];
+  throw new ModelError(`${what} has ${values.length} values for a model of ${channels} channel${channels === 1 ? '' : 's'}`);
+}
+
+/** A checked channel count: 1 (grayscale) or 3 (RGB); anything else is refused at load. */
+export function channelsOf(v: number, what: string): Channels {
+  if (v === 1 || v === 3) return v;
+  throw new ModelError(`${what} is ${v}: this tool runs grayscale (1) and RGB (3) models`);
 }

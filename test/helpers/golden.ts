@@ -1,7 +1,10 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { PACKAGE_ROOT } from '../../src/io/paths.js';
-import type { Engine } from '../../src/model/engines/engine.js';
+import type { ModelConfig } from '../../src/model/config.js';
+import type { Dtype, Engine, GraphStore } from '../../src/model/engines/engine.js';
+import { startEngine, type EngineChoice } from '../../src/model/engines/index.js';
+import type { TensorMap } from '../../src/model/tensor.js';
 
 /** The reference outputs scripts/make_goldens.py wrote with torchvision. */
 export interface Golden {
@@ -56,4 +59,20 @@ export async function withEngine<R>(make: Promise<Engine>, use: (e: Engine) => P
   } finally {
     await engine.dispose();
   }
+}
+
+/** An engine over weights already in memory (no identity, so nothing is looked up in a store unless given one). */
+export function engineFor(
+  engine: EngineChoice, config: ModelConfig, weights: TensorMap,
+  opts: { cache?: GraphStore | null; identity?: string | null; verbose?: (m: string) => void; dtype?: Dtype } = {},
+): Promise<Engine> {
+  return startEngine(engine, {
+    config,
+    identity: opts.identity ?? null,
+    // A copy of the map: an engine empties the map it is given as the weights move into its own storage.
+    load: async () => ({ config, weights: new Map(weights) }),
+    settings: { dtype: opts.dtype ?? 'fp32', device: 'cpu', threads: 2 },
+    cache: opts.cache ?? null,
+    verbose: opts.verbose ?? (() => {}),
+  });
 }

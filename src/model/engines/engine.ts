@@ -1,7 +1,18 @@
-import type { ViTConfig } from '../config.js';
+import type { ModelConfig } from '../config.js';
 import type { HostTensor, TensorMap } from '../tensor.js';
 
-export type EngineName = 'tfjs' | 'onnx';
+export type EngineName = 'onnx' | 'tfjs';
+export const DTYPES = ['fp32', 'int8'] as const;
+export type Dtype = (typeof DTYPES)[number];
+export const DEVICES = ['cpu', 'cuda'] as const;
+export type Device = (typeof DEVICES)[number];
+
+/** How a model runs: numeric type, device and intra-op threads. */
+export interface ExecutionSettings {
+  dtype: Dtype;
+  device: Device;
+  threads: number;
+}
 
 export interface RunOptions {
   /** Also return the per-layer attention probabilities. */
@@ -11,26 +22,65 @@ export interface RunOptions {
 /** Host copies of what a forward produced for one batch. */
 export interface RunResult {
   logits: HostTensor | null;
-  cls: HostTensor;
-  avg: HostTensor;
-  preLogits: HostTensor;
-  /** Per layer [B, heads, tokens, tokens]; empty unless asked for. */
+  /** [B, width] pooled features by the architecture's pool names. */
+  features: Record<string, HostTensor>;
+  /** Per attention layer, in the architecture's layout; empty unless asked for. */
   attentions: HostTensor[];
 }
 
-/** A ViT ready to run: built from a config and canonical weights by one of the engines. */
+/** A model ready to run: built from a config and canonical weights by one of the engines. */
 export interface Engine {
   readonly name: EngineName;
   /** What actually runs the kernels: tfjs backend ("tensorflow", "wasm", "cpu") or ORT's provider. */
   readonly backend: string;
-  readonly config: ViTConfig;
-  /** pixels: float32 NCHW [batch, 3, H, W] at the config's image size. */
+  /** The config as fitted to the checkpoint (its head size may differ from a preset's). */
+  readonly config: ModelConfig;
+  /** pixels: float32 NCHW [batch, C, H, W] at the config's image size. */
   run(pixels: Float32Array, batch: number, opts?: RunOptions): Promise<RunResult>;
   dispose(): Promise<void>;
 }
 
-export interface EngineFactoryOptions {
-  verbose?: (msg: string) => void;
+/** One file of a graph cache entry: small ones as bytes, big ones as chunks at their offsets (streamed). */
+export type StoreFile =
+  | { name: string; bytes: Uint8Array }
+  | { name: string; size: number; chunks: Iterable<{ offset: number; bytes: Uint8Array }> };
+
+/**
+ * Where built graphs are kept between runs. The model side names files and keys; the store (injected by the
+ * caller, src/io/graph-cache.ts on disk) decides where they go and writes them atomically.
+ */
+export interface GraphStore {
+  /** The directory of a complete entry and the config it was built for, or null. */
+  find(key: string): Promise<{ dir: string; config: ModelConfig } | null>;
+  /** Write a new entry (atomically) and return its directory. */
+  save(key: string, config: ModelConfig, files: StoreFile[]): Promise<string>;
+  /** Drop an entry the runtime could not load, so the next build writes it afresh. */
+  discard(dir: string): void;
 }
 
-export type EngineFactory = (cfg: ViTConfig, weights: TensorMap, opts: EngineFactoryOptions) => Promise<Engine>;
+/** What an engine is started from. */
+export interface EngineRequest {
+  /** The resolved config (before the checkpoint was read: a preset's head, the requested image size). */
+  config: ModelConfig;
+  /**
+   * What the loaded model depends on — the weights' content hash, the config and what was asked of it — or
+   * null when it cannot be known without loading. Equal keys load to the same model.
+   */
+  identity: string | null;
+  /** Read, convert and check the weights, with the config fitted to them; called only when they are needed. */
+  load(): Promise<{ config: ModelConfig; weights: TensorMap }>;
+  settings: ExecutionSettings;
+  /** Built graphs kept between runs (onnx); null builds every model in memory. */
+  cache: GraphStore | null;
+  verbose(msg: string): void;
+}
+
+/** A row of the engine table (src/model/engines/index.ts). */
+export interface EngineKind {
+  name: EngineName;
+  dtypes: readonly Dtype[];
+  devices: readonly Device[];
+  /** Null when the engine can run here, else why not (one line). */
+  unavailable(): Promise<string | null>;
+  start(req: EngineRequest): Promise<Engine>;
+}

@@ -1,72 +1,75 @@
+/**
+ * The engines as a table. `auto` takes the first row that runs the requested dtype on the requested device and
+ * loads here. Each row's module is imported only when that engine is asked about: a run pays only for the
+ * runtime it uses, and a machine where onnxruntime-node's native library cannot load still runs on tfjs.
+ */
 import { ModelError, UsageError } from '../../errors.js';
-import type { ViTConfig } from '../config.js';
-import type { TensorMap } from '../tensor.js';
-import type { Engine, EngineFactoryOptions } from './engine.js';
-import { collectGarbage } from './gc.js';
+import type { Device, Dtype, Engine, EngineKind, EngineName, EngineRequest } from './engine.js';
 
-/** The values of `--engine`: auto picks onnx where onnxruntime-node loads, else tfjs. */
 export const ENGINE_NAMES = ['auto', 'onnx', 'tfjs'] as const;
 export type EngineChoice = (typeof ENGINE_NAMES)[number];
 
-export interface CreateEngineOptions extends EngineFactoryOptions {
-  /** onnx: weights of at least this many bytes go through the on-disk graph cache (default: all). */
-  externalDataThreshold?: number;
-  /** onnx: the graph cache directory; default $XDG_CACHE_HOME/vit/onnx or ~/.cache/vit/onnx. */
-  cacheDir?: string;
-  /**
-   * The caller is done with the weights map: the engine may empty it once the weights live elsewhere (in the
-   * onnx cache file, in tfjs tensors), so a big model is not held twice.
-   */
-  releaseWeights?: boolean;
-}
+const firstLine = (e: unknown) => (e instanceof Error ? e.message : String(e)).split('\n')[0];
 
-function firstLine(e: unknown): string {
-  return (e instanceof Error ? e.message : String(e)).split('\n')[0];
+/** In the order `auto` tries them. */
+export const ENGINES: readonly EngineKind[] = [
+  {
+    name: 'onnx',
+    dtypes: ['fp32', 'int8'],
+    devices: ['cpu', 'cuda'],
+    unavailable: async () => {
+      try {
+        await (await import('./onnx-session.js')).onnxRuntimeVersion();
+        return null;
+      } catch (e) {
+        return `onnxruntime-node does not load here: ${firstLine(e)}`;
+      }
+    },
+    start: async (req) => (await import('./onnx.js')).startOnnx(req),
+  },
+  {
+    name: 'tfjs',
+    dtypes: ['fp32'],
+    devices: ['cpu'],
+    unavailable: async () => null,
+    start: async (req) => (await import('./tfjs.js')).startTfjs(req),
+  },
+];
+
+function kind(name: EngineName): EngineKind {
+  return ENGINES.find((k) => k.name === name)!;
 }
 
 /**
- * Whether a run with this choice uses the onnx engine: false for tfjs; for auto, whether onnxruntime-node
- * loads here (said in verbose mode when it does not); for onnx, true or a ModelError saying why it cannot.
- * The answer comes from the worker thread that will run the sessions, started now if it was not preloaded.
+ * The engine a run with this choice uses. An engine asked for by name must support the dtype and device
+ * (else a usage error) and load here (else a model error saying why); `auto` says in verbose mode which
+ * engines it passed over.
  */
-export async function usesOnnx(choice: EngineChoice, verbose?: (m: string) => void): Promise<boolean> {
+export async function chooseEngine(choice: EngineChoice, dtype: Dtype, device: Device, verbose: (m: string) => void = () => {}): Promise<EngineKind> {
   if (!ENGINE_NAMES.includes(choice)) throw new UsageError(`unknown engine "${choice}"; choose one of ${ENGINE_NAMES.join(', ')}`);
-  if (choice === 'tfjs') return false;
-  try {
-    await (await import('./onnx.js')).onnxRuntimeVersion();
-    return true;
-  } catch (e) {
-    if (choice === 'onnx') throw new ModelError(`the onnx engine needs onnxruntime-node, which does not load here: ${firstLine(e)}`);
-    verbose?.(`engine: onnxruntime-node does not load (${firstLine(e)}); falling back to tfjs`);
-    return false;
+  if (choice !== 'auto') {
+    const k = kind(choice);
+    if (!k.dtypes.includes(dtype)) throw new UsageError(`the ${k.name} engine runs ${k.dtypes.join(', ')} only, not --dtype ${dtype}${dtype !== 'fp32' ? ' (use --engine onnx)' : ''}`);
+    if (!k.devices.includes(device)) throw new UsageError(`the ${k.name} engine runs on ${k.devices.join(', ')} only, not --device ${device}`);
+    const why = await k.unavailable();
+    if (why) throw new ModelError(`the ${k.name} engine cannot run: ${why}`);
+    return k;
   }
+  const passed: string[] = [];
+  for (const k of ENGINES) {
+    if (!k.dtypes.includes(dtype) || !k.devices.includes(device)) continue;
+    const why = await k.unavailable();
+    if (!why) {
+      if (passed.length > 0) verbose(`engine: ${passed.join('; ')}; using ${k.name}`);
+      return k;
+    }
+    passed.push(`${k.name}: ${why}`);
+  }
+  throw new ModelError(`no engine can run --dtype ${dtype} on --device ${device} here${passed.length ? `: ${passed.join('; ')}` : ''}`);
 }
 
-/**
- * Start loading what a run with this choice will need before the model is known (onnxruntime-node, on the
- * thread its sessions will run on), so that it overlaps reading the inputs.
- */
-export function preloadEngine(choice: EngineChoice): void {
-  if (choice === 'tfjs' || !ENGINE_NAMES.includes(choice)) return;
-  import('./onnx.js').then((m) => m.preloadOnnxRuntime(), () => undefined);
-}
-
-/**
- * Build the named engine. Both are imported lazily: a run pays only for the runtime it uses, and a machine
- * where onnxruntime-node's native library cannot load still runs on tfjs (which picks its own best backend).
- */
-export async function createEngine(choice: EngineChoice, cfg: ViTConfig, weights: TensorMap, opts: CreateEngineOptions = {}): Promise<Engine> {
-  if (await usesOnnx(choice, opts.verbose)) {
-    const { OnnxEngine } = await import('./onnx.js');
-    // The cache touches the file system, which the model layer leaves to src/io.
-    const { openOnnxCache } = await import('../../io/onnx-cache.js');
-    return OnnxEngine.create(cfg, weights, { ...opts, store: openOnnxCache(opts.cacheDir) });
-  }
-  const { TfjsEngine } = await import('./tfjs.js');
-  const engine = await TfjsEngine.create(cfg, weights, opts);
-  if (opts.releaseWeights) {
-    weights.clear();
-    collectGarbage();
-  }
-  return engine;
+/** Start an engine of the given choice for a request. */
+export async function startEngine(choice: EngineChoice, req: EngineRequest): Promise<Engine> {
+  const k = await chooseEngine(choice, req.settings.dtype, req.settings.device, req.verbose);
+  return k.start(req);
 }

@@ -8,9 +8,7 @@
 /** The one file name every weight initializer points into, on disk beside the graph or handed over in memory. */
 export const WEIGHTS_FILE = 'weights.bin';
 /** Bumped whenever the emitted graph changes, so cached graphs from an older build are never reused. */
-export const GRAPH_FORMAT = 1;
-/** Outputs of every graph; the attention graph adds attn_0 … attn_{depth-1}. */
-export const BASE_OUTPUTS = ['logits', 'cls', 'avg', 'preLogits'] as const;
+export const GRAPH_FORMAT = 2;
 
 /** The id of the worker's first message, saying whether onnxruntime-node loaded; requests count from 1. */
 export const LOADED_ID = 0;

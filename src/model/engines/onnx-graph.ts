@@ -1,9 +1,9 @@
 import protoPkg from 'onnx-proto';
 import { ModelError } from '../../errors.js';
-import { numTokens, type ViTConfig } from '../config.js';
+import { archOf } from '../arch/index.js';
+import type { ModelConfig } from '../config.js';
 import type { Ops } from '../ops.js';
 import { shapeStr, sizeOf, type TensorMap } from '../tensor.js';
-import { vitForward } from '../vit.js';
 import { GRAPH_FORMAT, WEIGHTS_FILE } from './onnx-format.js';
 
 const { onnx } = protoPkg;
@@ -256,60 +256,39 @@ export class OnnxGraphOps implements Ops<string> {
 }
 
 /** Which outputs a graph has; attention probabilities only in the graph built for them. */
-export interface VitGraph {
+export interface ModelGraph {
   model: IModelProto;
   slots: WeightSlot[];
   outputs: string[];
 }
 
 export const INPUT_NAME = 'pixels';
-export const BATCH_DIM = 'batch';
+const BATCH_DIM = 'batch';
 
-function valueInfo(name: string, dims: (number | string)[]): IValueInfoProto {
-  return {
-    name,
-    type: {
-      tensorType: {
-        elemType: onnx.TensorProto.DataType.FLOAT,
-        shape: { dim: dims.map((d) => (typeof d === 'number' ? { dimValue: d } : { dimParam: d })) },
-      },
-    },
-  };
+/** A float32 value of the graph's interface: known dimensions given, the rest left to onnxruntime. */
+function valueInfo(name: string, dims: (number | string)[] | null): IValueInfoProto {
+  const tensorType: protoPkg.onnx.TypeProto.ITensor = { elemType: onnx.TensorProto.DataType.FLOAT };
+  if (dims) tensorType.shape = { dim: dims.map((d) => (typeof d === 'number' ? { dimValue: d } : { dimParam: d })) };
+  return { name, type: { tensorType } };
 }
 
 /**
- * The ViT of vit.ts as an ONNX model: input `pixels` float32 [batch, C, H, W]; outputs logits (when the model
- * has a head), cls, avg, preLogits and, with attentions, attn_0 … attn_{depth-1} [batch, heads, T, T].
- * Weights are not in the model: every parameter initializer references a slot of WEIGHTS_FILE (see
- * weightChunks), so the model stays small whatever the checkpoint weighs.
+ * A model's forward as an ONNX model: input `pixels` float32 [batch, C, H, W]; outputs `logits` [batch,
+ * classes] when the model has a head, one per pooled feature (named as the architecture's pools) and, with
+ * attentions, attn_0 … attn_{n-1}. Weights are not in the model: every parameter initializer references a
+ * slot of WEIGHTS_FILE (see weightChunks), so the model stays small whatever the checkpoint weighs.
  */
-export function buildVitGraph(cfg: ViTConfig, shapeOf: (param: string) => number[], opts: { attentions?: boolean } = {}): VitGraph {
+export function buildGraph(cfg: ModelConfig, shapeOf: (param: string) => number[], opts: { attentions?: boolean } = {}): ModelGraph {
   const ops = new OnnxGraphOps(shapeOf);
+  const [h, w] = cfg.imgSize;
   const pixels = ops.input(INPUT_NAME, 4);
-  const o = vitForward(ops, cfg, pixels, { attentions: opts.attentions });
-  const outputs: GraphOutput[] = [];
+  const o = archOf(cfg).forward(ops, cfg, pixels, { attentions: opts.attentions });
+  const outputs: { name: string; value: string; dims: (number | string)[] | null }[] = [];
   if (o.logits !== null) outputs.push({ name: 'logits', value: o.logits, dims: [BATCH_DIM, cfg.numClasses] });
-  outputs.push({ name: 'cls', value: o.cls, dims: [BATCH_DIM, cfg.embedDim] });
-  outputs.push({ name: 'avg', value: o.avg, dims: [BATCH_DIM, cfg.embedDim] });
-  outputs.push({ name: 'preLogits', value: o.preLogits, dims: [BATCH_DIM, cfg.representationSize ?? cfg.embedDim] });
-  const tokens = numTokens(cfg);
-  o.attentions.forEach((a, i) => outputs.push({ name: `attn_${i}`, value: a, dims: [BATCH_DIM, cfg.numHeads, tokens, tokens] }));
-  return finishGraph(ops, cfg.name, [BATCH_DIM, cfg.inChans, ...cfg.imgSize], outputs);
-}
-
-/** One named output of a graph: the value that backs it and its dims (BATCH_DIM for the batch). */
-export interface GraphOutput {
-  name: string;
-  value: string;
-  dims: (number | string)[];
-}
-
-/**
- * The model proto of a forward built on `ops`: the input `pixels` with the given dims, the named outputs, every
- * parameter initializer referencing its slot of WEIGHTS_FILE (see weightChunks), the constants inline.
- */
-export function finishGraph(ops: OnnxGraphOps, name: string, inputDims: (number | string)[], outputs: GraphOutput[]): VitGraph {
+  for (const [name, value] of Object.entries(o.features)) outputs.push({ name, value, dims: null });
+  o.attentions.forEach((a, i) => outputs.push({ name: `attn_${i}`, value: a, dims: null }));
   for (const out of outputs) ops.output(out.value, out.name);
+
   const slots = ops.weightSlots();
   const weightInits: ITensorProto[] = slots.map((s) => ({
     name: s.name,
@@ -328,10 +307,10 @@ export function finishGraph(ops: OnnxGraphOps, name: string, inputDims: (number 
     producerName: 'vit',
     producerVersion: String(GRAPH_FORMAT),
     graph: {
-      name,
+      name: cfg.name,
       node: ops.nodes,
       initializer: [...weightInits, ...ops.constantInitializers()],
-      input: [valueInfo(INPUT_NAME, inputDims)],
+      input: [valueInfo(INPUT_NAME, [BATCH_DIM, cfg.inChans, h, w])],
       output: outputs.map((out) => valueInfo(out.name, out.dims)),
     },
   };

@@ -3,13 +3,13 @@
  * thread it would stall everything else there — above all the resizing of the next batch, which then could not
  * overlap inference. Here a session blocks only this worker; the main thread keeps preparing images.
  *
- * The thread can be started before anyone knows what it will run (onnx.ts `preloadOnnxRuntime`): it imports
+ * The thread can be started before anyone knows what it will run (onnx-session.ts `onnxRuntimeVersion`): it imports
  * onnxruntime-node at once, whose native library takes a while to load, and says `{ id: 0, ok, version }`, or
  * `{ id: 0, error }` when the library does not load here (then every request is answered with that error).
  *
- * Messages in: init (where the graphs are, how many threads), open (create the session of one graph file),
- * run (one batch), close. Each is answered with the same id, as `{ id, ok }`, `{ id, outputs }` or
- * `{ id, error }`.
+ * Messages in: init (where the graphs are, threads, execution providers), open (create the session of one
+ * graph file; answered with its output names), run (one batch), close. Each is answered with the same id, as
+ * `{ id, ok }`, `{ id, tensors }` or `{ id, error }`.
  */
 import { join } from 'node:path';
 import { parentPort } from 'node:worker_threads';
@@ -21,7 +21,8 @@ export type WorkerSource =
   | { kind: 'path'; dir: string }
   | { kind: 'memory'; graphs: Record<string, Uint8Array>; weightsFile: string; weights: Uint8Array };
 
-export interface WorkerInit { source: WorkerSource; threads: number }
+/** Where the graphs are, how many intra-op threads and which execution providers (in order) to use. */
+export interface WorkerInit { source: WorkerSource; threads: number; providers: string[] }
 
 export type WorkerRequest =
   | ({ id: number; type: 'init' } & WorkerInit)
@@ -32,8 +33,8 @@ export type WorkerRequest =
 export type WorkerOutputs = Record<string, { dims: number[]; data: Float32Array }>;
 
 export type WorkerReply =
-  | { id: number; ok: true; version: string }
-  | { id: number; outputs: WorkerOutputs }
+  | { id: number; ok: true; version: string; outputs?: string[] }
+  | { id: number; tensors: WorkerOutputs }
   | { id: number; error: string };
 
 let ort: typeof Ort | null = null;
@@ -49,9 +50,9 @@ parentPort!.postMessage((ort ? { id: LOADED_ID, ok: true, version } : { id: LOAD
 let init: WorkerInit | null = null;
 const sessions = new Map<string, Promise<Ort.InferenceSession>>();
 
-function options(threads: number): Ort.InferenceSession.SessionOptions {
+function options(threads: number, providers: string[]): Ort.InferenceSession.SessionOptions {
   return {
-    executionProviders: ['cpu'],
+    executionProviders: providers,
     intraOpNumThreads: threads,
     interOpNumThreads: 1,
     executionMode: 'sequential',
@@ -68,12 +69,12 @@ function session(ort: typeof Ort, file: string): Promise<Ort.InferenceSession> {
   let s = sessions.get(file);
   if (!s) {
     if (!init) throw new Error('no init message before the first session');
-    const { source, threads } = init;
+    const { source, threads, providers } = init;
     // From a path, onnxruntime resolves each initializer's `location` relative to the model file's directory;
     // from bytes there is no directory, so the weights file is handed over under the name the graph uses.
     s = source.kind === 'path'
-      ? ort.InferenceSession.create(join(source.dir, file), options(threads))
-      : ort.InferenceSession.create(source.graphs[file], { ...options(threads), externalData: [{ path: source.weightsFile, data: source.weights }] });
+      ? ort.InferenceSession.create(join(source.dir, file), options(threads, providers))
+      : ort.InferenceSession.create(source.graphs[file], { ...options(threads, providers), externalData: [{ path: source.weightsFile, data: source.weights }] });
     sessions.set(file, s);
   }
   return s;
@@ -83,11 +84,12 @@ async function handle(msg: WorkerRequest): Promise<{ reply: WorkerReply; transfe
   if (!ort) throw new Error(loadError);
   switch (msg.type) {
     case 'init':
-      init = { source: msg.source, threads: msg.threads };
+      init = { source: msg.source, threads: msg.threads, providers: msg.providers };
       return { reply: { id: msg.id, ok: true, version }, transfer: [] };
-    case 'open':
-      await session(ort, msg.file);
-      return { reply: { id: msg.id, ok: true, version }, transfer: [] };
+    case 'open': {
+      const s = await session(ort, msg.file);
+      return { reply: { id: msg.id, ok: true, version, outputs: [...s.outputNames] }, transfer: [] };
+    }
     case 'run': {
       const s = await session(ort, msg.file);
       const out = await s.run({ [s.inputNames[0]]: new ort.Tensor('float32', msg.pixels, msg.dims) }, msg.fetches);
@@ -98,7 +100,7 @@ async function handle(msg: WorkerRequest): Promise<{ reply: WorkerReply; transfe
         outputs[name] = { dims: out[name].dims.slice(), data };
         if (data.byteOffset === 0 && data.byteLength === data.buffer.byteLength) transfer.push(data.buffer as ArrayBuffer);
       }
-      return { reply: { id: msg.id, outputs }, transfer };
+      return { reply: { id: msg.id, tensors: outputs }, transfer };
     }
     case 'close':
       for (const s of sessions.values()) await s.then((x) => x.release(), () => undefined);

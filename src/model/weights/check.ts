@@ -1,18 +1,14 @@
 import { WeightsError } from '../../errors.js';
-import type { ViTConfig } from '../config.js';
-import { expectedParams } from '../params.js';
+import { archOf } from '../arch/index.js';
+import type { ModelConfig } from '../config.js';
 import { sameShape, shapeStr, type TensorMap } from '../tensor.js';
 
 /**
  * Every expected tensor must be present with its exact shape, and nothing else may be there. All problems
  * are gathered into one error so a user fixes a checkpoint in one go.
  */
-export function checkWeights(cfg: ViTConfig, weights: TensorMap, source: string): void {
-  checkExpected(expectedParams(cfg), cfg.name, weights, source);
-}
-
-/** The same check against any architecture's list of expected parameter names and shapes. */
-export function checkExpected(expected: Map<string, number[]>, model: string, weights: TensorMap, source: string): void {
+export function checkWeights(cfg: ModelConfig, weights: TensorMap, source: string): void {
+  const expected = archOf(cfg).params(cfg);
   const missing: string[] = [];
   const misShaped: string[] = [];
   for (const [name, shape] of expected) {
@@ -26,5 +22,5 @@ export function checkExpected(expected: Map<string, number[]>, model: string, we
   if (missing.length) parts.push(`missing (${missing.length}): ${missing.join(', ')}`);
   if (unexpected.length) parts.push(`unexpected (${unexpected.length}): ${unexpected.join(', ')}`);
   if (misShaped.length) parts.push(`wrong shape (${misShaped.length}): ${misShaped.join('; ')}`);
-  throw new WeightsError(`${source} does not fit model "${model}":\n  ${parts.join('\n  ')}`);
+  throw new WeightsError(`${source} does not fit model "${cfg.name}":\n  ${parts.join('\n  ')}`);
 }

@@ -1,13 +1,10 @@
 /**
- * Registers every checkpoint format and naming scheme beyond the built-in safetensors / timm / hf. Import
- * once for its effect before reading weights.
+ * Registers every checkpoint format beyond the built-in safetensors. Import once for its effect before
+ * reading weights.
  */
 import { registerFormat } from './formats.js';
-import { googleScheme } from './google.js';
 import { isNpz, readNpz } from './npz.js';
-import { registerScheme } from './schemes.js';
 import { isTorchLegacy, isTorchZip, readTorchLegacy, readTorchZip } from './torch-zip.js';
-import { torchvisionScheme } from './torchvision.js';
 import { isZip, readZip, type ZipArchive } from './zip.js';
 
 /** Each sniff and the read that follows would parse the same central directory; keep it per buffer. */
@@ -33,6 +30,3 @@ registerFormat({
   sniff: (b, f) => isTorchLegacy(b) || (isZip(b) && isTorchZip(zipOf(b, f))),
   read: (b, f) => (isTorchLegacy(b) ? readTorchLegacy(b, f) : readTorchZip(zipOf(b, f), f)),
 });
-
-registerScheme(torchvisionScheme);
-registerScheme(googleScheme);

@@ -1,5 +1,5 @@
-import type { ViTConfig } from '../config.js';
-import { expectedParams } from '../params.js';
+import { archOf } from '../arch/index.js';
+import type { ModelConfig } from '../config.js';
 import { sizeOf, type TensorMap } from '../tensor.js';
 
 /** mulberry32: a small seeded PRNG, so random models are the same on every run. */
@@ -18,14 +18,14 @@ export function rng(seed: number): () => number {
  * Random weights in the spirit of timm's init (normal std 0.02 for projections and embeddings, LayerNorm at
  * identity, zero biases), for benchmarks and tests only. Seeded: the same config gives the same model.
  */
-export function randomWeights(cfg: ViTConfig, seed = 0): TensorMap {
+export function randomWeights(cfg: ModelConfig, seed = 0): TensorMap {
   const next = rng(seed);
   const normal = () => {
     const u = Math.max(next(), 1e-12);
     return Math.sqrt(-2 * Math.log(u)) * Math.cos(2 * Math.PI * next());
   };
   const out: TensorMap = new Map();
-  for (const [name, shape] of expectedParams(cfg)) {
+  for (const [name, shape] of archOf(cfg).params(cfg)) {
     const data = new Float32Array(sizeOf(shape));
     const isNorm = /(^|\.)(norm\d?|fc_norm)\.weight$/.test(name);
     if (isNorm) data.fill(1);

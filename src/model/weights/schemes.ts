@@ -1,17 +1,10 @@
-import { WeightsError } from '../../errors.js';
-import type { ViTConfig } from '../config.js';
-import type { HostTensor, TensorMap } from '../tensor.js';
-
 /**
- * A naming scheme maps a checkpoint's own tensor names (and layouts) to the canonical timm names. Each
- * scheme is data plus a small conversion; detection looks only at the keys.
+ * What naming schemes (src/model/arch/<name>/schemes.ts) share: renaming by rules, fusing split tensors, and
+ * telling which of an architecture's schemes a checkpoint uses.
  */
-export interface Scheme {
-  name: string;
-  /** True when the keys look like this scheme's. */
-  detect(keys: string[]): boolean;
-  toCanonical(src: TensorMap, cfg: ViTConfig): TensorMap;
-}
+import { WeightsError } from '../../errors.js';
+import type { Scheme } from '../arch/types.js';
+import type { HostTensor, TensorMap } from '../tensor.js';
 
 /** Concatenate tensors along axis 0 (e.g. separate q, k, v projections into one qkv). */
 export function concat0(parts: HostTensor[]): HostTensor {
@@ -47,15 +40,18 @@ export function renameAll(src: TensorMap, rules: [RegExp, string | Renamer][]): 
 /** A replacement computed from the match (e.g. a stage index moved by one): the match, then its groups. */
 export type Renamer = (match: string, ...groups: string[]) => string;
 
-/** Fuse `<prefix>{q,k,v}<suffix>` triples into one canonical qkv tensor per layer, removing the parts. */
-export function fuseQkv(m: TensorMap, names: (i: number, part: 'q' | 'k' | 'v', kind: 'weight' | 'bias') => string, depth: number): void {
-  for (let i = 0; i < depth; i++) {
+/**
+ * Fuse separate query, key and value tensors of each of `count` layers into one qkv tensor (rows q | k | v),
+ * removing the parts. `name(i, part, kind)` names layer i's tensors, with part 'qkv' for the fused one.
+ */
+export function fuseQkv(m: TensorMap, count: number, name: (i: number, part: 'q' | 'k' | 'v' | 'qkv', kind: 'weight' | 'bias') => string): void {
+  for (let i = 0; i < count; i++) {
     for (const kind of ['weight', 'bias'] as const) {
-      const keys = (['q', 'k', 'v'] as const).map((part) => names(i, part, kind));
+      const keys = (['q', 'k', 'v'] as const).map((part) => name(i, part, kind));
       const parts = keys.map((k) => m.get(k));
       if (parts.every((p) => p !== undefined)) {
         for (const k of keys) m.delete(k);
-        m.set(`blocks.${i}.attn.qkv.${kind}`, concat0(parts as HostTensor[]));
+        m.set(name(i, 'qkv', kind), concat0(parts as HostTensor[]));
       }
     }
   }
@@ -72,65 +68,16 @@ export function stripCommonPrefix(src: TensorMap, prefixes: string[]): TensorMap
   return src;
 }
 
-const timm: Scheme = {
-  name: 'timm',
-  detect: (keys) => keys.includes('patch_embed.proj.weight'),
-  // Older timm releases and some fine-tuning repos name the in21k representation layer `head.pre_logits`.
-  toCanonical: (src) => renameAll(src, [[/^head\.pre_logits\.fc\./, 'pre_logits.fc.'], [/^head\.fc\./, 'head.']]),
-};
-
-/** Hugging Face transformers: ViT (`vit.`), DeiT (`deit.`) and headless ViTModel (no prefix). */
-const hf: Scheme = {
-  name: 'hf',
-  detect: (keys) => keys.some((k) => /(^|\.)embeddings\.patch_embeddings\.projection\.weight$/.test(k)),
-  toCanonical: (src, cfg) => {
-    const m = renameAll(stripCommonPrefix(src, ['module.']), [
-      [/^(vit|deit)\./, ''],
-    ]);
-    const enc = 'encoder.layer.';
-    const renamed = renameAll(m, [
-      [/^embeddings\.patch_embeddings\.projection\./, 'patch_embed.proj.'],
-      [/^embeddings\.cls_token$/, 'cls_token'],
-      [/^embeddings\.distillation_token$/, 'dist_token'],
-      [/^embeddings\.position_embeddings$/, 'pos_embed'],
-      [new RegExp(`^${enc}(\\d+)\\.layernorm_before\\.`), 'blocks.$1.norm1.'],
-      [new RegExp(`^${enc}(\\d+)\\.layernorm_after\\.`), 'blocks.$1.norm2.'],
-      [new RegExp(`^${enc}(\\d+)\\.attention\\.attention\\.(query|key|value)\\.`), 'blocks.$1.attn.$2.'],
-      [new RegExp(`^${enc}(\\d+)\\.attention\\.output\\.dense\\.`), 'blocks.$1.attn.proj.'],
-      [new RegExp(`^${enc}(\\d+)\\.intermediate\\.dense\\.`), 'blocks.$1.mlp.fc1.'],
-      [new RegExp(`^${enc}(\\d+)\\.output\\.dense\\.`), 'blocks.$1.mlp.fc2.'],
-      [/^layernorm\./, 'norm.'],
-      // The in21k ViTModel checkpoints keep the tanh representation layer as the pooler.
-      [/^pooler\.dense\./, 'pre_logits.fc.'],
-      [/^(classifier|cls_classifier)\./, 'head.'],
-      [/^distillation_classifier\./, 'head_dist.'],
-    ]);
-    const qkvName = { q: 'query', k: 'key', v: 'value' };
-    fuseQkv(renamed, (i, part, kind) => `blocks.${i}.attn.${qkvName[part]}.${kind}`, cfg.depth);
-    return renamed;
-  },
-};
-
-const SCHEMES: Scheme[] = [timm, hf];
-
-/** Add a naming scheme (the pickle/npz/torchvision readers register theirs here). */
-export function registerScheme(s: Scheme): void {
-  if (!SCHEMES.some((x) => x.name === s.name)) SCHEMES.push(s);
-}
-
-export function detectScheme(src: TensorMap): Scheme {
+/** The scheme of `schemes` whose keys a checkpoint has; none is an error listing what is known. */
+export function detectScheme<C>(schemes: readonly Scheme<C>[], src: TensorMap): Scheme<C> {
   const keys = [...src.keys()];
-  const s = SCHEMES.find((x) => x.detect(keys));
+  const s = schemes.find((x) => x.detect(keys));
   if (!s) {
     const sample = keys.slice(0, 5).join(', ');
     throw new WeightsError(
       `cannot tell which naming scheme this checkpoint uses (${keys.length} tensors, e.g. ${sample || 'none'}); ` +
-      `known: ${SCHEMES.map((x) => x.name).join(', ')}`,
+      `known: ${schemes.map((x) => x.name).join(', ')}`,
     );
   }
   return s;
-}
-
-export function schemeNames(): string[] {
-  return SCHEMES.map((s) => s.name);
 }

@@ -1,5 +1,6 @@
 import { ModelError } from '../../../errors.js';
-import type { Preprocess } from '../../config.js';
+import { CHANNEL_COUNTS, type ModelConfig } from '../../config.js';
+import { scalePreprocess } from '../../preprocess.js';
 
 /**
  * Whose rules decide the windows of a stage whose map does not tile into whole windows. The three
@@ -10,13 +11,9 @@ export type WindowRule = 'timm' | 'hf' | 'torchvision';
 export const WINDOW_RULES: readonly WindowRule[] = ['timm', 'hf', 'torchvision'];
 
 /** Everything needed to build a Swin Transformer (Liu et al. 2021); field names follow timm's SwinTransformer. */
-export interface SwinConfig {
+export interface SwinConfig extends ModelConfig {
   arch: 'swin';
-  name: string;
-  /** [H, W] the model takes. */
-  imgSize: [number, number];
   patchSize: number;
-  inChans: number;
   /** Channels of stage 0; stage i has embedDim·2^i. */
   embedDim: number;
   /** Blocks per stage. */
@@ -35,12 +32,7 @@ export interface SwinConfig {
    * LayerNorm's default (1e-5) whatever its config's layer_norm_eps says; timm and torchvision use one eps.
    */
   patchNormEps: number;
-  /** 0 means the checkpoint has no classifier head. */
-  numClasses: number;
   windowRule: WindowRule;
-  preprocess: Preprocess;
-  /** Class names from the checkpoint (id2label, label_names), index-aligned; null when it has none. */
-  labels: string[] | null;
 }
 
 /** Channels of stage i. */
@@ -77,7 +69,7 @@ export function validateSwinConfig(cfg: SwinConfig): SwinConfig {
   }
   if (!(cfg.mlpRatio > 0) || (posInt(cfg.embedDim) && !posInt(mlpDim(cfg, 0)))) bad.push(`mlpRatio ${cfg.mlpRatio}`);
   if (!posInt(cfg.patchSize)) bad.push(`patchSize ${cfg.patchSize}`);
-  if (!posInt(cfg.inChans)) bad.push(`inChans ${cfg.inChans}`);
+  if (!CHANNEL_COUNTS.includes(cfg.inChans)) bad.push(`inChans ${cfg.inChans} (${CHANNEL_COUNTS.join(' or ')})`);
   for (const s of cfg.imgSize) {
     // Every stage but the last halves the map; a map of one patch cannot be merged again.
     if (!posInt(s) || s < cfg.patchSize * 2 ** (stages - 1)) bad.push(`image size ${cfg.imgSize.join('x')} for patch ${cfg.patchSize} and ${stages} stages`);
@@ -91,4 +83,13 @@ export function validateSwinConfig(cfg: SwinConfig): SwinConfig {
   }
   if (bad.length > 0) throw new ModelError(`invalid Swin config "${cfg.name}": ${bad.join('; ')}`);
   return cfg;
+}
+
+/**
+ * Run a config at another input size: the windows are planned again for the new maps (a stage whose window
+ * changes then needs a bias table of the new size, which the weight check asks for); preprocessing scales with it.
+ */
+export function swinWithImageSize(cfg: SwinConfig, size: [number, number]): SwinConfig {
+  if (cfg.imgSize[0] === size[0] && cfg.imgSize[1] === size[1]) return cfg;
+  return validateSwinConfig({ ...cfg, imgSize: size, preprocess: scalePreprocess(cfg.preprocess, cfg.imgSize, size) });
 }

@@ -1,27 +1,21 @@
 import type { Ops } from '../../ops.js';
+import type { ForwardOptions, ModelOutputs } from '../types.js';
 import { stageDim, type SwinConfig } from './config.js';
 import { blockWindows, relativePositionIndex, shiftMask, stageMaps, type BlockWindows } from './windows.js';
 
-/** What one forward pass yields; engines keep the parts a command asks for. */
-export interface SwinOutputs<T> {
-  /** [B, numClasses] raw head outputs; null without a head. */
-  logits: T | null;
-  /** [B, C] the mean of the final-norm tokens: the head's input (`embed --pool avg`). */
-  avg: T;
-  /**
-   * Per block, stage by stage (only when asked for): the softmax window attention [B, nW, heads, N, N]. A window
-   * holds N = wh·ww tokens in row-major order; the nW windows tile the block's padded map [Hp, Wp] in row-major
-   * order. Token t of window (i, j) sits at y = i·wh + ⌊t/ww⌋, x = j·ww + (t mod ww) of the shifted, padded map:
-   * for torchvision's and HF's rule (pad, then shift) that is padded-map position ((y + sh) mod Hp, (x + sw) mod Wp);
-   * for timm's (shift, then pad) it is map position ((y + sh) mod H, (x + sw) mod W) when y < H and x < W, padding
-   * otherwise. Padding positions are zeros that take part in attention, as in all three implementations.
-   */
-  attentions: T[];
-}
-
-export interface SwinForwardOptions {
-  attentions?: boolean;
-}
+/**
+ * The pooled features a Swin forward returns, by `vit embed --pool` name: avg, [B, C] the mean of the final-norm
+ * tokens, the head's input.
+ *
+ * Its attentions (only when asked for) are per block, stage by stage, the softmax window attention
+ * [B, nW, heads, N, N]. A window holds N = wh·ww tokens in row-major order; the nW windows tile the block's
+ * padded map [Hp, Wp] in row-major order. Token t of window (i, j) sits at y = i·wh + ⌊t/ww⌋, x = j·ww + (t mod
+ * ww) of the shifted, padded map: for torchvision's and HF's rule (pad, then shift) that is padded-map position
+ * ((y + sh) mod Hp, (x + sw) mod Wp); for timm's (shift, then pad) it is map position ((y + sh) mod H,
+ * (x + sw) mod W) when y < H and x < W, padding otherwise. Padding positions are zeros that take part in
+ * attention, as in all three implementations.
+ */
+export const SWIN_POOLS = ['avg'] as const;
 
 /** torch.roll(x, shift, axis) for an axis of `size`: out[i] = x[(i − shift) mod size]. */
 function roll<T>(ops: Ops<T>, x: T, axis: number, shift: number, size: number): T {
@@ -126,7 +120,7 @@ function scoped<T>(ops: Ops<T>, fn: () => T[]): T[] {
 }
 
 /** The Swin Transformer as timm defines it, from pixels [B, C, H, W] to every output a command may want. */
-export function swinForward<T>(ops: Ops<T>, cfg: SwinConfig, images: T, opts: SwinForwardOptions = {}): SwinOutputs<T> {
+export function swinForward<T>(ops: Ops<T>, cfg: SwinConfig, images: T, opts: ForwardOptions = {}): ModelOutputs<T> {
   const maps = stageMaps(cfg);
   const plans = blockWindows(cfg);
   const attentions: T[] = [];
@@ -153,5 +147,5 @@ export function swinForward<T>(ops: Ops<T>, cfg: SwinConfig, images: T, opts: Sw
   const normed = ops.layerNorm(x, ops.param('norm.weight'), ops.param('norm.bias'), cfg.layerNormEps);
   const avg = ops.mean(ops.reshape(normed, [0, h * w, C]), 1); // [B, H, W, C] → [B, H·W, C] → [B, C]
   const logits = cfg.numClasses > 0 ? ops.linear(avg, ops.param('head.fc.weight'), ops.param('head.fc.bias')) : null;
-  return { logits, avg, attentions };
+  return { logits, features: { avg }, attentions };
 }

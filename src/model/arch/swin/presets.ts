@@ -1,5 +1,6 @@
 import { IMAGENET_MEAN, IMAGENET_STD } from '../../config.js';
-import { timmPreprocess } from '../../presets.js';
+import { timmPreprocess } from '../../preprocess.js';
+import type { PresetTable } from '../types.js';
 import { validateSwinConfig, type SwinConfig } from './config.js';
 
 /** The sizes of the paper (Liu et al. 2021, table 1 and section 3.3). */
@@ -63,21 +64,16 @@ function rowConfig(r: SwinPresetRow): SwinConfig {
     windowRule: 'timm',
     preprocess: timmPreprocess([r.res, r.res], r.cropPct, 'bicubic', IMAGENET_MEAN, IMAGENET_STD),
     labels: null,
+    problemType: null,
   });
 }
 
-/** timm's names of every Swin preset, in table order. */
-export function swinPresetNames(): string[] {
-  return ROWS.map(timmName);
-}
-
-/** The paper's short names, for help texts: Swin-T, …, Swin-L@384. */
-export function swinPaperNames(): string[] {
-  return ROWS.map((r) => (r.res === 224 ? `Swin-${r.size}` : `Swin-${r.size}@${r.res}`));
-}
-
-/** The config of a Swin preset by any of its names (case-insensitive), or null when it names none. */
-export function swinPresetConfig(name: string): SwinConfig | null {
-  const row = BY_NAME.get(name.trim().toLowerCase());
-  return row ? rowConfig(row) : null;
-}
+/** The Swin presets by timm's names (canonical), the paper's (Swin-T … Swin-L@384) and torchvision's (swin_t …). */
+export const SWIN_PRESETS: PresetTable<SwinConfig> = {
+  names: () => ROWS.map(timmName),
+  shortNames: () => ROWS.map((r) => (r.res === 224 ? `Swin-${r.size}` : `Swin-${r.size}@${r.res}`)),
+  lookup: (name) => {
+    const row = BY_NAME.get(name.trim().toLowerCase());
+    return row ? rowConfig(row) : null;
+  },
+};

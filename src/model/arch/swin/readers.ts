@@ -1,9 +1,9 @@
 import { ModelError } from '../../../errors.js';
-import { labelsFromId2label, meaningfulLabels, num, pair, preprocessFromHf, preprocessFromTimm } from '../../config-readers.js';
+import { channelsOf } from '../../config.js';
+import { labelsFromId2label, meaningfulLabels, num, pair, problemTypeOf, type Json } from '../../config-json.js';
+import { preprocessFromHf, preprocessFromTimm } from '../../preprocess.js';
 import { validateSwinConfig, type SwinConfig } from './config.js';
-import { swinPresetConfig } from './presets.js';
-
-type Json = Record<string, unknown>;
+import { SWIN_PRESETS } from './presets.js';
 
 /** LayerNorm's default eps: timm and torchvision build every norm with it, HF its patch norms. */
 const TORCH_LN_EPS = 1e-5;
@@ -30,12 +30,13 @@ export function swinFromHf(cfg: Json, pp: Json | null, name: string): SwinConfig
   const labels = labelsFromId2label(cfg.id2label);
   const imgSize = pair(cfg.image_size ?? 224, 'image_size');
   const depths = intList(cfg.depths ?? [2, 2, 6, 2], 'depths');
+  const inChans = channelsOf(num(cfg.num_channels ?? 3, 'num_channels'), `${name}: num_channels`);
   return validateSwinConfig({
     arch: 'swin',
     name,
     imgSize,
     patchSize: square(cfg.patch_size ?? 4, 'patch_size', name),
-    inChans: num(cfg.num_channels ?? 3, 'num_channels'),
+    inChans,
     embedDim: num(cfg.embed_dim ?? 96, 'embed_dim'),
     depths,
     numHeads: intList(cfg.num_heads ?? [3, 6, 12, 24], 'num_heads'),
@@ -47,8 +48,9 @@ export function swinFromHf(cfg: Json, pp: Json | null, name: string): SwinConfig
     // transformers' default when a classifier config names no labels is num_labels = 2.
     numClasses: classifier ? (labels?.length ?? 2) : 0,
     windowRule: 'hf',
-    preprocess: preprocessFromHf(pp, imgSize),
+    preprocess: preprocessFromHf(pp, imgSize, inChans),
     labels: classifier ? meaningfulLabels(labels) : null,
+    problemType: problemTypeOf(cfg),
   });
 }
 
@@ -79,7 +81,7 @@ export function swinFromTimm(cfg: Json, name: string): SwinConfig {
   const arch = String(cfg.architecture ?? '');
   const args = (cfg.model_args ?? {}) as Json;
   const pre = (cfg.pretrained_cfg ?? {}) as Json;
-  const preset = swinPresetConfig(arch);
+  const preset = SWIN_PRESETS.lookup(arch);
   if (!preset && !arch.startsWith('swin_')) throw new ModelError(`${name}: timm architecture "${arch}" is not a Swin this tool knows`);
   if (!preset) {
     const missing = ['embed_dim', 'depths', 'num_heads', 'window_size'].filter((k) => args[k] === undefined);
@@ -90,11 +92,13 @@ export function swinFromTimm(cfg: Json, name: string): SwinConfig {
   if (args.always_partition === true) throw new ModelError(`${name}: model_args.always_partition is not supported`);
   const globalPool = String(args.global_pool ?? cfg.global_pool ?? 'avg');
   if (globalPool !== 'avg') throw new ModelError(`${name}: global_pool "${globalPool}" is not supported (avg)`);
-  const base = preset ?? swinPresetConfig('swin_tiny_patch4_window7_224')!;
+  const base = preset ?? SWIN_PRESETS.lookup('swin_tiny_patch4_window7_224')!;
   const inputSize = Array.isArray(pre.input_size) ? pre.input_size as unknown[] : null;
   const imgSize: [number, number] = args.img_size !== undefined ? pair(args.img_size, 'img_size')
     : inputSize ? [num(inputSize[1], 'input_size'), num(inputSize[2], 'input_size')] : base.imgSize;
   const depths = args.depths !== undefined ? intList(args.depths, 'depths') : base.depths;
+  const inChans = channelsOf(args.in_chans !== undefined ? num(args.in_chans, 'in_chans')
+    : inputSize ? num(inputSize[0], 'input_size') : base.inChans, `${name}: in_chans`);
   const labels = Array.isArray(cfg.label_names) ? cfg.label_names.map(String) : null;
   const numClasses = cfg.num_classes !== undefined ? num(cfg.num_classes, 'num_classes')
     : args.num_classes !== undefined ? num(args.num_classes, 'num_classes') : labels?.length ?? base.numClasses;
@@ -103,7 +107,7 @@ export function swinFromTimm(cfg: Json, name: string): SwinConfig {
     name,
     imgSize,
     patchSize: args.patch_size !== undefined ? square(args.patch_size, 'patch_size', name) : base.patchSize,
-    inChans: args.in_chans !== undefined ? num(args.in_chans, 'in_chans') : inputSize ? num(inputSize[0], 'input_size') : base.inChans,
+    inChans,
     embedDim: args.embed_dim !== undefined ? num(args.embed_dim, 'embed_dim') : base.embedDim,
     depths,
     numHeads: args.num_heads !== undefined ? intList(args.num_heads, 'num_heads') : base.numHeads,
@@ -112,7 +116,7 @@ export function swinFromTimm(cfg: Json, name: string): SwinConfig {
     qkvBias: args.qkv_bias !== undefined ? Boolean(args.qkv_bias) : base.qkvBias,
     numClasses,
     windowRule: 'timm',
-    preprocess: preprocessFromTimm(pre, imgSize, base.preprocess, name),
+    preprocess: preprocessFromTimm(pre, imgSize, base.preprocess, inChans, name),
     labels: labels && labels.length === numClasses ? labels : null,
   });
 }

@@ -1,17 +1,11 @@
-import { WeightsError } from '../../../errors.js';
-import type { HostTensor, TensorMap } from '../../tensor.js';
-import { concat0, renameAll, stripCommonPrefix, type Renamer } from '../../weights/schemes.js';
+import type { TensorMap } from '../../tensor.js';
+import { fuseQkv, renameAll, stripCommonPrefix, type Renamer } from '../../weights/schemes.js';
+import type { Scheme } from '../types.js';
 import { validateSwinConfig, type SwinConfig, type WindowRule } from './config.js';
 
-/**
- * A Swin checkpoint naming scheme: how to recognise its keys, how to map them to the canonical (timm ≥ 0.9)
- * names, and whose window rule the implementation that writes these checkpoints follows.
- */
-export interface SwinScheme {
-  name: string;
+/** A Swin checkpoint naming scheme, with the window rule of the implementation that writes such checkpoints. */
+interface SwinScheme extends Scheme<SwinConfig> {
   windowRule: WindowRule;
-  detect(keys: string[]): boolean;
-  toCanonical(src: TensorMap, cfg: SwinConfig): TensorMap;
 }
 
 /**
@@ -79,25 +73,16 @@ const hf: SwinScheme = {
       [/^layernorm\./, 'norm.'],
       [/^classifier\./, 'head.fc.'],
     ]);
-    fuseQkv(renamed, cfg);
+    fuseBlockQkv(renamed, cfg);
     return renamed;
   },
 };
 
 /** Every block's separate query, key and value projections → one qkv (rows q | k | v), removing the parts. */
-function fuseQkv(m: TensorMap, cfg: SwinConfig): void {
-  cfg.depths.forEach((depth, stage) => {
-    for (let b = 0; b < depth; b++) {
-      for (const kind of ['weight', 'bias']) {
-        const keys = ['query', 'key', 'value'].map((part) => `layers.${stage}.blocks.${b}.attn.${part}.${kind}`);
-        const parts = keys.map((k) => m.get(k));
-        if (parts.every((p) => p !== undefined)) {
-          for (const k of keys) m.delete(k);
-          m.set(`layers.${stage}.blocks.${b}.attn.qkv.${kind}`, concat0(parts as HostTensor[]));
-        }
-      }
-    }
-  });
+function fuseBlockQkv(m: TensorMap, cfg: SwinConfig): void {
+  const blocks = cfg.depths.flatMap((depth, stage) => Array.from({ length: depth }, (_, b) => `layers.${stage}.blocks.${b}.attn`));
+  const part = { q: 'query', k: 'key', v: 'value', qkv: 'qkv' };
+  fuseQkv(m, blocks.length, (i, p, kind) => `${blocks[i]}.${part[p]}.${kind}`);
 }
 
 /**
@@ -118,33 +103,17 @@ const torchvision: SwinScheme = {
   ]),
 };
 
-/** Most specific first: the Microsoft layout's keys also pass timm's test. */
-const SCHEMES: SwinScheme[] = [microsoft, timm, hf, torchvision];
-
-export function detectSwinScheme(src: TensorMap): SwinScheme {
-  const keys = [...src.keys()];
-  const s = SCHEMES.find((x) => x.detect(keys));
-  if (!s) {
-    const sample = keys.slice(0, 5).join(', ');
-    throw new WeightsError(
-      `cannot tell which Swin naming scheme this checkpoint uses (${keys.length} tensors, e.g. ${sample || 'none'}); ` +
-      `known: ${SCHEMES.map((x) => x.name).join(', ')}`,
-    );
-  }
-  return s;
-}
-
-export function swinSchemeNames(): string[] {
-  return SCHEMES.map((s) => s.name);
-}
+/** The naming schemes of Swin checkpoints in detection order (the Microsoft layout's keys also pass timm's test). */
+export const SWIN_SCHEMES: readonly SwinScheme[] = [microsoft, timm, hf, torchvision];
 
 /**
  * What the checkpoint says about the model beyond its config: windows follow the rule of the implementation
- * that wrote it, and a preset (which knows nothing of the checkpoint's head) takes its class count from the
- * canonical weights unless the user fixed it.
+ * that wrote it (its scheme's), and a preset (which knows nothing of the checkpoint's head) takes its class
+ * count from the canonical weights unless the user fixed it.
  */
-export function adaptSwinToCheckpoint(cfg: SwinConfig, canonical: TensorMap, scheme: SwinScheme, opts: { fromPreset: boolean; fixedClasses: boolean }): SwinConfig {
-  const out: SwinConfig = { ...cfg, windowRule: scheme.windowRule };
+export function fitSwinCheckpoint(cfg: SwinConfig, canonical: TensorMap, opts: { fromPreset: boolean; fixedClasses: boolean; scheme?: string }): SwinConfig {
+  const rule = SWIN_SCHEMES.find((s) => s.name === opts.scheme)?.windowRule ?? cfg.windowRule;
+  const out: SwinConfig = { ...cfg, windowRule: rule };
   if (opts.fromPreset && !opts.fixedClasses) {
     out.numClasses = canonical.get('head.fc.weight')?.shape[0] ?? 0;
     if (out.numClasses !== cfg.numClasses) out.labels = null;

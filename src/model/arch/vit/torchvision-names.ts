@@ -1,4 +1,6 @@
-import { renameAll, type Scheme } from './schemes.js';
+import { renameAll } from '../../weights/schemes.js';
+import type { Scheme } from '../types.js';
+import type { ViTConfig } from './config.js';
 
 const LAYER = String.raw`^encoder\.layers\.encoder_layer_(\d+)\.`;
 
@@ -7,7 +9,7 @@ const LAYER = String.raw`^encoder\.layers\.encoder_layer_(\d+)\.`;
  * (q | k | v), exactly timm's qkv layout, so every tensor is only renamed. Older torchvision releases named
  * the MLP layers linear_1 / linear_2 instead of 0 / 3.
  */
-export const torchvisionScheme: Scheme = {
+export const torchvisionScheme: Scheme<ViTConfig> = {
   name: 'torchvision',
   detect: (keys) => keys.includes('conv_proj.weight') || keys.includes('class_token') || keys.some((k) => /^encoder\.layers\.encoder_layer_\d+\./.test(k)),
   toCanonical: (src) => renameAll(src, [

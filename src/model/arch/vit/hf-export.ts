@@ -1,6 +1,6 @@
-import type { ViTConfig } from '../config.js';
-import type { TensorMap } from '../tensor.js';
-import { renameAll } from './schemes.js';
+import type { TensorMap } from '../../tensor.js';
+import { renameAll } from '../../weights/schemes.js';
+import type { ViTConfig } from './config.js';
 
 /** Canonical (timm) names → the names transformers' ViTForImageClassification uses: the hf scheme reversed. */
 const HF_NAMES: [RegExp, string][] = [

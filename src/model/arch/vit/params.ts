@@ -4,7 +4,7 @@ import { numPrefixTokens, patchGrid, type ViTConfig } from './config.js';
  * The canonical parameter names (timm's) and shapes a config implies. This one list drives the weight check,
  * the parameter counts of `vit summary` and random initialisation, so the three can never disagree.
  */
-export function expectedParams(cfg: ViTConfig): Map<string, number[]> {
+export function vitParams(cfg: ViTConfig): Map<string, number[]> {
   const D = cfg.embedDim;
   const M = cfg.mlpDim;
   const [gh, gw] = cfg.posEmbedGrid ?? patchGrid(cfg);

@@ -1,23 +1,14 @@
+import type { Ops } from '../../ops.js';
+import type { ForwardOptions, ModelOutputs } from '../types.js';
 import { headDim, numPrefixTokens, numTokens, patchGrid, type ViTConfig } from './config.js';
-import type { Ops } from './ops.js';
 
-/** What one forward pass yields; engines keep the parts a command asks for. */
-export interface ViTOutputs<T> {
-  /** [B, numClasses] raw head outputs (mean of both heads for distilled models); null without a head. */
-  logits: T | null;
-  /** [B, D] the class token after the final norm: what the head sees for token-pooled models. */
-  cls: T;
-  /** [B, D] mean of the patch tokens (after the final norm, or through fc_norm where the model has one). */
-  avg: T;
-  /** [B, R or D] the pooled features after the representation layer: the head's input. */
-  preLogits: T;
-  /** Per layer [B, heads, tokens, tokens] softmax attention probabilities (only when asked for). */
-  attentions: T[];
-}
-
-export interface ForwardOptions {
-  attentions?: boolean;
-}
+/**
+ * The pooled features a ViT forward returns, by `vit embed --pool` name:
+ * - cls: [B, D] the class token after the final norm, what the head sees for token-pooled models;
+ * - avg: [B, D] mean of the patch tokens (after the final norm, or through fc_norm where the model has one);
+ * - pre-logits: [B, R or D] the pooled features after the representation layer: the head's input.
+ */
+export const VIT_POOLS = ['cls', 'avg', 'pre-logits'] as const;
 
 function attention<T>(ops: Ops<T>, cfg: ViTConfig, x: T, i: number, probsOut: T[] | null): T {
   const D = cfg.embedDim;
@@ -79,8 +70,11 @@ function token<T>(ops: Ops<T>, cfg: ViTConfig, x: T, i: number): T {
   return ops.reshape(ops.slice(x, 1, i, i + 1), [0, cfg.embedDim]); // [B, 1, D] → [B, D]
 }
 
-/** The ViT of Dosovitskiy et al. as timm defines it, from pixels to every output a command may want. */
-export function vitForward<T>(ops: Ops<T>, cfg: ViTConfig, images: T, opts: ForwardOptions = {}): ViTOutputs<T> {
+/**
+ * The ViT of Dosovitskiy et al. as timm defines it, from pixels to every output a command may want. Logits
+ * of a distilled model are the mean of both heads; attentions are per layer [B, heads, tokens, tokens].
+ */
+export function vitForward<T>(ops: Ops<T>, cfg: ViTConfig, images: T, opts: ForwardOptions = {}): ModelOutputs<T> {
   const attentions: T[] = [];
   const x = encode(ops, cfg, images, opts.attentions ? attentions : null);
   const prefix = numPrefixTokens(cfg);
@@ -100,5 +94,5 @@ export function vitForward<T>(ops: Ops<T>, cfg: ViTConfig, images: T, opts: Forw
       logits = ops.scale(ops.add(logits, dist), 0.5);
     }
   }
-  return { logits, cls, avg, preLogits, attentions };
+  return { logits, features: { cls, avg, 'pre-logits': preLogits }, attentions };
 }

@@ -1,8 +1,8 @@
-import { UsageError } from '../errors.js';
-import {
-  IMAGENET_MEAN, IMAGENET_STD, INCEPTION_MEAN, INCEPTION_STD, validateConfig,
-  type Interpolation, type Preprocess, type ViTConfig,
-} from './config.js';
+import { UsageError } from '../../../errors.js';
+import { IMAGENET_MEAN, IMAGENET_STD, INCEPTION_MEAN, INCEPTION_STD } from '../../config.js';
+import { timmPreprocess } from '../../preprocess.js';
+import type { PresetTable } from '../types.js';
+import { validateVitConfig, type ViTConfig } from './config.js';
 
 /** The sizes of the paper (Ti and S from DeiT / "How to train your ViT"). */
 const SIZES = {
@@ -66,22 +66,11 @@ const ROWS: PresetRow[] = [
   { timm: 'deit_base_distilled_patch16_224', size: 'B', patch: 16, res: 224, classes: 1000, distilled: true, norm: 'imagenet', cropPct: 0.875 },
 ];
 
-/** timm's eval transform for a square model: resize the short side to floor(res / crop_pct), crop res. */
-export function timmPreprocess(
-  res: [number, number], cropPct: number, interpolation: Interpolation,
-  mean: [number, number, number], std: [number, number, number], cropMode: 'center' | 'squash' = 'center',
-): Preprocess {
-  const scaled: [number, number] = [Math.floor(res[0] / cropPct), Math.floor(res[1] / cropPct)];
-  const resize = cropMode === 'squash' || res[0] !== res[1]
-    ? { height: scaled[0], width: scaled[1] }
-    : { shortestEdge: scaled[0] };
-  return { resize, crop: { height: res[0], width: res[1] }, interpolation, rescale: 1 / 255, mean, std };
-}
-
 function rowConfig(row: PresetRow): ViTConfig {
   const s = SIZES[row.size];
   const inception = row.norm === 'inception';
-  return validateConfig({
+  return validateVitConfig({
+    arch: 'vit',
     name: row.timm,
     imgSize: [row.res, row.res],
     patchSize: row.patch,
@@ -101,6 +90,7 @@ function rowConfig(row: PresetRow): ViTConfig {
     preprocess: timmPreprocess([row.res, row.res], row.cropPct, 'bicubic',
       inception ? INCEPTION_MEAN : IMAGENET_MEAN, inception ? INCEPTION_STD : IMAGENET_STD),
     labels: null,
+    problemType: null,
   });
 }
 
@@ -119,33 +109,24 @@ function rowNames(row: PresetRow): string[] {
 const BY_NAME = new Map<string, PresetRow>();
 for (const row of ROWS) for (const n of rowNames(row)) BY_NAME.set(n, row);
 
-/** Canonical (timm) names of every preset, in table order. */
-export function presetNames(): string[] {
-  return ROWS.map((r) => r.timm);
-}
-
-/** Short names users type most, for help texts: B/16, L/16@384, ... */
-export function paperNames(): string[] {
-  return ROWS.filter((r) => r.timm.startsWith('vit_')).map(displayPaper);
-}
+/** The ViT and DeiT presets, by timm's names and the paper's (`B/16`, `ViT-B/16`, `B/16@384`). */
+export const VIT_PRESETS: PresetTable<ViTConfig> = {
+  names: () => ROWS.map((r) => r.timm),
+  shortNames: () => ROWS.filter((r) => r.timm.startsWith('vit_')).map(displayPaper),
+  lookup: (name) => {
+    const row = BY_NAME.get(name.trim().toLowerCase());
+    return row ? rowConfig(row) : null;
+  },
+};
 
 function displayPaper(r: PresetRow): string {
   const base = `${r.size}/${r.patch}`;
   return (r.res === 224 ? base : `${base}@${r.res}`) + (r.classes === 21843 ? '-in21k' : '');
 }
 
-export function isPresetName(name: string): boolean {
-  return BY_NAME.has(name.trim().toLowerCase());
-}
-
-/** The config of a preset by any of its names; an unknown name is a usage error listing the valid ones. */
-export function presetConfig(name: string): ViTConfig {
-  const row = BY_NAME.get(name.trim().toLowerCase());
-  if (!row) {
-    throw new UsageError(
-      `unknown model "${name}". Presets: ${paperNames().join(', ')}; timm names: ${presetNames().join(', ')}` +
-      '; or a model directory (config.json + weights)',
-    );
-  }
-  return rowConfig(row);
+/** A ViT preset's config by any of its names; an unknown name is a usage error. */
+export function vitPreset(name: string): ViTConfig {
+  const c = VIT_PRESETS.lookup(name);
+  if (!c) throw new UsageError(`unknown ViT preset "${name}"; presets: ${VIT_PRESETS.shortNames().join(', ')}`);
+  return c;
 }

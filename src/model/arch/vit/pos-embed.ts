@@ -1,6 +1,6 @@
-import { WeightsError } from '../../errors.js';
-import { numPrefixTokens, patchGrid, type ViTConfig } from '../config.js';
-import { shapeStr, type HostTensor, type TensorMap } from '../tensor.js';
+import { WeightsError } from '../../../errors.js';
+import { shapeStr, type HostTensor, type TensorMap } from '../../tensor.js';
+import { numPrefixTokens, patchGrid, type ViTConfig } from './config.js';
 
 /**
  * The cubic convolution kernel with a = -0.5 (Keys; PIL's and torch's antialiased bicubic). Plain

@@ -1,6 +1,9 @@
-import { WeightsError } from '../../errors.js';
-import { shapeStr, sizeOf, type HostTensor, type TensorMap } from '../tensor.js';
-import { fuseQkv, stripCommonPrefix, type Scheme } from './schemes.js';
+import { WeightsError } from '../../../errors.js';
+import { shapeStr, sizeOf, type HostTensor, type TensorMap } from '../../tensor.js';
+import { fuseQkv, stripCommonPrefix } from '../../weights/schemes.js';
+import type { Scheme } from '../types.js';
+import type { ViTConfig } from './config.js';
+import { QKV_NAMES } from './qkv-names.js';
 
 /** Reorder the axes of a row-major tensor: out.shape[i] = t.shape[axes[i]]. */
 export function permute(t: HostTensor, axes: number[]): HostTensor {
@@ -83,7 +86,7 @@ const RULES: [RegExp, string, Convert][] = [
  * The original Google (Flax) release as .npz: slash-separated names, Dense kernels [in, out], attention
  * kernels split per head. Training checkpoints prefix every name with `opt/target/`.
  */
-export const googleScheme: Scheme = {
+export const googleScheme: Scheme<ViTConfig> = {
   name: 'google',
   detect: (keys) => keys.some((k) => /^(opt\/target\/)?(embedding\/kernel|Transformer\/encoderblock_\d+\/)/.test(k)),
   toCanonical: (src, cfg) => {
@@ -93,7 +96,7 @@ export const googleScheme: Scheme = {
       // Unknown names are kept so the strict weight check lists them as unexpected.
       out.set(rule ? k.replace(rule[0], rule[1]) : k, rule ? rule[2](t, k) : t);
     }
-    fuseQkv(out, (i, part, kind) => `blocks.${i}.attn.${({ q: 'query', k: 'key', v: 'value' })[part]}.${kind}`, cfg.depth);
+    fuseQkv(out, cfg.depth, (i, part, kind) => `blocks.${i}.attn.${QKV_NAMES[part]}.${kind}`);
     return out;
   },
 };

@@ -1,0 +1,63 @@
+/**
+ * How many CPUs this process may really use: the affinity mask (taskset, Slurm's task/affinity, a cpuset),
+ * and the cgroup CPU quota a container runs under (a Kubernetes CPU limit), whichever is smaller. The
+ * machine's core count is neither: a pod limited to 2 CPUs on a 64-core node that sized its thread pools to
+ * 64 would spend its quota on contention.
+ */
+import { readFileSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
+import { join } from 'node:path';
+
+/** A quota as CPUs (quota / period), or null for none: cgroup v2 `cpu.max` ("max 100000" or "150000 100000"). */
+function quotaV2(text: string): number | null {
+  const [quota, period] = text.trim().split(/\s+/);
+  const q = Number(quota);
+  const p = Number(period);
+  return quota === 'max' || !(q > 0) || !(p > 0) ? null : q / p;
+}
+
+/** cgroup v1: cpu.cfs_quota_us (-1 for none) over cpu.cfs_period_us. */
+function quotaV1(dir: string): number | null {
+  const q = Number(readFileSync(join(dir, 'cpu.cfs_quota_us'), 'utf8'));
+  const p = Number(readFileSync(join(dir, 'cpu.cfs_period_us'), 'utf8'));
+  return q > 0 && p > 0 ? q / p : null;
+}
+
+function tryRead<T>(f: () => T | null): T | null {
+  try {
+    return f();
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * The tightest CPU quota over this process's cgroup and its ancestors (a limit may be set on any of them), or
+ * null when there is none or it cannot be read. `root` is where the cgroup file system is mounted.
+ */
+export function cgroupCpuQuota(root = '/sys/fs/cgroup', procSelfCgroup = '/proc/self/cgroup'): number | null {
+  const lines = tryRead(() => readFileSync(procSelfCgroup, 'utf8').split('\n')) ?? [];
+  const quotas: number[] = [];
+  for (const line of lines) {
+    // "0::/kubepods/pod…/…" (v2) or "4:cpu,cpuacct:/docker/…" (v1).
+    const m = /^\d+:([^:]*):(.*)$/.exec(line);
+    if (!m) continue;
+    const v2 = m[1] === '';
+    if (!v2 && !m[1].split(',').includes('cpu')) continue;
+    const base = v2 ? root : join(root, 'cpu');
+    for (let path = m[2]; ; path = path.slice(0, Math.max(0, path.lastIndexOf('/')))) {
+      const dir = join(base, path);
+      const q = v2 ? tryRead(() => quotaV2(readFileSync(join(dir, 'cpu.max'), 'utf8'))) : tryRead(() => quotaV1(dir));
+      if (q !== null) quotas.push(q);
+      if (path === '' || path === '/') break;
+    }
+  }
+  return quotas.length > 0 ? Math.min(...quotas) : null;
+}
+
+/** CPUs this process may use: the affinity mask's count, capped by the cgroup quota (rounded up), at least 1. */
+export function usableCpus(): number {
+  const affinity = availableParallelism();
+  const quota = cgroupCpuQuota();
+  return Math.max(1, quota === null ? affinity : Math.min(affinity, Math.ceil(quota)));
+}

@@ -1,0 +1,50 @@
+/**
+ * The table of architectures, keyed by ModelConfig.arch. Config files find their record by Hugging Face
+ * `model_type` or timm `architecture` prefix, preset names by lookup in each record's presets.
+ */
+import { ModelError, UsageError } from '../../errors.js';
+import type { ModelConfig } from '../config.js';
+import { dialectOf, type Json } from '../config-json.js';
+import { swin } from './swin/index.js';
+import type { Architecture } from './types.js';
+import { vit } from './vit/index.js';
+
+// eslint-disable-next-line @typescript-eslint/no-explicit-any -- each row is typed by its own config
+export const ARCHITECTURES: readonly Architecture<any>[] = [vit, swin];
+
+/** The record of a config's architecture. */
+export function archOf<C extends ModelConfig>(cfg: C): Architecture<C> {
+  const a = ARCHITECTURES.find((x) => x.name === cfg.arch);
+  if (!a) throw new ModelError(`${cfg.name}: unknown architecture "${cfg.arch}"`);
+  return a as Architecture<C>;
+}
+
+/** A config.json (either dialect) with its optional preprocessor config, read by its architecture's record. */
+export function configFromJson(cfg: Json, preprocessor: Json | null, name: string): ModelConfig {
+  const { dialect, key } = dialectOf(cfg, name);
+  if (dialect === 'hf') {
+    const a = ARCHITECTURES.find((x) => x.hfModelTypes.includes(key));
+    if (!a) throw new ModelError(`${name}: model_type "${key}" is not an architecture this tool runs (${ARCHITECTURES.flatMap((x) => x.hfModelTypes).join(', ')})`);
+    return a.fromHf(cfg, preprocessor, name);
+  }
+  const a = ARCHITECTURES.find((x) => x.presets.lookup(key) !== null || x.timmPrefixes.some((p) => key.startsWith(p)));
+  if (!a) throw new ModelError(`${name}: timm architecture "${key}" is not one this tool runs (${ARCHITECTURES.flatMap((x) => x.timmPrefixes.map((p) => `${p}*`)).join(', ')})`);
+  return a.fromTimm(cfg, name);
+}
+
+/** The config of a preset of any architecture, or null. */
+export function findPreset(name: string): ModelConfig | null {
+  for (const a of ARCHITECTURES) {
+    const c = a.presets.lookup(name);
+    if (c) return c;
+  }
+  return null;
+}
+
+/** The config of a preset; an unknown name is a usage error listing the valid ones. */
+export function presetConfig(name: string): ModelConfig {
+  const c = findPreset(name);
+  if (c) return c;
+  const lists = ARCHITECTURES.map((a) => `${a.title}: ${a.presets.shortNames().join(', ')}; timm names: ${a.presets.names().join(', ')}`);
+  throw new UsageError(`unknown model "${name}". Presets — ${lists.join(' — ')}; or a model directory (config.json + weights)`);
+}

@@ -1,0 +1,81 @@
+/**
+ * Preprocessing configs as the two reference pipelines describe them — Hugging Face image processors
+ * (`preprocessor_config.json`) and timm's eval transform (`pretrained_cfg`) — for any architecture.
+ */
+import { ModelError } from '../errors.js';
+import { INCEPTION_MEAN, INCEPTION_STD, perChannel, type Channels, type Interpolation, type Preprocess } from './config.js';
+import { num, numbers, type Json } from './config-json.js';
+
+const PIL_RESAMPLE: Record<number, Interpolation> = { 0: 'nearest', 1: 'lanczos', 2: 'bilinear', 3: 'bicubic', 4: 'bilinear', 5: 'bicubic' };
+export const INTERPOLATIONS: readonly Interpolation[] = ['nearest', 'bilinear', 'bicubic', 'lanczos'];
+
+/** timm's eval transform for a square model: resize the short side to floor(res / crop_pct), crop res. */
+export function timmPreprocess(
+  res: [number, number], cropPct: number, interpolation: Interpolation,
+  mean: number[], std: number[], cropMode: 'center' | 'squash' = 'center',
+): Preprocess {
+  const scaled: [number, number] = [Math.floor(res[0] / cropPct), Math.floor(res[1] / cropPct)];
+  const resize = cropMode === 'squash' || res[0] !== res[1]
+    ? { height: scaled[0], width: scaled[1] }
+    : { shortestEdge: scaled[0] };
+  return { resize, crop: { height: res[0], width: res[1] }, interpolation, rescale: 1 / 255, mean, std };
+}
+
+/**
+ * A Hugging Face image processor config → our preprocessing. `imgSize` supplies the defaults of
+ * ViTImageProcessor (resize to the model size, bilinear, mean = std = 0.5) for missing fields.
+ */
+export function preprocessFromHf(pp: Json | null, imgSize: [number, number], channels: Channels): Preprocess {
+  const p = pp ?? {};
+  const size = p.size as Json | number | undefined;
+  let resize: Preprocess['resize'] = { height: imgSize[0], width: imgSize[1] };
+  if (typeof size === 'number') resize = { shortestEdge: size };
+  else if (size && typeof size === 'object') {
+    if ('shortest_edge' in size) resize = { shortestEdge: num(size.shortest_edge, 'size.shortest_edge') };
+    else resize = { height: num(size.height, 'size.height'), width: num(size.width, 'size.width') };
+  }
+  if (p.do_resize === false) resize = null;
+  let crop: Preprocess['crop'] = null;
+  if (p.do_center_crop === true) {
+    const cs = p.crop_size as Json | number | undefined;
+    const [h, w] = typeof cs === 'number' ? [cs, cs]
+      : cs && typeof cs === 'object' ? [num(cs.height, 'crop_size.height'), num(cs.width, 'crop_size.width')]
+        : imgSize;
+    crop = { height: h, width: w };
+  }
+  const resample = p.resample === undefined ? 2 : num(p.resample, 'resample');
+  const interpolation = PIL_RESAMPLE[resample];
+  if (!interpolation) throw new ModelError(`preprocessor config: unknown resample ${resample}`);
+  const normalize = p.do_normalize !== false;
+  const stats = (v: unknown, fallback: number[], neutral: number, what: string) =>
+    perChannel(normalize ? (v === undefined ? fallback : numbers(v, what)) : [neutral], channels, `preprocessor config: ${what}`);
+  return {
+    resize,
+    crop,
+    interpolation,
+    rescale: p.do_rescale === false ? 1 : p.rescale_factor === undefined ? 1 / 255 : num(p.rescale_factor, 'rescale_factor'),
+    mean: stats(p.image_mean, INCEPTION_MEAN, 0, 'image_mean'),
+    std: stats(p.image_std, INCEPTION_STD, 1, 'image_std'),
+  };
+}
+
+/** timm's pretrained_cfg preprocessing over a base (the preset's, or the defaults). */
+export function preprocessFromTimm(pre: Json, imgSize: [number, number], base: Preprocess, channels: Channels, name: string): Preprocess {
+  const interp = String(pre.interpolation ?? 'bicubic') as Interpolation;
+  if (!INTERPOLATIONS.includes(interp)) throw new ModelError(`${name}: interpolation "${interp}" is not supported`);
+  const cropMode = String(pre.crop_mode ?? 'center');
+  if (cropMode !== 'center' && cropMode !== 'squash') throw new ModelError(`${name}: crop_mode "${cropMode}" is not supported (center, squash)`);
+  const stats = (v: unknown, fallback: number[], what: string) =>
+    perChannel(v === undefined ? fallback : numbers(v, what), channels, `${name}: pretrained_cfg.${what}`);
+  return timmPreprocess(imgSize, pre.crop_pct === undefined ? 0.9 : num(pre.crop_pct, 'crop_pct'), interp,
+    stats(pre.mean, base.mean, 'mean'), stats(pre.std, base.std, 'std'), cropMode);
+}
+
+/** Preprocessing for another input size: the resize keeps its ratio to the crop, the crop becomes the size. */
+export function scalePreprocess(pp: Preprocess, from: [number, number], size: [number, number]): Preprocess {
+  const ratio = pp.crop ? pp.crop.height / from[0] : 1;
+  const resize: Preprocess['resize'] = pp.resize === null ? null
+    : 'shortestEdge' in pp.resize && size[0] === size[1] ? { shortestEdge: Math.floor(size[0] / ratio) }
+      : { height: Math.floor(size[0] / ratio), width: Math.floor(size[1] / ratio) };
+  return { ...pp, resize, crop: pp.crop ? { height: size[0], width: size[1] } : null };
+}

@@ -1,0 +1,108 @@
+/**
+ * One way to open a model: resolve what the spec names (local config files, the hub), work out what the model
+ * is (a content hash of its weights, its config, what was asked of it), then start an engine for it — from a
+ * stored graph when one was built before, else by loading and checking the weights.
+ *
+ * prepareModel does the first two steps, cheaply and before any input is read, so that a bad model name or an
+ * output that cannot be resumed is reported before anything runs; `start` does the rest. openModel is both.
+ */
+import { createHash } from 'node:crypto';
+import { join } from 'node:path';
+import type { ModelConfig } from '../model/config.js';
+import { DEVICES, DTYPES, type Device, type Dtype, type Engine, type GraphStore } from '../model/engines/engine.js';
+import { deviceMissing } from '../model/engines/execution.js';
+import { ENGINE_NAMES, startEngine, type EngineChoice } from '../model/engines/index.js';
+import { providerInstalled } from '../io/onnx-binaries.js';
+import { checkpointHash } from '../io/checkpoint-files.js';
+import { usableCpus } from '../io/cpus.js';
+import { defaultGraphCacheDir, openGraphCache } from '../io/graph-cache.js';
+import { loadWeights, resolveModel, type ModelSpec, type ResolvedModel } from '../io/model-source.js';
+import { toolVersion } from '../io/paths.js';
+import { UsageError } from '../errors.js';
+
+export interface OpenOptions {
+  /** onnx, tfjs, or auto (default): the first of them that runs the dtype on the device here. */
+  engine?: EngineChoice;
+  dtype?: Dtype;
+  device?: Device;
+  /** Intra-op threads; default VIT_THREADS, else the CPUs this process may use (affinity mask, cgroup quota). */
+  threads?: number;
+  /** Where built graphs are kept; default the on-disk cache ($VIT_GRAPH_CACHE, ~/.cache/vit/onnx), null for none. */
+  graphCache?: GraphStore | null;
+  verbose?: (msg: string) => void;
+}
+
+/** The threads a run uses: --threads, else VIT_THREADS, else the CPUs this process may use. */
+export function defaultThreads(env: NodeJS.ProcessEnv = process.env): number {
+  const v = env.VIT_THREADS;
+  if (v !== undefined && v !== '') {
+    const n = Number(v);
+    if (!Number.isInteger(n) || n < 1) throw new UsageError(`VIT_THREADS must be a whole number ≥ 1, not "${v}"`);
+    return n;
+  }
+  return usableCpus();
+}
+
+/** A model resolved and identified, not started. */
+export interface PreparedModel {
+  resolved: ResolvedModel;
+  /** The config as resolved: preprocessing, image size and channels, which the engine does not change. */
+  config: ModelConfig;
+  /**
+   * What the model is, independent of paths and of this tool's version: sha256 over the weights' content hash,
+   * the resolved config and the class count asked for. Equal ids give equal outputs.
+   */
+  modelId: string;
+  settings: { dtype: Dtype; device: Device; threads: number; engine: EngineChoice };
+  /** Start the engine (loading the weights unless its graph is stored). */
+  start(): Promise<Engine>;
+}
+
+/** The sha256 of the weights, or a name for seeded random ones. */
+function weightsId(spec: ModelSpec, r: ResolvedModel, memoDir: string | null): string | null {
+  if (spec.randomWeights) return 'random weights, seed 0';
+  return r.weightsPath ? checkpointHash(r.weightsPath, memoDir) : null;
+}
+
+function choice<T extends string>(value: T | undefined, allowed: readonly T[], flag: string, fallback: T): T {
+  const v = value ?? fallback;
+  if (!allowed.includes(v)) throw new UsageError(`unknown ${flag} "${v}"; choose one of ${allowed.join(', ')}`);
+  return v;
+}
+
+export async function prepareModel(spec: ModelSpec, opts: OpenOptions = {}): Promise<PreparedModel> {
+  const verbose = opts.verbose ?? (() => {});
+  const settings = {
+    engine: choice(opts.engine, ENGINE_NAMES, '--engine', 'auto'),
+    dtype: choice(opts.dtype, DTYPES, '--dtype', 'fp32'),
+    device: choice(opts.device, DEVICES, '--device', 'cpu'),
+    threads: opts.threads ?? defaultThreads(),
+  };
+  if (!providerInstalled(settings.device)) throw deviceMissing(settings.device);
+  const resolved = await resolveModel(spec);
+  const cache = opts.graphCache === undefined ? openGraphCache() : opts.graphCache;
+  const cacheDir = opts.graphCache === undefined ? defaultGraphCacheDir() : null;
+  const weights = weightsId(spec, resolved, cacheDir === null ? null : join(cacheDir, 'ids'));
+  const { name: _name, ...config } = resolved.config;
+  const modelId = createHash('sha256').update(JSON.stringify({ weights, config, numClasses: spec.numClasses ?? null })).digest('hex');
+  return {
+    resolved,
+    config: resolved.config,
+    modelId,
+    settings,
+    start: () => startEngine(settings.engine, {
+      config: resolved.config,
+      // Unknown weights (a missing file is reported by load) are never looked up in the store.
+      identity: weights === null ? null : `vit ${toolVersion()}\n${modelId}`,
+      load: () => loadWeights(resolved, spec, verbose),
+      settings,
+      cache,
+      verbose,
+    }),
+  };
+}
+
+/** Resolve, identify, load, check and start: an engine ready to run. */
+export async function openModel(spec: ModelSpec, opts: OpenOptions = {}): Promise<Engine> {
+  return (await prepareModel(spec, opts)).start();
+}
