@@ -5,7 +5,6 @@ import { test } from 'node:test';
 import { WeightsError } from '../src/errors.js';
 import { PACKAGE_ROOT } from '../src/io/paths.js';
 import { archOf, configFromJson, presetConfig } from '../src/model/arch/index.js';
-import type { SwinConfig } from '../src/model/arch/swin/config.js';
 import { swinForward } from '../src/model/arch/swin/forward.js';
 import { expectedSwinParams } from '../src/model/arch/swin/params.js';
 import { SWIN_PRESETS } from '../src/model/arch/swin/presets.js';
@@ -19,6 +18,7 @@ import type { HostTensor } from '../src/model/tensor.js';
 import { checkWeights } from '../src/model/weights/check.js';
 import { readWeights } from '../src/model/weights/formats.js';
 import { detectScheme } from '../src/model/weights/schemes.js';
+import { TEST_CACHE, runVit } from './helpers/cli.js';
 import { engineFor, maxAbsDiff } from './helpers/golden.js';
 import { SWIN_GOLDENS, goldenConfig, goldenInputs, loadLayout, readSwinGolden, runSwin, type SwinGolden } from './helpers/swin.js';
 
@@ -152,6 +152,10 @@ test('swin: config readers take HF and timm configs as their libraries do', asyn
   assert.deepEqual([eps.layerNormEps, eps.patchNormEps, eps.windowRule, eps.labels], [1e-3, 1e-5, 'hf', ['alpha', 'bêta', 'gamma "g"']]);
   assert.equal(eps.preprocess.interpolation, 'bicubic');
   const hfBase = { model_type: 'swin', architectures: ['SwinForImageClassification'] };
+  // config.json dispatch: HF model_type swin and timm architectures swin_* reach this record.
+  assert.equal(configFromJson(hfBase, null, 'hf').arch, 'swin');
+  assert.equal(configFromJson({ architecture: 'swin_base_patch4_window7_224' }, null, 'timm').arch, 'swin');
+  assert.equal(configFromJson({ architecture: 'vit_base_patch16_224' }, null, 'vit').arch, 'vit');
   const tiny = swinFromHf(hfBase, null, 'defaults');
   assert.deepEqual([tiny.embedDim, tiny.depths, tiny.numHeads, tiny.windowSize, tiny.numClasses], [96, [2, 2, 6, 2], [3, 6, 12, 24], [7, 7, 7, 7], 2]);
   assert.equal(swinFromHf({ ...hfBase, architectures: ['SwinModel'] }, null, 'bare').numClasses, 0);
@@ -221,4 +225,53 @@ test('swin: the ONNX graph of a preset stores each window index and mask once', 
     const masks = new Set(shifted.map((w) => w.stage)).size;
     assert.ok(bytes < 8 * N * N + 4 * 64 * N * N * masks + 100_000, `${name}: ${bytes} bytes of constants`);
   }
+});
+
+test('vit classify / embed / summary / attention on Swin models', async () => {
+  const hf = join(PACKAGE_ROOT, readSwinGolden('swin_shift').layouts.hf.dir!);
+  const timmDir = join(PACKAGE_ROOT, readSwinGolden('swin_pad').layouts.timm.dir!);
+  const images = ['eps32_0.png', 'odd40_1.png'].map((f) => join(PACKAGE_ROOT, 'test', 'fixtures', 'images', f));
+
+  const cls = await runVit(['classify', ...images, '-m', hf, '-k', '2', '-f', 'jsonl']);
+  assert.equal(cls.code, 0, cls.stderr);
+  const rows = cls.stdout.trim().split('\n').map((l) => JSON.parse(l));
+  assert.equal(rows.length, 2);
+  assert.ok(rows.every((r) => r.predictions.length === 2 && ['alpha', 'bêta', 'gamma "g"', 'delta', 'epsilon'].includes(r.predictions[0].label)));
+
+  // The pooled features: the same on both engines, and the default pool.
+  const embed = async (engine: string, extra: string[] = []) => {
+    const r = await runVit(['embed', ...images, '-m', timmDir, '-w', join(timmDir, '..', 'microsoft.pth'), '--engine', engine, '-f', 'jsonl', ...extra]);
+    assert.equal(r.code, 0, r.stderr);
+    return r.stdout.trim().split('\n').map((l) => JSON.parse(l).embedding as number[]);
+  };
+  const [a, b] = [await embed('tfjs', ['--pool', 'avg']), await embed('onnx')];
+  assert.equal(a[0].length, 16);
+  assert.ok(maxAbsDiff(Float32Array.from(a.flat()), b) < TOL);
+  const cls2 = await runVit(['embed', images[0], '-m', hf, '--pool', 'cls']);
+  assert.equal(cls2.code, 2);
+  assert.match(cls2.stderr, /--pool cls: a Swin model has avg/);
+
+  const sum = await runVit(['summary', 'Swin-T', '--json']);
+  assert.equal(sum.code, 0, sum.stderr);
+  const s = JSON.parse(sum.stdout);
+  assert.equal(s.params, 28_288_354);
+  // torchvision documents 4.49 GFLOPS (multiply-adds) for swin_t.
+  assert.ok(Math.abs(s.gmacs - 4.49) < 0.01, `${s.gmacs} GMACs`);
+  assert.deepEqual(s.depths, [2, 2, 6, 2]);
+
+  const raw = await runVit(['attention', images[0], '-m', hf, '--raw', '--layer', '2', '--head', '1', '-f', 'json']);
+  assert.equal(raw.code, 0, raw.stderr);
+  const layer = JSON.parse(raw.stdout)[0].layers[0];
+  assert.equal(layer.layer, 2);
+  // Stage 1's map 8×8 in windows of 4: 4 windows, one head kept, 16 × 16 probabilities each, rows summing to 1.
+  assert.deepEqual([layer.windows.length, layer.windows[0].length, layer.windows[0][0].length, layer.windows[0][0][0].length], [4, 1, 16, 16]);
+  for (const row of layer.windows[3][0]) assert.ok(Math.abs(row.reduce((x: number, y: number) => x + y, 0) - 1) < 1e-5);
+  for (const analysis of [[], ['--distance'], ['--heatmap', join(TEST_CACHE, 'maps')]]) {
+    const r = await runVit(['attention', images[0], '-m', hf, ...analysis]);
+    assert.equal(r.code, 2, r.stderr);
+    assert.match(r.stderr, /defined for global attention; Swin attends within windows .*use --raw/);
+  }
+  const npy = await runVit(['attention', images[0], '-m', hf, '--raw', '-f', 'npy', '-o', join(TEST_CACHE, 'a.npy')]);
+  assert.equal(npy.code, 2);
+  assert.match(npy.stderr, /-f npy holds one shape.*16x2x16, 4x4x16, 1x8x16/);
 });

@@ -52,6 +52,11 @@ export interface AttentionLayout<C> {
   layout: string;
   /** Global attention over a patch grid, with its geometry; null for windowed attention. */
   global: { prefixTokens(cfg: C): number; grid(cfg: C): [number, number]; patchSize(cfg: C): number } | null;
+  /**
+   * Windowed attention (layer tensors [B, windows, heads, N, N]): layer i's windows per image and tokens per
+   * window. Absent for global attention ([B, heads, T, T]).
+   */
+  windows?(cfg: C, layer: number): { count: number; tokens: number };
 }
 
 export interface Architecture<C extends ModelConfig = ModelConfig> {

@@ -7,6 +7,7 @@ import { expectedSwinParams } from './params.js';
 import { SWIN_PRESETS } from './presets.js';
 import { swinFromHf, swinFromTimm } from './readers.js';
 import { SWIN_SCHEMES, fitSwinCheckpoint } from './schemes.js';
+import { blockWindows } from './windows.js';
 
 export const swin: Architecture<SwinConfig> = {
   name: 'swin',
@@ -30,6 +31,10 @@ export const swin: Architecture<SwinConfig> = {
     heads: (cfg, layer) => cfg.numHeads[stageOfBlock(cfg, layer)],
     layout: SWIN_ATTENTION_LAYOUT,
     global: null,
+    windows: (cfg, layer) => {
+      const w = blockWindows(cfg)[layer];
+      return { count: w.numWindows, tokens: w.tokens };
+    },
   },
   layerOf: swinLayerOf,
   summaryFields: swinSummaryFields,
