@@ -8,7 +8,7 @@ import { scalePreprocess } from '../../preprocess.js';
  * every released checkpoint at its own resolution — and differ otherwise (see windows.ts for each rule).
  */
 export type WindowRule = 'timm' | 'hf' | 'torchvision';
-export const WINDOW_RULES: readonly WindowRule[] = ['timm', 'hf', 'torchvision'];
+const WINDOW_RULES: readonly WindowRule[] = ['timm', 'hf', 'torchvision'];
 
 /** Everything needed to build a Swin Transformer (Liu et al. 2021); field names follow timm's SwinTransformer. */
 export interface SwinConfig extends ModelConfig {

@@ -7,7 +7,7 @@ export function swinLayerOf(param: string): string {
 }
 
 /** Per stage: its map, width, blocks, heads and windows (after the rule), for `vit summary`. */
-export function swinStages(cfg: SwinConfig) {
+function swinStages(cfg: SwinConfig) {
   const maps = stageMaps(cfg);
   const windows = blockWindows(cfg);
   return cfg.depths.map((depth, i) => ({

@@ -178,8 +178,3 @@ function computeMask(w: BlockWindows): Float32Array {
   }
   return mask;
 }
-
-/** A short description of the attention layout, for summaries and help: one entry per block. */
-export function attentionLayout(cfg: SwinConfig): { stage: number; block: number; shape: number[] }[] {
-  return blockWindows(cfg).map((w) => ({ stage: w.stage, block: w.block, shape: [w.numWindows, cfg.numHeads[w.stage], w.tokens, w.tokens] }));
-}
