@@ -5,7 +5,7 @@ import { test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { PACKAGE_ROOT } from '../src/io/paths.js';
 import { PreprocessPool } from '../src/io/preprocess-pool.js';
-import type { ErrorRow, RowWriter } from '../src/io/writers.js';
+import type { ErrorRow, RowWriter } from '../src/io/sinks/rows.js';
 import { archOf, presetConfig } from '../src/model/arch/index.js';
 import type { Engine, RunResult } from '../src/model/engines/engine.js';
 import { BatchQueue } from '../src/pipeline/batches.js';

@@ -7,7 +7,7 @@ import { UsageError } from '../errors.js';
 import { HeatmapNames, overlay } from '../io/heatmap.js';
 import { decodeRgb } from '../io/images.js';
 import { writeAll } from '../io/streams.js';
-import type { ErrorRow, RowSchema, RowWriter } from '../io/writers.js';
+import type { ErrorRow, RowSchema, RowWriter } from '../io/sinks/rows.js';
 import { archOf } from '../model/arch/index.js';
 import { attentionDistance, layerHeads, rollout } from '../model/attention.js';
 import type { ModelConfig } from '../model/config.js';
@@ -172,9 +172,11 @@ export function attentionRows(o: AttentionOptions, ctx: Context): RowKind<Rollou
     };
   };
   const runOptions = { attentions: true };
+  const command = 'attention';
   if (o.raw) {
     return {
-      schema: RAW_SCHEMA, runOptions,
+      command, schema: RAW_SCHEMA, runOptions,
+      options: () => ({ analysis: 'raw', layer: o.layer, head: o.head }),
       prepare(config) {
         const a = archOf(config).attention;
         const depth = a.layers(config);
@@ -195,7 +197,8 @@ export function attentionRows(o: AttentionOptions, ctx: Context): RowKind<Rollou
   }
   if (o.distance) {
     return {
-      schema: DISTANCE_SCHEMA, runOptions,
+      command, schema: DISTANCE_SCHEMA, runOptions,
+      options: () => ({ analysis: 'distance' }),
       writer: o.summary ? () => new DistanceSummary(ctx.stdout, o.json) : undefined,
       prepare(config) {
         const g = geometry(config, '--distance');
@@ -204,7 +207,8 @@ export function attentionRows(o: AttentionOptions, ctx: Context): RowKind<Rollou
     };
   }
   return {
-    schema: ROLLOUT_SCHEMA, runOptions,
+    command, schema: ROLLOUT_SCHEMA, runOptions,
+    options: () => ({ analysis: 'rollout' }),
     prepare(config) {
       const g = geometry(config, 'rollout');
       return async (r, b, path) => {
