@@ -161,6 +161,10 @@ test('swin: config readers take HF and timm configs as their libraries do', asyn
   assert.equal(swinFromHf({ ...hfBase, architectures: ['SwinModel'] }, null, 'bare').numClasses, 0);
   assert.throws(() => swinFromHf({ ...hfBase, use_absolute_embeddings: true }, null, 'ape'), /use_absolute_embeddings/);
   assert.throws(() => swinFromHf({ ...hfBase, depths: [2, 2], num_heads: [3, 6, 12] }, null, 'bad'), /numHeads \[3, 6, 12\] for 2 stages/);
+  // Hostile sizes are refused by name before anything is planned or allocated.
+  assert.throws(() => swinFromHf({ ...hfBase, depths: [2, 1e9, 2, 2] }, null, 'deep'), /depths\[1\] 1000000000 is more than 1000/);
+  assert.throws(() => swinFromHf({ ...hfBase, window_size: 1e6 }, null, 'wide'), /windowSize\[0\] 1000000 is more than 32/);
+  assert.throws(() => swinFromHf({ ...hfBase, embed_dim: 4096 }, null, 'wide'), /last stage width 32768 is more than 16384/);
 
   const shift = (await loadLayout(readSwinGolden('swin_shift'), 'timm')).cfg;
   assert.deepEqual([shift.imgSize, shift.depths, shift.windowSize, shift.mlpRatio, shift.numClasses, shift.windowRule],

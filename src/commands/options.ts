@@ -6,6 +6,7 @@ import type { ArgumentsCamelCase, CommandModule, InferredOptionTypes, Options } 
 import { UsageError } from '../errors.js';
 import { DEVICES, DTYPES } from '../model/engines/engine.js';
 import { ENGINE_NAMES } from '../model/engines/index.js';
+import { imageSizeProblem } from '../model/limits.js';
 import type { ModelSpec } from '../io/model-source.js';
 
 /**
@@ -64,6 +65,8 @@ export function parseImageSize(s: string | undefined): [number, number] | undefi
   const h = Number(m[1]);
   const w = m[2] === undefined ? h : Number(m[2]);
   if (h <= 0 || w <= 0) throw new UsageError(`--image-size must be positive, not "${s}"`);
+  const problem = imageSizeProblem([h, w]);
+  if (problem !== null) throw new UsageError(problem);
   return [h, w];
 }
 

@@ -2,9 +2,8 @@
  * The rows of `vit attention`: rollout (default), raw probabilities, mean distance (per image, or a summary
  * over all images), and heatmap overlays beside any of them.
  */
-import { mkdirSync, writeFileSync } from 'node:fs';
 import { UsageError } from '../errors.js';
-import { HeatmapNames, overlay } from '../io/heatmap.js';
+import { overlay, planHeatmaps, writeHeatmap } from '../io/heatmap.js';
 import { decodeRgb } from '../io/images.js';
 import { writeAll } from '../io/streams.js';
 import type { ErrorRow, RowSchema, RowWriter } from '../io/sinks/rows.js';
@@ -151,8 +150,13 @@ export function attentionRows(o: AttentionOptions, ctx: Context): RowKind<Rollou
   if (o.raw && o.distance) throw new UsageError('--raw and --distance are separate outputs: pick one');
   if (o.summary && !o.distance) throw new UsageError('--summary goes with --distance');
   if ((o.layer !== 'all' || o.head !== 'all') && !o.raw) throw new UsageError('--layer and --head go with --raw');
-  const names = o.heatmap ? new HeatmapNames(o.heatmap) : null;
-  if (o.heatmap) mkdirSync(o.heatmap, { recursive: true });
+  let heatmaps: Map<string, string> | null = null;
+  const plan = (inputs: readonly string[], outputs: readonly string[]) => {
+    if (o.heatmap !== undefined) heatmaps = planHeatmaps(o.heatmap, inputs, outputs);
+  };
+  const heatmap = async (config: ModelConfig, path: string, values: ArrayLike<number>, grid: [number, number]) => {
+    if (heatmaps) writeHeatmap(heatmaps.get(path)!, await overlay(await decodeRgb(path), values, grid[0], grid[1], config.preprocess));
+  };
 
   /** The analyses need global attention over a patch grid; returns its geometry. */
   const geometry = (config: ModelConfig, what: string) => {
@@ -163,11 +167,10 @@ export function attentionRows(o: AttentionOptions, ctx: Context): RowKind<Rollou
     return { prefix: global.prefixTokens(config), grid: global.grid(config), patch: global.patchSize(config) };
   };
   const withHeatmaps = <R>(config: ModelConfig, make: Maker<R>) => {
-    if (!names) return make;
+    if (o.heatmap === undefined) return make;
     const g = geometry(config, '--heatmap');
     return async (r: { attentions: HostTensor[] }, b: number, path: string) => {
-      const png = await overlay(await decodeRgb(path), rollout(r.attentions, b, g.prefix), g.grid[0], g.grid[1], config.preprocess);
-      writeFileSync(names.next(path), png);
+      await heatmap(config, path, rollout(r.attentions, b, g.prefix), g.grid);
       return make(r, b, path);
     };
   };
@@ -175,7 +178,7 @@ export function attentionRows(o: AttentionOptions, ctx: Context): RowKind<Rollou
   const command = 'attention';
   if (o.raw) {
     return {
-      command, schema: RAW_SCHEMA, runOptions,
+      command, schema: RAW_SCHEMA, runOptions, plan,
       options: () => ({ analysis: 'raw', layer: o.layer, head: o.head }),
       prepare(config) {
         const a = archOf(config).attention;
@@ -197,7 +200,7 @@ export function attentionRows(o: AttentionOptions, ctx: Context): RowKind<Rollou
   }
   if (o.distance) {
     return {
-      command, schema: DISTANCE_SCHEMA, runOptions,
+      command, schema: DISTANCE_SCHEMA, runOptions, plan,
       options: () => ({ analysis: 'distance' }),
       writer: o.summary ? () => new DistanceSummary(ctx.stdout, o.json) : undefined,
       prepare(config) {
@@ -207,13 +210,13 @@ export function attentionRows(o: AttentionOptions, ctx: Context): RowKind<Rollou
     };
   }
   return {
-    command, schema: ROLLOUT_SCHEMA, runOptions,
+    command, schema: ROLLOUT_SCHEMA, runOptions, plan,
     options: () => ({ analysis: 'rollout' }),
     prepare(config) {
       const g = geometry(config, 'rollout');
       return async (r, b, path) => {
         const values = Float32Array.from(rollout(r.attentions, b, g.prefix));
-        if (names) writeFileSync(names.next(path), await overlay(await decodeRgb(path), values, g.grid[0], g.grid[1], config.preprocess));
+        await heatmap(config, path, values, g.grid);
         return { path, grid: g.grid, rollout: values };
       };
     },

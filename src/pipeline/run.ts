@@ -23,6 +23,7 @@ import { openOutput } from '../io/sinks/index.js';
 import type { Provenance } from '../io/sinks/manifest.js';
 import { formatsFor, type ErrorRow, type Format, type RowSchema, type RowWriter } from '../io/sinks/rows.js';
 import type { ModelConfig } from '../model/config.js';
+import { batchSizeProblem } from '../model/limits.js';
 import type { Engine, RunOptions, RunResult } from '../model/engines/engine.js';
 import { modelSpec, type RunArgs } from '../commands/options.js';
 import { BatchQueue, DecodeSchedule } from './batches.js';
@@ -45,6 +46,8 @@ export interface RowKind<R extends { path: string }> {
   prepare(config: ModelConfig): (result: RunResult, row: number, path: string) => R | Promise<R>;
   /** Where rows go instead of a file/stdout writer of `schema` (e.g. a summary over all images). */
   writer?(): RowWriter<R>;
+  /** Before any work, with the run's inputs and its output files: refuse what would harm them (heatmaps). */
+  plan?(inputs: readonly string[], outputs: readonly string[]): void;
 }
 
 /**
@@ -58,7 +61,8 @@ const STARTUP_AHEAD_BYTES = 96 * 2 ** 20;
 const STARTUP_AHEAD_MAX = 20;
 
 function checkArgs(a: RunArgs, kind: RowKind<{ path: string }>): void {
-  if (!Number.isInteger(a.batchSize) || a.batchSize < 1) throw new UsageError(`--batch-size must be a positive integer, not ${a.batchSize}`);
+  const badBatch = batchSizeProblem(a.batchSize);
+  if (badBatch !== null) throw new UsageError(badBatch);
   if (a.threads !== undefined && (!Number.isInteger(a.threads) || a.threads < 1)) throw new UsageError(`--threads must be a positive integer, not ${a.threads}`);
   if (a.resume && a.output === undefined) throw new UsageError('--resume continues an output file: give it with -o FILE');
   if (a.resume && kind.writer !== undefined) throw new UsageError('--resume continues a file of rows; this output is a summary over all inputs');
@@ -107,6 +111,7 @@ export async function runPipeline<R extends { path: string }>(a: RunArgs, ctx: C
     options: { ...kind.options(config), imageSize: config.imgSize, dtype: model.settings.dtype },
     shard: shard === null ? null : { index: shard.index, count: shard.count },
   };
+  kind.plan?.(paths, a.output === undefined || a.output === '-' ? [] : [a.output]);
   let writer: RowWriter<R>;
   let storedFailures = 0;
   if (kind.writer) writer = kind.writer();

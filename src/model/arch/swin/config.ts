@@ -1,6 +1,8 @@
 import { ModelError } from '../../../errors.js';
 import { CHANNEL_COUNTS, type ModelConfig } from '../../config.js';
+import { collect, fieldProblem, LIMITS, modelConfigProblems, paramsProblems, patchesProblem } from '../../limits.js';
 import { scalePreprocess } from '../../preprocess.js';
+import { expectedSwinParams } from './params.js';
 
 /**
  * Whose rules decide the windows of a stage whose map does not tile into whole windows. The three
@@ -50,7 +52,37 @@ export function mlpDim(cfg: SwinConfig, i: number): number {
   return Math.trunc(stageDim(cfg, i) * cfg.mlpRatio);
 }
 
+/**
+ * Every value past the bounds no real model comes near (src/model/limits.ts), as a list of problems; the
+ * parameters are counted only once every size is within its bound.
+ */
+function swinConfigProblems(cfg: SwinConfig): string[] {
+  const list = (field: string, values: unknown, bound: typeof LIMITS.depth) =>
+    Array.isArray(values) ? values.map((v, i) => fieldProblem(`${field}[${i}]`, v, bound)) : [`${field} is not a list`];
+  const fields = collect([
+    fieldProblem('patchSize', cfg.patchSize, LIMITS.patchSize),
+    fieldProblem('embedDim', cfg.embedDim, LIMITS.embedDim),
+    ...list('depths', cfg.depths, LIMITS.depth),
+    ...list('numHeads', cfg.numHeads, LIMITS.numHeads),
+    ...list('windowSize', cfg.windowSize, LIMITS.windowSize),
+    fieldProblem('layerNormEps', cfg.layerNormEps, LIMITS.layerNormEps),
+    fieldProblem('patchNormEps', cfg.patchNormEps, LIMITS.layerNormEps),
+  ]);
+  const common = modelConfigProblems(cfg);
+  if (fields.length + common.length > 0) return [...fields, ...common];
+  const sizes = collect([
+    fieldProblem('blocks in all', cfg.depths.reduce((a, b) => a + b, 0), LIMITS.depth),
+    // The last stage is the widest: embedDim · 2^(stages − 1).
+    fieldProblem('last stage width', numFeatures(cfg), LIMITS.embedDim),
+    fieldProblem('MLP width', mlpDim(cfg, cfg.depths.length - 1), LIMITS.mlpDim),
+    patchesProblem(cfg.imgSize, cfg.patchSize, 'image size'),
+  ]);
+  return sizes;
+}
+
 export function validateSwinConfig(cfg: SwinConfig): SwinConfig {
+  const limits = swinConfigProblems(cfg);
+  if (limits.length > 0) throw new ModelError(`invalid Swin config "${cfg.name}": ${limits.join('; ')}`);
   const bad: string[] = [];
   const posInt = (v: number) => Number.isInteger(v) && v > 0;
   const stages = cfg.depths.length;
@@ -82,6 +114,8 @@ export function validateSwinConfig(cfg: SwinConfig): SwinConfig {
     bad.push(`${cfg.labels.length} labels for ${cfg.numClasses} classes`);
   }
   if (bad.length > 0) throw new ModelError(`invalid Swin config "${cfg.name}": ${bad.join('; ')}`);
+  const params = paramsProblems(expectedSwinParams(cfg));
+  if (params.length > 0) throw new ModelError(`invalid Swin config "${cfg.name}": ${params.join('; ')}`);
   return cfg;
 }
 
