@@ -99,3 +99,12 @@ export function displayPath(p: string): string {
   }
   return out;
 }
+
+/**
+ * displayPath read back: each \x80–\xff becomes its escape again, so a stored CSV or paths.txt row is known
+ * for the input it came from. (A name that really holds a backslash, "x" and two such hex digits is read as
+ * the escaped byte; that is the price of the readable form Python's backslashreplace also pays.)
+ */
+export function undisplayPath(s: string): string {
+  return s.includes('\\x') ? s.replace(/\\x([89a-f][0-9a-f])/g, (_, h: string) => String.fromCharCode(0xdc00 + parseInt(h, 16))) : s;
+}

@@ -5,6 +5,7 @@ import { crc32 } from 'node:zlib';
 import sharp from 'sharp';
 import { UsageError } from '../errors.js';
 import type { Preprocess } from '../model/config.js';
+import { decodeFsName, fsPath } from './fs-names.js';
 import { writeError } from './sinks/target.js';
 
 /** Inferno, a perceptually uniform colour map (dark purple → yellow), as control points for linear blending. */
@@ -116,7 +117,7 @@ function markPng(png: Buffer): Buffer {
 
 function isVitHeatmap(path: string): boolean {
   try {
-    const fd = openSync(path, constants.O_RDONLY | constants.O_NONBLOCK);
+    const fd = openSync(fsPath(path), constants.O_RDONLY | constants.O_NONBLOCK);
     try {
       const head = Buffer.alloc(PNG_HEADER_BYTES + 64);
       const n = readSync(fd, head, 0, head.length, 0);
@@ -142,13 +143,13 @@ export function planHeatmaps(dir: string, inputs: readonly string[], outputs: re
   }
   if (!statSync(dir).isDirectory()) throw new UsageError(`--heatmap ${dir} is not a directory`);
   const taken = new Set([...inputs, ...outputs].map((p) => resolve(p)));
-  const present = new Set(readdirSync(dir));
+  const present = new Set(readdirSync(dir, { encoding: 'buffer' }).map(decodeFsName));
   const names = new HeatmapNames(dir);
   const plan = new Map<string, string>();
   for (const input of inputs) {
     const file = names.next(input);
     if (taken.has(resolve(file))) throw new UsageError(`--heatmap would write ${file}, which is also an input or output of this run`);
-    if (present.has(basename(file)) && !(lstatSync(file).isFile() && isVitHeatmap(file))) {
+    if (present.has(basename(file)) && !(lstatSync(fsPath(file)).isFile() && isVitHeatmap(file))) {
       throw new UsageError(`--heatmap: ${file} is already there and is not a heatmap vit wrote; move it, or choose another directory`);
     }
     plan.set(input, file);
@@ -160,10 +161,10 @@ export function planHeatmaps(dir: string, inputs: readonly string[], outputs: re
 export function writeHeatmap(file: string, png: Buffer): void {
   const tmp = join(dirname(file), `.${basename(file)}.${process.pid}.tmp`);
   try {
-    writeFileSync(tmp, png);
-    renameSync(tmp, file);
+    writeFileSync(fsPath(tmp), png);
+    renameSync(fsPath(tmp), fsPath(file));
   } catch (e) {
-    rmSync(tmp, { force: true });
+    rmSync(fsPath(tmp), { force: true });
     throw writeError(file, e);
   }
 }

@@ -4,6 +4,7 @@
  * A resumed file brings its header: new rows must have its columns.
  */
 import { OutputError } from '../../errors.js';
+import { displayPath, undisplayPath } from '../fs-names.js';
 import { BaseWriter, type FormatModule, type Merger } from './format.js';
 import { emptyOutput, records, unfinished, type Rec, type StoredOutput } from './records.js';
 import { csvLine, isErrorRow, type ErrorRow, type RowSchema } from './rows.js';
@@ -29,7 +30,7 @@ class CsvWriter<R extends { path: string }> extends BaseWriter<R> {
   }
 
   private errorLine(e: ErrorRow): Promise<void> {
-    return this.sink.write(csvLine([e.path, ...this.columns!.map(() => ''), e.error]));
+    return this.sink.write(csvLine([displayPath(e.path), ...this.columns!.map(() => ''), e.error]));
   }
 
   protected async row(row: R | ErrorRow): Promise<void> {
@@ -51,7 +52,7 @@ class CsvWriter<R extends { path: string }> extends BaseWriter<R> {
       if (cells.length !== this.columns!.length) {
         throw new OutputError(`${this.schema.kind} CSV: ${row.path} has ${cells.length} values, the header has ${this.columns!.length}`);
       }
-      text += csvLine([row.path, ...cells, '']);
+      text += csvLine([displayPath(row.path), ...cells, '']);
     }
     await this.sink.write(text);
   }
@@ -124,10 +125,11 @@ export const CSV: FormatModule = {
         throw new OutputError(`${file}: the record at byte ${rec.start} has ${cells.length} fields, the header has ${header.length}`);
       }
       const error = cells[cells.length - 1] !== '';
+      const path = undisplayPath(cells[0]);
       // A row is the run of consecutive records of one path (inputs are unique within a run).
-      if (cells[0] === last && !error && !out.rows[out.rows.length - 1].error) out.rows[out.rows.length - 1].end = rec.end;
-      else out.rows.push({ path: cells[0], start: rec.start, end: rec.end, error });
-      last = cells[0];
+      if (path === last && !error && !out.rows[out.rows.length - 1].error) out.rows[out.rows.length - 1].end = rec.end;
+      else out.rows.push({ path, start: rec.start, end: rec.end, error });
+      last = path;
     }
     if (mode === 'merge') {
       if (lastRec !== null && !lastRec.complete) throw unfinished(file, `it ends inside a record at byte ${lastRec.start}`);

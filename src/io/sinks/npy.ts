@@ -9,6 +9,7 @@ import { OutputError } from '../../errors.js';
 import { BaseWriter, type FormatModule } from './format.js';
 import { emptyOutput, records, unfinished, type ReadMode, type Rec, type StoredOutput } from './records.js';
 import { isErrorRow, pathsLine, type ErrorRow, type RowSchema } from './rows.js';
+import { undisplayPath } from '../fs-names.js';
 import { FileSink, InPlaceFileSink, type Sink } from './target.js';
 
 /** Rows an npy header has room for: its shape is rewritten in place at close, so it is padded for this many. */
@@ -142,7 +143,7 @@ async function readNpyHeader(fh: FileHandle, file: string, size: number): Promis
 /** A `.paths.txt` line back to its path (see pathsLine in writers.ts). */
 function pathOfLine(bytes: Buffer): string {
   const s = bytes.toString('utf8');
-  return s.startsWith('"') ? (JSON.parse(s) as string) : s;
+  return s.startsWith('"') ? (JSON.parse(s) as string) : undisplayPath(s);
 }
 
 async function readNpy(fh: FileHandle, file: string, mode: ReadMode, size: number): Promise<StoredOutput> {

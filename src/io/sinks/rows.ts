@@ -1,3 +1,5 @@
+import { displayPath } from '../fs-names.js';
+
 /**
  * Rows and how they are written, whatever the format:
  * - A row schema says how one kind of row becomes CSV cells, a JSON object and an npy row; commands add
@@ -118,7 +120,7 @@ export function csvLine(cells: CsvCell[]): string {
  * `json.loads(l) if l.startswith('"') else l` (after stripping the line's "\n").
  */
 export function pathsLine(path: string): string {
-  return `${/[\r\n]/.test(path) || path.startsWith('"') ? JSON.stringify(path) : path}\n`;
+  return `${/[\r\n]/.test(path) || path.startsWith('"') ? JSON.stringify(path) : displayPath(path)}\n`;
 }
 
 export function isErrorRow(row: { path: string }): row is ErrorRow {
