@@ -1,7 +1,7 @@
 import { attentionRows } from '../pipeline/attention-rows.js';
-import { runPipeline, type RowKind } from '../pipeline/run.js';
+import { runPipeline, type RowKind, type RunArgs } from '../pipeline/run.js';
 import type { Context } from '../pipeline/context.js';
-import { runOptions, type ArgsOf, type CommandBody, type RunArgs } from './options.js';
+import { runOptions, type ArgsOf, type CommandBody } from './options.js';
 import { INPUTS } from './inputs.js';
 
 const OPTIONS = {

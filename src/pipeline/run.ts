@@ -18,18 +18,34 @@ import { UsageError } from '../errors.js';
 import { ExitStatus } from '../exit.js';
 import { collectInputs, resolveShard, selectShard, uniquePaths, type Shard } from '../io/inputs.js';
 import { PreprocessPool } from '../io/preprocess-pool.js';
-import { createProgress } from '../io/progress.js';
+import { displayPath } from '../io/fs-names.js';
+import { createBar, escapeControls } from '../io/progress.js';
 import { openOutput } from '../io/sinks/index.js';
 import type { Provenance } from '../io/sinks/manifest.js';
 import { formatsFor, type ErrorRow, type Format, type RowSchema, type RowWriter } from '../io/sinks/rows.js';
 import type { ModelConfig } from '../model/config.js';
 import { batchSizeProblem } from '../model/limits.js';
 import type { Engine, RunOptions, RunResult } from '../model/engines/engine.js';
-import { modelSpec, type RunArgs } from '../commands/options.js';
 import { BatchQueue, DecodeSchedule } from './batches.js';
 import type { Context } from './context.js';
-import { prepareModel } from './open-model.js';
+import { modelSpec, prepareModel, type ModelArgs } from './open-model.js';
 import { catchStopSignals, STOP_SIGNALS } from './signals.js';
+
+/** What a run is asked to do: the command line's options (declared in src/commands/options.ts). */
+export interface RunArgs extends ModelArgs {
+  inputs?: string[];
+  batchSize: number;
+  output?: string;
+  format: string;
+  null: boolean;
+  engine: string;
+  dtype: string;
+  device: string;
+  threads?: number;
+  resume: boolean;
+  shard?: string;
+  shardCount?: number;
+}
 
 /** What a command makes of each input: its row schema, and how a row comes out of the engine's result. */
 export interface RowKind<R extends { path: string }> {
@@ -135,8 +151,8 @@ export async function runPipeline<R extends { path: string }>(a: RunArgs, ctx: C
     pool.limit(threads - 1);
     queue.fill(Math.max(1, Math.min(STARTUP_AHEAD_MAX, Math.floor(STARTUP_AHEAD_BYTES / (a.batchSize * queue.per * 4)))));
   }
-  const progress = createProgress(paths.length, { stderr: ctx.stderr, quiet: ctx.quiet });
-  const signals = catchStopSignals(ctx.note);
+  const progress = createBar(paths.length, { stderr: ctx.stderr, stdout: ctx.stdout, quiet: ctx.quiet, unit: 'images', write: ctx.note });
+  const signals = catchStopSignals(progress.note);
   const t0 = performance.now();
   let stats: LoopStats = { done: 0, failed: 0, overlapped: 0 };
   try {
@@ -148,7 +164,7 @@ export async function runPipeline<R extends { path: string }>(a: RunArgs, ctx: C
       stopped: () => signals.caught() !== null,
       onInput: (path, error) => {
         progress.tick(1);
-        if (error !== null) ctx.note(`${path}: ${error}`);
+        if (error !== null) progress.note(`${escapeControls(displayPath(path))}: ${error}`);
       },
     });
     // 6. The output closed.
