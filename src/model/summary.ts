@@ -151,7 +151,8 @@ export function summarize(cfg: ModelConfig): ModelSummary {
     const layer = arch.layerOf(name);
     paramsOf.set(layer, (paramsOf.get(layer) ?? 0) + sizeOf(shape));
   }
-  const names = [...new Set([...ops.macs.keys(), ...paramsOf.keys()])];
+  // Ops before the first parameter (none in ViT) belong to no layer.
+  const names = [...new Set([...ops.macs.keys(), ...paramsOf.keys()])].filter((n) => n !== '');
   const layers = names.map((name): LayerSummary => {
     const outputShape = (ops.shapes.get(name) ?? []).slice(1);
     return { name, outputShape, params: paramsOf.get(name) ?? 0, macs: ops.macs.get(name) ?? 0, activationBytes: 4 * sizeOf(outputShape) };
