@@ -6,6 +6,7 @@ import type { CommandBody } from './commands/options.js';
 import { UsageError, VitError } from './errors.js';
 import { ExitStatus } from './exit.js';
 import { closeLiveResources } from './model/engines/live.js';
+import { writeError } from './io/sinks/target.js';
 import { isBrokenPipe } from './io/streams.js';
 import { toolVersion } from './io/paths.js';
 import type { Context } from './pipeline/context.js';
@@ -82,13 +83,17 @@ export async function main(args: string[], stdout: NodeJS.WritableStream, stderr
     note: (m) => { if (!flags.quiet) stderr.write(`vit: ${m}\n`); },
     verbose: (m) => { if (flags.verbose) stderr.write(`vit: ${m}\n`); },
   };
-  enableHubModels(ctx, flags.quiet);
-  // A reader that goes away (`| head -1`) is a normal end, not an error.
+  enableHubModels(ctx);
+  // A reader that goes away (`| head -1`) is a normal end, not an error. Other stdout errors (a full disk)
+  // end the run with one line: from the run's sink when a run writes, else here.
   let pipeClosed = false;
+  let stdoutError: Error | null = null;
   stdout.on('error', (e) => {
     if (isBrokenPipe(e)) pipeClosed = true;
-    else stderr.write(`vit: cannot write output: ${(e as Error).message}\n`);
+    else stdoutError ??= e;
   });
+  // A closed stderr (`2>&1 | head -1`, a terminal gone) must not end the run: notes are then lost, not fatal.
+  stderr.on('error', () => undefined);
 
   const cli = yargs(args)
     .scriptName('vit')
@@ -110,6 +115,10 @@ export async function main(args: string[], stdout: NodeJS.WritableStream, stderr
 
   try {
     await cli.parseAsync();
+    if (stdoutError !== null) {
+      stderr.write(`vit: ${writeError('stdout', stdoutError).message}\n`);
+      return 1;
+    }
     return 0;
   } catch (e) {
     if (e instanceof ExitStatus) return e.code;

@@ -5,10 +5,10 @@ import { test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { PACKAGE_ROOT } from '../src/io/paths.js';
 import { PreprocessPool } from '../src/io/preprocess-pool.js';
-import type { ErrorRow, RowWriter } from '../src/io/writers.js';
+import type { ErrorRow, RowWriter } from '../src/io/sinks/rows.js';
 import { archOf, presetConfig } from '../src/model/arch/index.js';
 import type { Engine, RunResult } from '../src/model/engines/engine.js';
-import { BatchQueue } from '../src/pipeline/batches.js';
+import { BatchQueue, DecodeSchedule } from '../src/pipeline/batches.js';
 import { processBatches, type LoopStats } from '../src/pipeline/run.js';
 
 const PHOTOS = join(PACKAGE_ROOT, 'test', 'fixtures', 'photos');
@@ -84,14 +84,25 @@ test('the batch loop gives the same rows, in input order, with failures compacte
   }
 });
 
-test('the batch loop decodes between runs when inference is slow, and while it runs when inference is fast', async () => {
-  const many = Array.from({ length: 3 }, () => photos).flat();
-  // 100 ms per image: far slower than decoding these photos.
-  const slow = await collect(many, fakeEngine(400), 4);
-  assert.equal(slow.stats.overlapped, 0, JSON.stringify(slow.stats));
-  const more = Array.from({ length: 8 }, () => photos).flat();
-  const fast = await collect(more, fakeEngine(0), 4);
-  assert.ok(fast.stats.overlapped >= Math.ceil(more.length / 4) / 2, JSON.stringify(fast.stats));
+test('the schedule decodes between runs when inference is much slower than decoding, overlapped otherwise, and re-measures', () => {
+  const batch = (ms: number, alone = true) => ({ paths: ['a', 'b'], slots: [], pixels: new Float32Array(0), count: 2, decodeMs: ms, alone });
+  const slow = new DecodeSchedule();
+  assert.equal(slow.depthWhileRunning(), 0, 'nothing measured yet: in turn');
+  slow.decoded(batch(4)); // 2 ms per image
+  slow.ran(400, 2); // 200 ms per image
+  for (let i = 0; i < 40; i++) assert.equal(slow.depthWhileRunning(), 0);
+  assert.equal(slow.overlapped, 0);
+
+  const fast = new DecodeSchedule();
+  fast.decoded(batch(40)); // 20 ms per image
+  fast.ran(40, 2); // 20 ms per image
+  const depths = Array.from({ length: 32 }, () => fast.depthWhileRunning());
+  // Overlapped, but every REMEASURE_EVERY-th batch in turn, so that both are measured again.
+  assert.equal(depths.filter((d) => d === 0).length, 32 / DecodeSchedule.REMEASURE_EVERY);
+  assert.equal(fast.overlapped, 32 - 32 / DecodeSchedule.REMEASURE_EVERY);
+  // A decode timed while the engine ran does not count.
+  fast.decoded(batch(1e6, false));
+  assert.equal(fast.depthWhileRunning() + fast.depthWhileRunning(), 2);
 });
 
 test('a stop asked for mid-run ends the loop after the batch in flight, with rows for every input before it', async () => {

@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { main } from '../src/cli.js';
 import { ModelError, UsageError } from '../src/errors.js';
-import { hubSettings, isHubId, parseHubId, type HubSettings } from '../src/io/hub-cache.js';
+import { hubSettings, hubTimeouts, isHubId, parseHubId, type HubSettings } from '../src/io/hub-cache.js';
 import { fetchModel, resolveHubModel } from '../src/io/hub.js';
 import { loadModel } from '../src/io/model-source.js';
 import { FIXTURES, modelDir } from './helpers/golden.js';
@@ -402,5 +402,132 @@ test('hub: --model ORG/NAME end to end: a real tiny model fetched through the CL
     assert.equal(typo.code, 2);
     assert.match(typo.stderr, /unknown model "B\/17"/);
     assert.equal(hub.requests.length, seen);
+  });
+});
+
+// ---- limits on every wait and on every body: a hub that stalls, trickles or overflows ends the run quickly
+
+/** Short limits for these tests: 0.4 s per phase, and a floor of 20 kB/s over 0.5 s windows. */
+const QUICK = hubTimeouts({ HF_HUB_ETAG_TIMEOUT: '0.4', HF_HUB_DOWNLOAD_TIMEOUT: '0.4', VIT_HUB_MIN_RATE: '20000', VIT_HUB_RATE_WINDOW: '0.5' });
+
+/** Run `fn`, asserting it settles within `seconds` (generously: these guard against hangs, never measure speed). */
+async function within<T>(seconds: number, fn: () => Promise<T>): Promise<T> {
+  const t0 = performance.now();
+  try {
+    return await fn();
+  } finally {
+    assert.ok(performance.now() - t0 < seconds * 1000, `took ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+  }
+}
+
+const blobOf = (s: HubSettings, id: string, body: Uint8Array) => join(repoDir(s, id), 'blobs', sha256(body));
+
+test('hub limits: the timeouts come from huggingface_hub\'s variables and ours, in seconds; bad values are usage errors', () => {
+  const t = hubTimeouts({ HF_HUB_ETAG_TIMEOUT: '2.5', HF_HUB_DOWNLOAD_TIMEOUT: '7', VIT_HUB_MIN_RATE: '100', VIT_HUB_RATE_WINDOW: '4' });
+  assert.deepEqual(t.metadata, { connectMs: 2500, headersMs: 2500, idleMs: 2500, minRate: 100, rateWindowMs: 4000 });
+  assert.equal(t.download.idleMs, 7000);
+  assert.deepEqual(hubTimeouts({}).download, { connectMs: 10_000, headersMs: 10_000, idleMs: 10_000, minRate: 1024, rateWindowMs: 30_000 });
+  assert.throws(() => hubTimeouts({ HF_HUB_DOWNLOAD_TIMEOUT: '0' }), (e: unknown) => e instanceof UsageError && /HF_HUB_DOWNLOAD_TIMEOUT must be a positive number/.test(e.message));
+  assert.throws(() => hubTimeouts({ VIT_HUB_MIN_RATE: 'fast' }), UsageError);
+});
+
+test('hub limits: a model-info API that never answers fails after the metadata timeout, or falls back to the cache', { timeout: 30_000 }, async () => {
+  await withHub([repo('acme/tiny-vit')], async (hub) => {
+    const s = settings(hub, { timeouts: QUICK });
+    await fetchModel('acme/tiny-vit', { settings: s });
+    hub.stall.add('api');
+    // With the model cached: served from the cache, with a note saying why.
+    const notes: string[] = [];
+    const cached = await within(5, () => fetchModel('acme/tiny-vit', { settings: s, note: (m) => notes.push(m) }));
+    assert.deepEqual(cached.downloaded, []);
+    assert.match(notes.join('\n'), /sent no answer within 0\.4 s \(HF_HUB_ETAG_TIMEOUT\).*using the cached snapshot/);
+    // Without: one line naming the limit.
+    await within(5, () => assert.rejects(fetchModel('acme/tiny-vit', { settings: settings(hub, { timeouts: QUICK }) }), (e: unknown) =>
+      e instanceof ModelError && /accepted the connection but sent no answer within 0\.4 s \(HF_HUB_ETAG_TIMEOUT\)/.test(e.message) && !e.message.includes('\n')));
+  });
+});
+
+test('hub limits: a body that stops mid-way ends after the idle timeout; the partial is kept and the next run resumes it', { timeout: 30_000 }, async () => {
+  await withHub([repo('acme/tiny-vit')], async (hub) => {
+    const s = settings(hub, { timeouts: QUICK });
+    hub.stallAfter.set('model.safetensors', 1000);
+    await within(5, () => assert.rejects(fetchModel('acme/tiny-vit', { settings: s }),
+      /interrupted after 1000 of 300000 bytes \(.* sent nothing for 0\.4 s \(HF_HUB_DOWNLOAD_TIMEOUT\)\); run the command again to resume/));
+    assert.equal(hub.bodyGets('model.safetensors').length, 1, 'a stalling server is not retried in the same run');
+    assert.equal(statSync(`${blobOf(s, 'acme/tiny-vit', WEIGHTS)}.incomplete`).size, 1000);
+    hub.stallAfter.clear();
+    const r = await fetchModel('acme/tiny-vit', { settings: s });
+    assert.equal(hub.bodyGets('model.safetensors').at(-1)!.headers.range, 'bytes=1000-');
+    assert.equal(sha256(readFileSync(join(r.dir, 'model.safetensors'))), sha256(WEIGHTS));
+  });
+});
+
+test('hub limits: a body trickling below the rate floor is stopped at the end of a window, partial kept', { timeout: 30_000 }, async () => {
+  await withHub([repo('acme/tiny-vit')], async (hub) => {
+    const s = settings(hub, { timeouts: QUICK });
+    // 200 bytes every 50 ms: 4 kB/s, never idle for 0.4 s, but far below the 20 kB/s floor.
+    hub.trickle.set('model.safetensors', { bytes: 200, everyMs: 50 });
+    await within(5, () => assert.rejects(fetchModel('acme/tiny-vit', { settings: s }),
+      /interrupted after \d+ of 300000 bytes \(.* slower than the floor of 20000 bytes\/s \(VIT_HUB_MIN_RATE, VIT_HUB_RATE_WINDOW\)\)/));
+    const kept = statSync(`${blobOf(s, 'acme/tiny-vit', WEIGHTS)}.incomplete`).size;
+    assert.ok(kept > 0 && kept < 300_000, String(kept));
+  });
+});
+
+test('hub limits: a body larger than announced is cut off at the announced size, refused and not kept', { timeout: 30_000 }, async () => {
+  await withHub([repo('acme/tiny-vit')], async (hub) => {
+    // Chunked, so only counting tells: stopped while streaming, before the extra bytes are written.
+    const s = settings(hub, { timeouts: QUICK });
+    hub.overflow.set('model.safetensors', { extra: 200_000, announce: false });
+    await within(5, () => assert.rejects(fetchModel('acme/tiny-vit', { settings: s }), (e: unknown) =>
+      e instanceof ModelError && /model\.safetensors: the server sent more than the 300000 bytes it announced; stopped there, and the partial download was deleted/.test(e.message)));
+    assert.ok(!existsSync(`${blobOf(s, 'acme/tiny-vit', WEIGHTS)}.incomplete`));
+    assert.ok(!existsSync(blobOf(s, 'acme/tiny-vit', WEIGHTS)));
+    // A Content-Length that contradicts the HEAD's X-Linked-Size: refused before a byte is written.
+    const s2 = settings(hub, { timeouts: QUICK });
+    hub.overflow.set('model.safetensors', { extra: 200_000, announce: true });
+    await assert.rejects(fetchModel('acme/tiny-vit', { settings: s2 }), /the server announced 300000 bytes but this answer carries 500000; refused/);
+    assert.ok(!existsSync(`${blobOf(s2, 'acme/tiny-vit', WEIGHTS)}.incomplete`));
+  });
+});
+
+test('hub limits: through the CLI, a stalled hub is one line on stderr and exit 1, within seconds', { timeout: 30_000 }, async () => {
+  await withHub([repo('acme/tiny-vit')], async (hub) => {
+    hub.stall.add('api');
+    const r = await within(10, () => runMain(['fetch', 'acme/tiny-vit'], { HF_ENDPOINT: hub.url, HF_HUB_CACHE: freshDir(), HF_HUB_ETAG_TIMEOUT: '0.4' }));
+    assert.equal(r.code, 1);
+    assert.equal(r.stderr.trim().split('\n').length, 1, r.stderr);
+    assert.match(r.stderr, /sent no answer within 0\.4 s \(HF_HUB_ETAG_TIMEOUT\)/);
+  });
+});
+
+test('hub revisions: nested branch names and refs/pr/N are quoted as one path segment and kept nested under refs/', async () => {
+  const revisions = ['feature/x', 'refs/pr/1'];
+  await withHub([repo('acme/tiny-vit', { revisions })], async (hub) => {
+    const s = settings(hub);
+    for (const revision of revisions) {
+      const r = await fetchModel('acme/tiny-vit', { settings: s, revision });
+      assert.equal(r.commit, COMMIT);
+      const api = hub.requests.filter((q) => q.path.startsWith('/api/models/')).at(-1)!;
+      assert.ok(api.rawPath.endsWith(`/revision/${revision.replaceAll('/', '%2F')}`), api.rawPath);
+      assert.equal(readFileSync(join(repoDir(s, 'acme/tiny-vit'), 'refs', ...revision.split('/')), 'utf8'), COMMIT);
+    }
+    // Offline, each revision resolves from its ref file, as huggingface_hub reads them.
+    const offline = { ...s, offline: true };
+    for (const revision of revisions) {
+      assert.equal(await resolveHubModel(`acme/tiny-vit@${revision}`, { settings: offline }), join(repoDir(s, 'acme/tiny-vit'), 'snapshots', COMMIT));
+    }
+    const cli = await runMain(['fetch', 'acme/tiny-vit', '--revision', 'feature/x', '--quiet'], { HF_ENDPOINT: hub.url, HF_HUB_CACHE: s.cacheDir });
+    assert.equal(cli.code, 0, cli.stderr);
+    for (const bad of ['feature//x', 'feature/.x', 'feature/', '../x']) assert.throws(() => parseHubId('acme/x', bad), UsageError, bad);
+  });
+});
+
+test('hub limits: a config.json announced larger than any config is not downloaded', async () => {
+  const huge = new Uint8Array(16 * 2 ** 20 + 1).fill(0x20);
+  await withHub([repo('acme/huge-config', {}, [{ name: 'config.json', body: huge }, { name: 'model.safetensors', body: WEIGHTS }])], async (hub) => {
+    await assert.rejects(fetchModel('acme/huge-config', { settings: settings(hub) }),
+      /acme\/huge-config@main\/config\.json: the hub announces 16777217 bytes, more than the 16777216 such a file can have; not downloaded/);
+    assert.equal(hub.bodyGets('config.json').length, 0);
   });
 });

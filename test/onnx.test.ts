@@ -8,6 +8,7 @@ import { PACKAGE_ROOT } from '../src/io/paths.js';
 import { loadModel } from '../src/io/model-source.js';
 import { openGraphCache } from '../src/io/graph-cache.js';
 import { validateVitConfig, type ViTConfig } from '../src/model/arch/vit/config.js';
+import { vitPreset } from '../src/model/arch/vit/presets.js';
 import type { ModelConfig } from '../src/model/config.js';
 import type { GraphStore, RunResult } from '../src/model/engines/engine.js';
 import { startEngine } from '../src/model/engines/index.js';
@@ -92,7 +93,8 @@ const VARIANTS: { label: string; change: Partial<ViTConfig> }[] = [
   { label: 'distilled (DeiT)', change: { distilled: true } },
   { label: 'avg pool + fc_norm, no class token', change: { classToken: false, globalPool: 'avg', fcNorm: true } },
   { label: 'headless with pre-logits, no qkv bias', change: { numClasses: 0, labels: null, representationSize: 12, qkvBias: false } },
-  { label: 'non-square input', change: { imgSize: [24, 40] } },
+  // The preprocessing follows the size, as --image-size makes it (a config whose resize misses its input is refused).
+  { label: 'non-square input', change: { imgSize: [24, 40], preprocess: { ...vitPreset('B/16').preprocess, resize: { height: 24, width: 40 }, crop: null } } },
 ];
 
 for (const v of VARIANTS) {
@@ -296,8 +298,8 @@ test('vit classify: an output that cannot be resumed is reported before the engi
   const garbage = join(scratch, 'not-a-vit-output.csv');
   writeFileSync(garbage, 'garbage\n');
   const r = await runVit([...base, '-o', garbage, '--resume'], { env });
-  assert.equal(r.code, 1, r.stderr);
-  assert.match(r.stderr, /not a CSV written by vit/);
+  assert.equal(r.code, 2, r.stderr);
+  assert.match(r.stderr, /cannot resume .*not-a-vit-output\.csv: it has no .*\.vit\.json/);
   assert.doesNotMatch(r.stderr, /engine: onnx/);
   assert.equal(r.stdout, '');
 });

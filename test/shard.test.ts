@@ -8,8 +8,9 @@ import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSy
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
-import { mergeOutputs } from '../src/io/merge.js';
-import { createWriter, type EmbedRow, type ErrorRow } from '../src/io/writers.js';
+import { mergeOutputs } from '../src/io/sinks/index.js';
+import type { EmbedRow, ErrorRow } from '../src/io/sinks/rows.js';
+import { testWriter } from './helpers/formats.js';
 import { runVit, type RunResult } from './helpers/cli.js';
 import { FIXTURES, modelDir } from './helpers/golden.js';
 
@@ -86,15 +87,31 @@ test('shards: inputs in any order: merged rows are sorted by path, or in the inp
 
 test('merge: a path twice, a missing part (with --inputs), an unfinished part and a bad --shard are errors', async () => {
   const parts = await runShards('classify', 'csv', [], [DIR]);
-  const dup = await runVit(['merge', join(tmp, 'dup.csv'), parts[0], parts[1], parts[0]]);
+  const dup = await runVit(['merge', join(tmp, 'dup.csv'), ...parts, parts[0]]);
   assert.equal(dup.code, 1);
   assert.match(dup.stderr, /".*photos\/.*" is twice: .*part1\.csv is named twice/);
-  const missing = await runVit(['merge', join(tmp, 'missing.csv'), parts[0], parts[2], '--inputs', DIR]);
+  // The parts say how many shards there are: a missing one is found with or without --inputs.
+  for (const extra of [[], ['--inputs', DIR]]) {
+    const missing = await runVit(['merge', join(tmp, 'missing.csv'), parts[0], parts[2], ...extra]);
+    assert.equal(missing.code, 1);
+    assert.match(missing.stderr, /shard 2\/3 missing: the parts cover 2 of 3/);
+  }
+  // Without provenance (parts written to stdout), --inputs still finds what is missing.
+  const bare = parts.map((p, i) => {
+    const copy = join(tmp, `bare-${i}.csv`);
+    writeFileSync(copy, readFileSync(p));
+    return copy;
+  });
+  const noProvenance = await runVit(['merge', join(tmp, 'missing.csv'), bare[0], bare[2]]);
+  assert.equal(noProvenance.code, 2);
+  assert.match(noProvenance.stderr, /no provenance .*--inputs/);
+  const missing = await runVit(['merge', join(tmp, 'missing.csv'), bare[0], bare[2], '--inputs', DIR]);
   assert.equal(missing.code, 1);
   assert.match(missing.stderr, /\d+ of 38 inputs have no row: ".*photos\/.*"/);
   const cut = join(tmp, 'cut.csv');
   const bytes = readFileSync(parts[1]);
   writeFileSync(cut, bytes.subarray(0, bytes.length - 5));
+  writeFileSync(`${cut}.vit.json`, readFileSync(`${parts[1]}.vit.json`));
   const unfinished = await runVit(['merge', join(tmp, 'unfinished.csv'), parts[0], cut, parts[2]]);
   assert.equal(unfinished.code, 1);
   assert.match(unfinished.stderr, /cut\.csv is incomplete .*--resume/);
@@ -112,7 +129,7 @@ test('merge: a CSV part that saw only failed inputs (header without embedding co
     { path: 'c.png', error: 'empty file' }, { path: 'd.png', embedding: Float32Array.from([3, 4]) },
   ];
   const write = async (file: string, subset: (EmbedRow | ErrorRow)[]) => {
-    const w = createWriter('embed', 'csv', { output: join(tmp, file), stdout: process.stdout });
+    const w = await testWriter('embed', 'csv', { output: join(tmp, file), stdout: process.stdout });
     for (const r of subset) await w.write(r);
     await w.close();
     return join(tmp, file);

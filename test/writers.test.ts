@@ -7,12 +7,14 @@ import { PassThrough, Writable } from 'node:stream';
 import { after, test } from 'node:test';
 import { OutputError, UsageError } from '../src/errors.js';
 import { PACKAGE_ROOT } from '../src/io/paths.js';
-import { readStoredOutput, type StoredOutput } from '../src/io/stored.js';
+import { readStoredOutput } from '../src/io/sinks/index.js';
+import { npyHeader, pathsFileFor } from '../src/io/sinks/npy.js';
+import { manifestPath } from '../src/io/sinks/manifest.js';
 import {
-  createSchemaWriter, createWriter, formatFloat32, npyHeader, pathsFileFor, pathsLine,
+  CLASSIFY_SCHEMA, EMBED_SCHEMA, formatFloat32, formatsFor, pathsLine,
   type ClassifyRow, type EmbedRow, type ErrorRow, type Format, type RowSchema,
-} from '../src/io/writers.js';
-import { parseCsv, readNpy } from './helpers/formats.js';
+} from '../src/io/sinks/rows.js';
+import { parseCsv, readNpy, testWriter } from './helpers/formats.js';
 
 const tmp = mkdtempSync(join(tmpdir(), 'vit-writers-'));
 after(() => rmSync(tmp, { recursive: true, force: true }));
@@ -52,7 +54,7 @@ async function writeAll<R extends { path: string }>(w: { write(r: R | ErrorRow):
 
 test('writers: classify CSV round-trips awkward paths through an RFC 4180 parser', async () => {
   const out = collector();
-  const w = createWriter('classify', 'csv', { stdout: out.stream });
+  const w = await testWriter('classify', 'csv', { stdout: out.stream });
   const rows: (ClassifyRow | ErrorRow)[] = NASTY_PATHS.map(classifyRow);
   rows.splice(3, 0, { path: 'broken, "bad".jpg', error: 'truncated or corrupt image' });
   await writeAll(w, rows);
@@ -75,14 +77,14 @@ test('writers: JSON is one valid array with 0, 1 or many rows; JSONL is one obje
   for (const n of [0, 1, 5]) {
     const out = collector();
     const rows = NASTY_PATHS.slice(0, n).map(classifyRow);
-    await writeAll(createWriter('classify', 'json', { stdout: out.stream }), rows);
+    await writeAll(await testWriter('classify', 'json', { stdout: out.stream }), rows);
     const parsed = JSON.parse(out.text()) as ClassifyRow[];
     assert.equal(parsed.length, n);
     assert.deepEqual(parsed.map((r) => r.path), rows.map((r) => r.path));
     if (n === 0) assert.equal(out.text(), '[\n\n]\n');
   }
   const out = collector();
-  await writeAll(createWriter('classify', 'jsonl', { stdout: out.stream }), [classifyRow(NASTY_PATHS[3], 1), { path: 'x.jpg', error: 'no such file' }]);
+  await writeAll(await testWriter('classify', 'jsonl', { stdout: out.stream }), [classifyRow(NASTY_PATHS[3], 1), { path: 'x.jpg', error: 'no such file' }]);
   const lines = out.text().split('\n');
   assert.equal(lines.pop(), '');
   assert.equal(lines.length, 2);
@@ -117,31 +119,30 @@ test('writers: embed CSV and JSON; failures before the first good row keep their
     { path: 'b, c.jpg', embedding: v(2) },
   ];
   const csv = collector();
-  await writeAll(createWriter('embed', 'csv', { stdout: csv.stream }), rows);
+  await writeAll(await testWriter('embed', 'csv', { stdout: csv.stream }), rows);
   const recs = parseCsv(csv.text());
   assert.deepEqual(recs[0], ['path', 'e0', 'e1', 'e2', 'e3', 'error']);
   assert.deepEqual(recs[1], ['gone.jpg', '', '', '', '', 'no such file']);
   assert.equal(recs[3][0], 'b, c.jpg');
   assert.deepEqual(recs[3].slice(1, 5).map((s) => Math.fround(Number(s))), Array.from(v(2)));
   const json = collector();
-  await writeAll(createWriter('embed', 'json', { stdout: json.stream }), rows);
+  await writeAll(await testWriter('embed', 'json', { stdout: json.stream }), rows);
   const parsed = JSON.parse(json.text());
   assert.deepEqual(parsed[0], { path: 'gone.jpg', error: 'no such file' });
   assert.deepEqual(parsed[1].embedding.map(Math.fround), Array.from(v(1)));
   // All rows failed: the CSV still has a header.
   const none = collector();
-  await writeAll(createWriter('embed', 'csv', { stdout: none.stream }), [{ path: 'x', error: 'not an image' }]);
+  await writeAll(await testWriter('embed', 'csv', { stdout: none.stream }), [{ path: 'x', error: 'not an image' }]);
   assert.equal(none.text(), 'path,error\nx,not an image\n');
   // Rows of different widths cannot share a header.
-  const w = createWriter('embed', 'csv', { stdout: collector().stream });
+  const w = await testWriter('embed', 'csv', { stdout: collector().stream });
   await w.write({ path: 'a', embedding: v(1) });
   await assert.rejects(w.write({ path: 'b', embedding: new Float32Array(3) }), OutputError);
 });
 
-test('writers: npy file with paths beside it; failed inputs reported, not written', async () => {
+test('writers: npy file with paths beside it; failed inputs not written', async () => {
   const out = join(tmp, 'feats.npy');
-  const errors: ErrorRow[] = [];
-  const w = createWriter('embed', 'npy', { output: out, stdout: collector().stream, onError: (e) => errors.push(e) });
+  const w = await testWriter('embed', 'npy', { output: out, stdout: collector().stream });
   const D = 5;
   const paths = ['a.jpg', 'with\nnewline.jpg', '"quoted.jpg', 'ünï, cödé.jpg'];
   const want: number[] = [];
@@ -156,7 +157,6 @@ test('writers: npy file with paths beside it; failed inputs reported, not writte
   const npy = readNpy(readFileSync(out));
   assert.deepEqual(npy.shape, [paths.length, D]);
   assert.deepEqual(Array.from(npy.data), want);
-  assert.deepEqual(errors, [{ path: 'broken.jpg', error: 'truncated or corrupt image' }]);
   assert.equal(pathsFileFor(out), join(tmp, 'feats.paths.txt'));
   const lines = readFileSync(join(tmp, 'feats.paths.txt'), 'utf8').split('\n');
   assert.equal(lines.pop(), '');
@@ -168,7 +168,7 @@ test('writers: npy file with paths beside it; failed inputs reported, not writte
 
 test('writers: npy to stdout (spooled) and with zero rows', async () => {
   const out = collector();
-  const w = createWriter('embed', 'npy', { stdout: out.stream });
+  const w = await testWriter('embed', 'npy', { stdout: out.stream });
   const rows = [Float32Array.from([1, 2, 3]), Float32Array.from([4, 5, 6.5])];
   for (const [i, e] of rows.entries()) await w.write({ path: `${i}.png`, embedding: e });
   await w.close();
@@ -176,7 +176,7 @@ test('writers: npy to stdout (spooled) and with zero rows', async () => {
   assert.deepEqual(npy.shape, [2, 3]);
   assert.deepEqual(Array.from(npy.data), [1, 2, 3, 4, 5, 6.5]);
   const empty = join(tmp, 'empty.npy');
-  await createWriter('embed', 'npy', { output: empty, stdout: collector().stream }).close();
+  await (await testWriter('embed', 'npy', { output: empty, stdout: collector().stream })).close();
   assert.deepEqual(readNpy(readFileSync(empty)).shape, [0, 0]);
   assert.equal(readFileSync(join(tmp, 'empty.paths.txt'), 'utf8'), '');
   // The header reserved for the row count has room for 2^40 rows and keeps its size when patched.
@@ -186,7 +186,7 @@ test('writers: npy to stdout (spooled) and with zero rows', async () => {
 
 test('writers: -o is atomic: nothing at the target until close, nothing left on abort', async () => {
   const out = join(tmp, 'atomic.jsonl');
-  const w = createWriter('classify', 'jsonl', { output: out, stdout: collector().stream });
+  const w = await testWriter('classify', 'jsonl', { output: out, stdout: collector().stream });
   await w.write(classifyRow('a.jpg', 1));
   assert.equal(existsSync(out), false, 'target not there while writing');
   assert.ok(readdirSync(tmp).includes(`.atomic.jsonl.${process.pid}.tmp`), 'temp file beside the target');
@@ -196,27 +196,24 @@ test('writers: -o is atomic: nothing at the target until close, nothing left on 
 
   // An aborted run leaves an existing target untouched and no temp file.
   writeFileSync(out, 'previous contents\n');
-  const w2 = createWriter('classify', 'jsonl', { output: out, stdout: collector().stream });
+  const w2 = await testWriter('classify', 'jsonl', { output: out, stdout: collector().stream });
   await w2.write(classifyRow('b.jpg', 1));
   await w2.abort();
   assert.equal(readFileSync(out, 'utf8'), 'previous contents\n');
   const n = join(tmp, 'aborted.npy');
-  const w3 = createWriter('embed', 'npy', { output: n, stdout: collector().stream });
+  const w3 = await testWriter('embed', 'npy', { output: n, stdout: collector().stream });
   await w3.write({ path: 'a', embedding: new Float32Array(2) });
   await w3.abort();
   assert.deepEqual(readdirSync(tmp).filter((f) => f.endsWith('.tmp') || f.startsWith('aborted')), []);
 
-  // A directory that does not exist is an OutputError.
-  const w4 = createWriter('classify', 'csv', { output: join(tmp, 'no', 'such', 'dir.csv'), stdout: collector().stream });
-  await assert.rejects(w4.write(classifyRow('a', 1)), (e: unknown) => e instanceof OutputError && /ENOENT/.test(e.message));
-  await w4.abort();
+  // A directory that does not exist is an OutputError, before any row.
+  await assert.rejects(testWriter('classify', 'csv', { output: join(tmp, 'no', 'such', 'dir.csv'), stdout: collector().stream }),
+    (e: unknown) => e instanceof OutputError && /ENOENT/.test(e.message));
 });
 
-test('writers: unknown formats are UsageErrors listing the valid ones; npy only where rows are vectors', () => {
-  const stdout = collector().stream;
-  assert.throws(() => createWriter('classify', 'xml', { stdout }), (e: unknown) => e instanceof UsageError && /csv, json, jsonl$/.test(e.message));
-  assert.throws(() => createWriter('classify', 'npy', { stdout }), (e: unknown) => e instanceof UsageError && /csv, json, jsonl$/.test(e.message));
-  assert.throws(() => createWriter('embed', 'tsv', { stdout }), (e: unknown) => e instanceof UsageError && /csv, json, jsonl, npy$/.test(e.message));
+test('writers: the formats of a row kind; npy only where rows are vectors', () => {
+  assert.deepEqual(formatsFor(CLASSIFY_SCHEMA), ['csv', 'json', 'jsonl']);
+  assert.deepEqual(formatsFor(EMBED_SCHEMA), ['csv', 'json', 'jsonl', 'npy']);
 });
 
 test('writers: a schema of named arrays gets every format without new writer code', async () => {
@@ -231,10 +228,10 @@ test('writers: a schema of named arrays gets every format without new writer cod
   };
   const row: MapsRow = { path: 'a.png', maps: { layer0: Float32Array.from([0.25, 0.75]), layer1: Float32Array.from([1, 0]) } };
   const csv = collector();
-  await writeAll(createSchemaWriter(schema, 'csv', { stdout: csv.stream }), [row]);
+  await writeAll(await testWriter(schema, 'csv', { stdout: csv.stream }), [row]);
   assert.equal(csv.text(), 'path,layer0_0,layer0_1,layer1_0,layer1_1,error\na.png,0.25,0.75,1,0,\n');
   const jsonl = collector();
-  await writeAll(createSchemaWriter(schema, 'jsonl', { stdout: jsonl.stream }), [row]);
+  await writeAll(await testWriter(schema, 'jsonl', { stdout: jsonl.stream }), [row]);
   assert.deepEqual(JSON.parse(jsonl.text()), { path: 'a.png', layer0: [0.25, 0.75], layer1: [1, 0] });
 });
 
@@ -247,7 +244,7 @@ test('writers: a stream that fails with EPIPE ends the output quietly', async ()
       else setImmediate(cb);
     },
   });
-  const w = createWriter('classify', 'jsonl', { stdout: stream });
+  const w = await testWriter('classify', 'jsonl', { stdout: stream });
   let written = 0;
   for (; written < 100 && !w.closedByReader; written++) await w.write(classifyRow(`${written}.jpg`, 1));
   assert.equal(w.closedByReader, true);
@@ -293,8 +290,8 @@ const resumeRows = <R extends { path: string }>(row: (p: string, i: number) => R
 const embedRow = (p: string, i: number): EmbedRow => ({ path: p, embedding: Float32Array.from([i, -i / 3, 1e-3 * i]) });
 
 /** Write `rows` to `file` in one go; returns the bytes of the file (and of the npy paths file). */
-async function writeFile<K extends 'classify' | 'embed'>(kind: K, format: string, file: string, rows: ({ path: string } | ErrorRow)[], append?: StoredOutput) {
-  const w = createWriter(kind, format, { output: file, stdout: collector().stream, append });
+async function writeFile<K extends 'classify' | 'embed'>(kind: K, format: string, file: string, rows: ({ path: string } | ErrorRow)[], resume = false) {
+  const w = await testWriter(kind, format, { output: file, stdout: collector().stream, resume });
   for (const r of rows) await w.write(r as never);
   await w.close();
   return { data: readFileSync(file), paths: format === 'npy' ? readFileSync(pathsFileFor(file)) : null };
@@ -308,6 +305,8 @@ async function writeFile<K extends 'classify' | 'embed'>(kind: K, format: string
 async function crashEverywhere(kind: 'classify' | 'embed', format: string, rows: ({ path: string } | ErrorRow)[]): Promise<number> {
   const ref = await writeFile(kind, format, join(tmp, `ref.${format}`), rows);
   const file = join(tmp, `crashed.${format}`);
+  // A run continued in place (--resume) writes its manifest before its first row.
+  writeFileSync(manifestPath(file), readFileSync(manifestPath(join(tmp, `ref.${format}`))));
   // npy: each row's data is written before its paths line; the header comes first.
   const states: [number, number][] = [];
   if (ref.paths === null) for (let d = 0; d <= ref.data.length; d++) states.push([d, 0]);
@@ -329,7 +328,7 @@ async function crashEverywhere(kind: 'classify' | 'embed', format: string, rows:
     const done = stored.rows.map((r) => r.path);
     assert.deepEqual(done, rows.map((r) => r.path).filter((q) => done.includes(q)).slice(0, done.length), 'a prefix of the rows');
     const rest = rows.filter((r) => !done.includes(r.path));
-    const got = await writeFile(kind, format, file, rest, stored);
+    const got = await writeFile(kind, format, file, rest, true);
     assert.ok(got.data.equals(ref.data), `${format}: crash after ${d} bytes${ref.paths ? ` (+${p} of paths)` : ''} resumes to other bytes`);
     if (ref.paths !== null) assert.ok(got.paths!.equals(ref.paths), `npy paths: crash at ${d}/${p}`);
   }
@@ -353,7 +352,7 @@ test('resume: an output closed after failures only (provisional CSV header) star
   assert.equal(stored.keep, 0);
   const rows = [{ path: 'x', error: 'not an image' }, embedRow('y', 1)];
   const ref = await writeFile('embed', 'csv', join(tmp, 'only-failures-ref.csv'), rows);
-  assert.ok((await writeFile('embed', 'csv', file, rows, stored)).data.equals(ref.data));
+  assert.ok((await writeFile('embed', 'csv', file, rows, true)).data.equals(ref.data));
   // A closed, empty JSON array holds nothing.
   const empty = join(tmp, 'empty.json');
   await writeFile('classify', 'json', empty, []);
@@ -370,8 +369,7 @@ test('resume: a file that is not a vit output, or with a damaged middle, or othe
   await assert.rejects(readStoredOutput(damaged, 'jsonl', 'resume'), (e: unknown) => e instanceof OutputError && /byte 25/.test(e.message));
   const csv = join(tmp, 'embed3.csv');
   await writeFile('embed', 'csv', csv, [embedRow('a', 1), embedRow('b', 2)]);
-  const stored = await readStoredOutput(csv, 'csv', 'resume');
-  const w = createWriter('embed', 'csv', { output: csv, stdout: collector().stream, append: stored });
+  const w = await testWriter('embed', 'csv', { output: csv, stdout: collector().stream, resume: true });
   await assert.rejects(w.write({ path: 'b', embedding: new Float32Array(5) }), (e: unknown) => e instanceof OutputError && /columns/.test(e.message));
   await w.abort();
   assert.ok(readFileSync(csv, 'utf8').startsWith('path,e0,e1,e2,error\na,'), 'an in-place file keeps its rows on abort');

@@ -1,12 +1,12 @@
 import { attentionRows } from '../pipeline/attention-rows.js';
-import { runPipeline, type RowKind } from '../pipeline/run.js';
+import { runPipeline, type RowKind, type RunArgs } from '../pipeline/run.js';
 import type { Context } from '../pipeline/context.js';
-import { runOptions, type ArgsOf, type CommandBody, type RunArgs } from './options.js';
+import { runOptions, type ArgsOf, type CommandBody } from './options.js';
 import { INPUTS } from './inputs.js';
 
 const OPTIONS = {
   ...runOptions(['jsonl', 'json', 'csv', 'npy']),
-  raw: { type: 'boolean', default: false, describe: 'the softmax attention probabilities [layers][heads][tokens][tokens] (tokens include the class token)' },
+  raw: { type: 'boolean', default: false, describe: 'the softmax attention probabilities [layers][heads][tokens][tokens] (tokens include the class token); Swin: [layers][windows][heads][N][N] within each window' },
   layer: { type: 'string', default: 'all', describe: 'with --raw: a 0-based layer index, or all' },
   head: { type: 'string', default: 'all', describe: 'with --raw: a 0-based head index, mean, or all' },
   distance: { type: 'boolean', default: false, describe: "mean attention distance per layer and head, in input pixels (the paper's figure 7)" },

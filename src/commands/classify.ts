@@ -1,7 +1,7 @@
 import { classifyRows } from '../pipeline/rows.js';
-import { runPipeline } from '../pipeline/run.js';
+import { runPipeline, type RunArgs } from '../pipeline/run.js';
 import type { Context } from '../pipeline/context.js';
-import { runOptions, type ArgsOf, type CommandBody, type RunArgs } from './options.js';
+import { runOptions, type ArgsOf, type CommandBody } from './options.js';
 import { INPUTS } from './inputs.js';
 
 const OPTIONS = {

@@ -6,7 +6,8 @@ import { archOf } from '../model/arch/index.js';
 import { DTYPES, type Dtype } from '../model/engines/engine.js';
 import { preprocessToHf } from '../model/preprocess.js';
 import type { Context } from '../pipeline/context.js';
-import { MODEL_OPTIONS, modelSpec, type ArgsOf, type CommandBody } from './options.js';
+import { modelSpec } from '../pipeline/open-model.js';
+import { MODEL_OPTIONS, type ArgsOf, type CommandBody } from './options.js';
 
 const OPTIONS = {
   ...MODEL_OPTIONS,

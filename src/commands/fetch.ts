@@ -1,12 +1,10 @@
-import type CliProgress from 'cli-progress';
 import type { DownloadProgress, FetchOptions } from '../io/hub.js';
 import { registerModelResolver } from '../io/model-resolvers.js';
-import { progressEnabled } from '../io/progress.js';
+import { createBar, progressEnabled, type Bar } from '../io/progress.js';
 import { writeAll } from '../io/streams.js';
 import type { Context } from '../pipeline/context.js';
 import type { CommandBody } from './options.js';
 
-const mib = (n: number) => `${(n / 2 ** 20).toFixed(1)} MiB`;
 
 type Hub = typeof import('../io/hub.js');
 
@@ -15,29 +13,18 @@ function loadHub(): Promise<Hub> {
   return import('../io/hub.js');
 }
 
-/**
- * A byte bar per large file, shown under the same conditions as the run's bar (a TTY stderr, not CI, not
- * --quiet); createProgress counts images, this one counts MiB.
- */
-async function downloadBar(hub: Hub, stderr: NodeJS.WritableStream, quiet: boolean): Promise<DownloadProgress | undefined> {
-  if (!progressEnabled({ stderr, quiet })) return undefined;
-  const { default: cliProgress } = await import('cli-progress');
-  let bar: CliProgress.SingleBar | null = null;
-  let total = 0;
+/** A byte bar per large file, shown under the same conditions as a run's bar (a TTY stderr, not CI, not --quiet). */
+function downloadBar(hub: Hub, ctx: Context): DownloadProgress | undefined {
+  if (!progressEnabled({ stderr: ctx.stderr, quiet: ctx.quiet })) return undefined;
+  let bar: Bar | null = null;
   return {
     start(file, totalBytes, doneBytes) {
       if (totalBytes !== null && totalBytes < hub.LARGE_FILE) return;
-      total = totalBytes ?? 0;
-      bar = new cliProgress.SingleBar({
-        stream: stderr as NodeJS.WriteStream,
-        format: `${file} [{bar}] {percentage}% {done} / {size}`,
-        hideCursor: true,
-        clearOnComplete: true,
-      }, cliProgress.Presets.shades_classic);
-      bar.start(total, doneBytes, { done: mib(doneBytes), size: totalBytes === null ? '?' : mib(total) });
+      bar = createBar(totalBytes, { stderr: ctx.stderr, quiet: ctx.quiet, unit: 'bytes', label: file, write: ctx.note });
+      bar.set(doneBytes);
     },
     update(doneBytes) {
-      bar?.update(doneBytes, { done: mib(doneBytes) });
+      bar?.set(doneBytes);
     },
     stop() {
       bar?.stop();
@@ -46,24 +33,24 @@ async function downloadBar(hub: Hub, stderr: NodeJS.WritableStream, quiet: boole
   };
 }
 
-async function hubOptions(hub: Hub, ctx: Context, quiet: boolean): Promise<FetchOptions> {
-  return { progress: await downloadBar(hub, ctx.stderr, quiet), note: ctx.note };
+function hubOptions(hub: Hub, ctx: Context): FetchOptions {
+  return { progress: downloadBar(hub, ctx), note: ctx.note };
 }
 
-let hubContext: { ctx: Context; quiet: boolean } | null = null;
+let hubContext: Context | null = null;
 
 /**
  * Lets `--model ORG/NAME[@REV]` name a hub model on every command: served from the cache when it holds the
  * model, fetched otherwise (unless offline). Called by the CLI for each run, so notes go to that run's stderr.
  */
-export function enableHubModels(ctx: Context, quiet: boolean): void {
+export function enableHubModels(ctx: Context): void {
   if (!hubContext) {
     registerModelResolver(async (name) => {
       const hub = await loadHub();
-      return hub.resolveHubModel(name, await hubOptions(hub, hubContext!.ctx, hubContext!.quiet));
+      return hub.resolveHubModel(name, hubOptions(hub, hubContext!));
     });
   }
-  hubContext = { ctx, quiet };
+  hubContext = ctx;
 }
 
 export function fetchCommand(ctx: Context): CommandBody {
@@ -78,7 +65,7 @@ export function fetchCommand(ctx: Context): CommandBody {
     handler: async (argv) => {
       const a = argv as Record<string, unknown>;
       const hub = await loadHub();
-      const r = await hub.fetchModel(a.model as string, { ...await hubOptions(hub, ctx, a.quiet as boolean), revision: a.revision as string | undefined });
+      const r = await hub.fetchModel(a.model as string, { ...hubOptions(hub, ctx), revision: a.revision as string | undefined });
       ctx.note(
         `${r.repo}@${r.revision} is commit ${r.commit}: ` +
         (r.downloaded.length > 0 ? `downloaded ${r.downloaded.join(', ')}` : 'everything was in the cache'),

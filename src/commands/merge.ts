@@ -1,7 +1,7 @@
 import { UsageError } from '../errors.js';
 import { collectInputs, uniquePaths } from '../io/inputs.js';
-import { mergeOutputs } from '../io/merge.js';
-import { FORMATS, type Format } from '../io/writers.js';
+import { mergeOutputs } from '../io/sinks/index.js';
+import { FORMATS, type Format } from '../io/sinks/rows.js';
 import type { Context } from '../pipeline/context.js';
 import type { CommandBody } from './options.js';
 
@@ -41,7 +41,7 @@ export function mergeCommand(ctx: Context): CommandBody {
         ? undefined
         : uniquePaths(await collectInputs(a.inputs, { stdin: process.stdin, stdinIsTTY: process.stdin.isTTY === true, nul: a.null })).paths;
       // yargs hands a positional `-` to a string option as ''.
-      const output = a.output === '-' || a.output === '' ? undefined : a.output;
+      const output = a.output === '' ? '-' : a.output;
       const rows = await mergeOutputs(a.parts, { format, output, stdout: ctx.stdout, inputs, note: ctx.note });
       ctx.verbose(`merged ${rows} rows from ${a.parts.length} parts into ${a.output}`);
     },

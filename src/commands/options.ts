@@ -3,10 +3,8 @@
  * InferredOptionTypes), so a handler's argument type can never drift from its parser.
  */
 import type { ArgumentsCamelCase, CommandModule, InferredOptionTypes, Options } from 'yargs';
-import { UsageError } from '../errors.js';
 import { DEVICES, DTYPES } from '../model/engines/engine.js';
 import { ENGINE_NAMES } from '../model/engines/index.js';
-import type { ModelSpec } from '../io/model-source.js';
 
 /**
  * What a command module gives: its options (with examples) and its handler. Its usage line and description
@@ -54,20 +52,3 @@ export function runOptions<F extends string>(formats: readonly [F, ...F[]]) {
 }
 
 export type ModelArgs = ArgsOf<typeof MODEL_OPTIONS>;
-export type RunArgs = ArgsOf<ReturnType<typeof runOptions<string>>> & { inputs?: string[] };
-
-/** "384" or "384x512" → [h, w]. */
-export function parseImageSize(s: string | undefined): [number, number] | undefined {
-  if (s === undefined) return undefined;
-  const m = /^(\d+)(?:[x×,](\d+))?$/i.exec(s.trim());
-  if (!m) throw new UsageError(`--image-size takes S or HxW (e.g. 384 or 384x512), not "${s}"`);
-  const h = Number(m[1]);
-  const w = m[2] === undefined ? h : Number(m[2]);
-  if (h <= 0 || w <= 0) throw new UsageError(`--image-size must be positive, not "${s}"`);
-  return [h, w];
-}
-
-/** The model the model options name. */
-export function modelSpec(a: ModelArgs): ModelSpec {
-  return { model: a.model, weights: a.weights, randomWeights: a.randomWeights, numClasses: a.numClasses, imageSize: parseImageSize(a.imageSize) };
-}

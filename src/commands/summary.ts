@@ -4,7 +4,8 @@ import { summarize, type ModelSummary } from '../model/summary.js';
 import { resolveModel } from '../io/model-source.js';
 import { writeAll } from '../io/streams.js';
 import type { Context } from '../pipeline/context.js';
-import { MODEL_OPTIONS, modelSpec, type ArgsOf, type CommandBody } from './options.js';
+import { modelSpec } from '../pipeline/open-model.js';
+import { MODEL_OPTIONS, type ArgsOf, type CommandBody } from './options.js';
 
 const OPTIONS = {
   ...MODEL_OPTIONS,

@@ -5,10 +5,12 @@
  * and other weights of the same size are not.
  */
 import { createHash } from 'node:crypto';
-import { closeSync, mkdirSync, openSync, readFileSync, readSync, realpathSync, renameSync, statSync, writeFileSync } from 'node:fs';
+import { closeSync, constants, fstatSync, mkdirSync, openSync, readFileSync, readSync, realpathSync, renameSync, writeFileSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { WeightsError } from '../errors.js';
 import type { TensorMap } from '../model/tensor.js';
+import type { WeightsBudget } from '../model/weights/budget.js';
+import { FILE_LIMITS, notRegular, readFailure, readRegularText } from './regular-file.js';
 import { readFileBytes } from './streams.js';
 
 /** Weights files a model directory or hub repository may hold, in order of preference. */
@@ -45,26 +47,29 @@ export function checkpointFiles(path: string): string[] {
   if (!isShardIndex(path)) return [path];
   let text: string;
   try {
-    text = readFileSync(path, 'utf8');
+    text = readRegularText(path, FILE_LIMITS.index);
   } catch (e) {
-    throw new WeightsError(`cannot read weights ${path}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+    throw new WeightsError(`cannot read weights ${path}: ${readFailure(e)}`);
   }
   return shardsOf(text, path).map((s) => join(dirname(path), s));
 }
 
-export type ReadWeights = (bytes: Uint8Array, fileName: string) => TensorMap;
+export type ReadWeights = (bytes: Uint8Array, fileName: string, budget: WeightsBudget) => TensorMap;
 
-/** Every tensor of a checkpoint (all its shards), read with `read`. */
-export function readCheckpoint(path: string, read: ReadWeights): TensorMap {
+/**
+ * Every tensor of a checkpoint (all its shards), read with `read`. Each file must be a regular file within
+ * the budget's size (checkpoint.ts: weightsBudget), and every size inside it is checked against the budget.
+ */
+export function readCheckpoint(path: string, read: ReadWeights, budget: WeightsBudget & { maxFileBytes: number }): TensorMap {
   const out: TensorMap = new Map();
   for (const file of checkpointFiles(path)) {
     let bytes: Uint8Array;
     try {
-      bytes = readFileBytes(file);
+      bytes = readFileBytes(file, budget.maxFileBytes);
     } catch (e) {
-      throw new WeightsError(`cannot read weights ${file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+      throw new WeightsError(`cannot read weights ${file}: ${readFailure(e)}`);
     }
-    for (const [k, v] of read(bytes, file)) out.set(k, v);
+    for (const [k, v] of read(bytes, file, budget)) out.set(k, v);
   }
   return out;
 }
@@ -74,21 +79,30 @@ export function readCheckpoint(path: string, read: ReadWeights): TensorMap {
  * modification and change times in nanoseconds. Writing the file changes mtime or ctime; a copy is another
  * inode (or a new ctime); restoring an mtime (`touch -r`, `cp -p`) changes the ctime.
  */
-function statIdentity(path: string): string {
-  const st = statSync(path, { bigint: true });
+function statIdentity(path: string, fd: number): string {
+  const st = fstatSync(fd, { bigint: true });
+  const kind = notRegular(st);
+  if (kind !== null) throw new WeightsError(`cannot read weights ${path}: ${kind}`);
   return [realpathSync(path), st.dev, st.ino, st.size, st.mtimeNs, st.ctimeNs].join(' ');
 }
 
-/** sha256 of a file, read in chunks so a checkpoint of any size is hashed in little memory. */
-function hashFile(path: string): string {
-  const h = createHash('sha256');
-  const fd = openSync(path, 'r');
+/**
+ * A checkpoint file opened for its identity and hash. Non-blocking, so a FIFO given as weights is refused by
+ * statIdentity at once instead of waiting for a writer.
+ */
+function openCheckpointFile(path: string): number {
   try {
-    const buf = Buffer.allocUnsafe(16 * 2 ** 20);
-    for (let n; (n = readSync(fd, buf, 0, buf.length, null)) > 0;) h.update(buf.subarray(0, n));
-  } finally {
-    closeSync(fd);
+    return openSync(path, constants.O_RDONLY | constants.O_NONBLOCK);
+  } catch (e) {
+    throw new WeightsError(`cannot read weights ${path}: ${readFailure(e)}`);
   }
+}
+
+/** sha256 of an open file, read in chunks so a checkpoint of any size is hashed in little memory. */
+function hashFile(fd: number): string {
+  const h = createHash('sha256');
+  const buf = Buffer.allocUnsafe(16 * 2 ** 20);
+  for (let n; (n = readSync(fd, buf, 0, buf.length, null)) > 0;) h.update(buf.subarray(0, n));
   return h.digest('hex');
 }
 
@@ -100,24 +114,24 @@ function hashFile(path: string): string {
 export function checkpointHash(path: string, memoDir: string | null): string {
   const h = createHash('sha256');
   for (const file of checkpointFiles(path)) {
-    let identity: string;
+    const fd = openCheckpointFile(file);
     try {
-      identity = statIdentity(file);
-    } catch (e) {
-      throw new WeightsError(`cannot read weights ${file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+      const identity = statIdentity(file, fd);
+      const memo = memoDir === null ? null : join(memoDir, `${createHash('sha256').update(identity).digest('hex').slice(0, 40)}.sha256`);
+      let digest: string | null = null;
+      try {
+        if (memo) digest = /^[0-9a-f]{64}$/.exec(readFileSync(memo, 'utf8').trim())?.[0] ?? null;
+      } catch {
+        // Not hashed before.
+      }
+      if (digest === null) {
+        digest = hashFile(fd);
+        if (memo) writeMemo(memo, digest);
+      }
+      h.update(`${basename(file)} ${digest}\n`);
+    } finally {
+      closeSync(fd);
     }
-    const memo = memoDir === null ? null : join(memoDir, `${createHash('sha256').update(identity).digest('hex').slice(0, 40)}.sha256`);
-    let digest: string | null = null;
-    try {
-      if (memo) digest = /^[0-9a-f]{64}$/.exec(readFileSync(memo, 'utf8').trim())?.[0] ?? null;
-    } catch {
-      // Not hashed before.
-    }
-    if (digest === null) {
-      digest = hashFile(file);
-      if (memo) writeMemo(memo, digest);
-    }
-    h.update(`${basename(file)} ${digest}\n`);
   }
   return h.digest('hex');
 }

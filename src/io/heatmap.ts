@@ -1,7 +1,12 @@
 import { createHash } from 'node:crypto';
-import { basename, extname, join } from 'node:path';
+import { closeSync, constants, lstatSync, mkdirSync, openSync, readdirSync, readSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { basename, dirname, extname, join, resolve } from 'node:path';
+import { crc32 } from 'node:zlib';
 import sharp from 'sharp';
+import { UsageError } from '../errors.js';
 import type { Preprocess } from '../model/config.js';
+import { decodeFsName, fsPath } from './fs-names.js';
+import { writeError } from './sinks/target.js';
 
 /** Inferno, a perceptually uniform colour map (dark purple → yellow), as control points for linear blending. */
 const INFERNO: [number, number, number][] = [
@@ -72,7 +77,7 @@ export async function overlay(rgb: { data: Uint8Array; width: number; height: nu
       blended[p + 2] = Math.round((1 - a) * out[p + 2] + a * cb);
     }
   }
-  return sharp(blended, { raw: { width: rgb.width, height: rgb.height, channels: 3 } }).png().toBuffer();
+  return markPng(await sharp(blended, { raw: { width: rgb.width, height: rgb.height, channels: 3 } }).png().toBuffer());
 }
 
 /**
@@ -90,5 +95,76 @@ export class HeatmapNames {
     if (this.used.has(name)) name = `${stem}-${createHash('sha256').update(path).digest('hex').slice(0, 8)}`;
     this.used.add(name);
     return join(this.dir, `${name}.attention.png`);
+  }
+}
+
+/**
+ * Every heatmap a run writes bears this PNG text chunk, so that a later run knows which files in the heatmap
+ * directory it may replace: its own earlier heatmaps, and nothing else.
+ */
+const MARK_KEY = 'Software';
+const MARK = 'vit attention heatmap';
+const PNG_HEADER_BYTES = 8 + 25; // signature + IHDR chunk
+
+function markPng(png: Buffer): Buffer {
+  const body = Buffer.from(`tEXt${MARK_KEY}\0${MARK}`, 'latin1');
+  const chunk = Buffer.alloc(body.length + 8);
+  chunk.writeUInt32BE(body.length - 4, 0);
+  body.copy(chunk, 4);
+  chunk.writeUInt32BE(crc32(body), 4 + body.length);
+  return Buffer.concat([png.subarray(0, PNG_HEADER_BYTES), chunk, png.subarray(PNG_HEADER_BYTES)]);
+}
+
+function isVitHeatmap(path: string): boolean {
+  try {
+    const fd = openSync(fsPath(path), constants.O_RDONLY | constants.O_NONBLOCK);
+    try {
+      const head = Buffer.alloc(PNG_HEADER_BYTES + 64);
+      const n = readSync(fd, head, 0, head.length, 0);
+      return head.subarray(0, n).includes(Buffer.from(`tEXt${MARK_KEY}\0${MARK}`, 'latin1'));
+    } finally {
+      closeSync(fd);
+    }
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Every heatmap file of a run, planned before any work: DIR/<name>.attention.png for each input. Refused
+ * (usage error) when one would be an input or another output of the run, or is already there and is not a
+ * heatmap vit wrote (a regular PNG with vit's mark): a run never replaces what it did not write.
+ */
+export function planHeatmaps(dir: string, inputs: readonly string[], outputs: readonly string[]): Map<string, string> {
+  try {
+    mkdirSync(dir, { recursive: true });
+  } catch (e) {
+    throw new UsageError(`--heatmap ${dir}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+  }
+  if (!statSync(dir).isDirectory()) throw new UsageError(`--heatmap ${dir} is not a directory`);
+  const taken = new Set([...inputs, ...outputs].map((p) => resolve(p)));
+  const present = new Set(readdirSync(dir, { encoding: 'buffer' }).map(decodeFsName));
+  const names = new HeatmapNames(dir);
+  const plan = new Map<string, string>();
+  for (const input of inputs) {
+    const file = names.next(input);
+    if (taken.has(resolve(file))) throw new UsageError(`--heatmap would write ${file}, which is also an input or output of this run`);
+    if (present.has(basename(file)) && !(lstatSync(fsPath(file)).isFile() && isVitHeatmap(file))) {
+      throw new UsageError(`--heatmap: ${file} is already there and is not a heatmap vit wrote; move it, or choose another directory`);
+    }
+    plan.set(input, file);
+  }
+  return plan;
+}
+
+/** Write one heatmap atomically (a temporary file renamed over it). */
+export function writeHeatmap(file: string, png: Buffer): void {
+  const tmp = join(dirname(file), `.${basename(file)}.${process.pid}.tmp`);
+  try {
+    writeFileSync(fsPath(tmp), png);
+    renameSync(fsPath(tmp), fsPath(file));
+  } catch (e) {
+    rmSync(fsPath(tmp), { force: true });
+    throw writeError(file, e);
   }
 }

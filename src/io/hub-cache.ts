@@ -2,6 +2,8 @@ import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, statSync, syml
 import { homedir } from 'node:os';
 import { dirname, isAbsolute, join, relative } from 'node:path';
 import { ModelError, UsageError } from '../errors.js';
+import type { Timeouts } from './http.js';
+import { FILE_LIMITS, readFailure, readRegularText } from './regular-file.js';
 
 /**
  * The on-disk cache shared with huggingface_hub (and transformers, timm, @huggingface/hub): one folder per
@@ -17,6 +19,46 @@ export interface HubSettings {
   endpoint: string;
   token: string | null;
   offline: boolean;
+  /** Limits on every wait; default: hubTimeouts({}) (huggingface_hub's 10 s). */
+  timeouts?: HubTimeouts;
+}
+
+/** `metadata` for the model-info API and HEAD requests, `download` for the GETs of file bodies. */
+export interface HubTimeouts {
+  metadata: Timeouts;
+  download: Timeouts;
+}
+
+/**
+ * The environment variables, in seconds (fractions allowed) except VIT_HUB_MIN_RATE in bytes per second.
+ * HF_HUB_ETAG_TIMEOUT and HF_HUB_DOWNLOAD_TIMEOUT are huggingface_hub's own (10 s by default there too):
+ * each bounds the connect, the wait for headers and every wait for the next body bytes of its requests.
+ */
+export const TIMEOUT_ENV = {
+  metadata: 'HF_HUB_ETAG_TIMEOUT',
+  download: 'HF_HUB_DOWNLOAD_TIMEOUT',
+  minRate: 'VIT_HUB_MIN_RATE',
+  rateWindow: 'VIT_HUB_RATE_WINDOW',
+} as const;
+
+const TIMEOUT_DEFAULTS = { metadata: 10, download: 10, minRate: 1024, rateWindow: 30 };
+
+function positiveNumber(env: NodeJS.ProcessEnv, name: string, fallback: number): number {
+  const raw = env[name];
+  if (raw === undefined || raw === '') return fallback;
+  const v = Number(raw);
+  if (!Number.isFinite(v) || v <= 0) throw new UsageError(`${name} must be a positive number, not "${raw}"`);
+  return v;
+}
+
+export function hubTimeouts(env: NodeJS.ProcessEnv = process.env): HubTimeouts {
+  const minRate = positiveNumber(env, TIMEOUT_ENV.minRate, TIMEOUT_DEFAULTS.minRate);
+  const rateWindowMs = positiveNumber(env, TIMEOUT_ENV.rateWindow, TIMEOUT_DEFAULTS.rateWindow) * 1000;
+  const phase = (name: string, fallback: number): Timeouts => {
+    const ms = positiveNumber(env, name, fallback) * 1000;
+    return { connectMs: ms, headersMs: ms, idleMs: ms, minRate, rateWindowMs };
+  };
+  return { metadata: phase(TIMEOUT_ENV.metadata, TIMEOUT_DEFAULTS.metadata), download: phase(TIMEOUT_ENV.download, TIMEOUT_DEFAULTS.download) };
 }
 
 const TRUE_VALUES = new Set(['1', 'ON', 'YES', 'TRUE']);
@@ -33,7 +75,10 @@ export function hubSettings(env: NodeJS.ProcessEnv = process.env): HubSettings {
   const hfHome = expandPath(nonEmpty(env.HF_HOME) ?? join(nonEmpty(env.XDG_CACHE_HOME) ?? join(homedir(), '.cache'), 'huggingface'), env);
   const cacheDir = expandPath(nonEmpty(env.HF_HUB_CACHE) ?? nonEmpty(env.HUGGINGFACE_HUB_CACHE) ?? join(hfHome, 'hub'), env);
   const endpoint = (nonEmpty(env.HF_ENDPOINT) ?? 'https://huggingface.co').replace(/\/+$/, '');
-  return { cacheDir, endpoint, token: readToken(env, hfHome), offline: isTrue(env.HF_HUB_OFFLINE) || isTrue(env.TRANSFORMERS_OFFLINE) };
+  return {
+    cacheDir, endpoint, token: readToken(env, hfHome), offline: isTrue(env.HF_HUB_OFFLINE) || isTrue(env.TRANSFORMERS_OFFLINE),
+    timeouts: hubTimeouts(env),
+  };
 }
 
 /** HF_TOKEN, else the file `huggingface-cli login` writes ($HF_TOKEN_PATH, default $HF_HOME/token). */
@@ -54,16 +99,30 @@ export interface HubRef {
 }
 
 const NAME_PART = /^[A-Za-z0-9][A-Za-z0-9._-]*$/;
-const REVISION = /^[A-Za-z0-9][A-Za-z0-9._/-]*$/;
+const REVISION = /^[A-Za-z0-9][A-Za-z0-9._/+-]*$/;
 
 function validPart(p: string): boolean {
   return NAME_PART.test(p) && !p.includes('--') && !p.includes('..') && p.length <= 96;
 }
 
+/**
+ * A branch, tag, commit or `refs/pr/N`. Nested names (feature/x) are kept as written: they are quoted as one
+ * URL path segment (feature%2Fx) and stored as nested files under refs/, as huggingface_hub does; no part
+ * may be empty or start with a dot, so refs/<revision> stays inside the cache.
+ */
+export function isRevision(r: string): boolean {
+  return REVISION.test(r) && r.length <= 255 && r.split('/').every((p) => p !== '' && !p.startsWith('.'));
+}
+
+/** Python's urllib.parse.quote(s, safe=""): encodeURIComponent also escapes ! ' ( ) *. */
+export function quoteAll(s: string): string {
+  return encodeURIComponent(s).replace(/[!'()*]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`);
+}
+
 /** True when `s` reads as ORG/NAME[@REV] and not as a preset: a short all-digit name (B/17) is a mistyped preset. */
 export function isHubId(s: string): boolean {
   const m = /^([^/@]+)\/([^/@]+)(?:@(.+))?$/.exec(s);
-  return m !== null && validPart(m[1]) && validPart(m[2]) && !/^\d+$/.test(m[2]) && (m[3] === undefined || REVISION.test(m[3]));
+  return m !== null && validPart(m[1]) && validPart(m[2]) && !/^\d+$/.test(m[2]) && (m[3] === undefined || isRevision(m[3]));
 }
 
 /** "ORG/NAME" (+ optional "@REV", or the revision given separately) → repo and revision; a malformed id is a usage error. */
@@ -74,7 +133,7 @@ export function parseHubId(s: string, revision?: string): HubRef {
     throw new UsageError(`"${s}" is not a hub model id: expected ORG/NAME (letters, digits, "-", "_", "."), e.g. google/vit-base-patch16-224`);
   }
   const rev = revision ?? atRev ?? 'main';
-  if (!REVISION.test(rev) || rev.split('/').includes('..')) throw new UsageError(`"${rev}" is not a revision: expected a branch, tag or commit hash`);
+  if (!isRevision(rev)) throw new UsageError(`"${rev}" is not a revision: expected a branch, tag, commit hash or refs/pr/N`);
   return { repo, revision: rev };
 }
 
@@ -158,6 +217,15 @@ function atomicWrite(path: string, text: string): void {
 /** Weight files in the order a snapshot's weights are chosen (the sharded index names its shards). */
 export const HUB_WEIGHT_FILES = ['model.safetensors', 'model.safetensors.index.json', 'pytorch_model.bin', 'pytorch_model.bin.index.json'];
 
+/** A shard index from the cache: a regular file of bounded size, as every JSON file read. */
+export function readIndex(path: string, repo: string): string {
+  try {
+    return readRegularText(path, FILE_LIMITS.index);
+  } catch (e) {
+    throw new ModelError(`${repo}: cannot read ${path}: ${readFailure(e)}`);
+  }
+}
+
 /** The shard files a sharded checkpoint's index names, in first-use order. */
 export function shardsOf(indexJson: string, repo: string, indexFile: string): string[] {
   let map: unknown;
@@ -182,7 +250,7 @@ export function cachedSnapshot(cache: RepoCache, revision: string, configOnly = 
   for (const w of HUB_WEIGHT_FILES) {
     if (!cache.has(commit, w)) continue;
     if (!w.endsWith('.index.json')) return dir;
-    const shards = shardsOf(readFileSync(join(dir, w), 'utf8'), cache.repo, w);
+    const shards = shardsOf(readIndex(join(dir, w), cache.repo), cache.repo, w);
     if (shards.every((s) => cache.has(commit, s))) return dir;
   }
   return configOnly ? dir : null;

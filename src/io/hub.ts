@@ -1,11 +1,14 @@
 import { createHash } from 'node:crypto';
-import { createReadStream, readFileSync } from 'node:fs';
+import { createReadStream } from 'node:fs';
 import { mkdir, open, rename, rm, stat, truncate } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { ModelError } from '../errors.js';
+import { HttpError, httpRequest, type HttpResponse, type Timeouts } from './http.js';
 import {
-  cachedSnapshot, checkRepoPath, HUB_WEIGHT_FILES, hubSettings, isHubId, parseHubId, RepoCache, shardsOf, type HubSettings,
+  cachedSnapshot, checkRepoPath, HUB_WEIGHT_FILES, hubSettings, hubTimeouts, isHubId, parseHubId, quoteAll, readIndex, RepoCache,
+  shardsOf, TIMEOUT_ENV, type HubSettings, type HubTimeouts,
 } from './hub-cache.js';
+import { FILE_LIMITS } from './regular-file.js';
 
 /**
  * Downloads from the Hugging Face Hub into the shared cache (see hub-cache.ts), the way huggingface_hub does:
@@ -47,11 +50,24 @@ export class HubNotFoundError extends ModelError {}
 /** No connection to the endpoint at all (as opposed to an answer we did not like). */
 class HubUnreachableError extends ModelError {}
 
-/** The body stopped before its end; `bytes` of the file are on disk in the .incomplete file. */
+/**
+ * The body stopped before its end; `bytes` of the file are on disk in the .incomplete file, all consistent
+ * with what the server announced, so a later run resumes from there. `retry`: worth another attempt in this
+ * run (a dropped connection), not for a server that stalls or trickles (it would do it again).
+ */
 class Interrupted extends Error {
-  constructor(readonly bytes: number, readonly reason: string) {
+  constructor(readonly bytes: number, readonly reason: string, readonly retry: boolean) {
     super(reason);
   }
+}
+
+/** The model-info answer lists every file of the repository; even huge repositories take a few MB. */
+const MAX_INFO_BYTES = 64 * 2 ** 20;
+
+/** Which environment variable sets the limit an HttpError ran into, for the message. */
+function limitHint(e: HttpError, phase: keyof HubTimeouts): string {
+  if (e.kind === 'slow') return ` (${TIMEOUT_ENV.minRate}, ${TIMEOUT_ENV.rateWindow})`;
+  return e.kind === 'connect' || e.kind === 'headers' || e.kind === 'idle' ? ` (${TIMEOUT_ENV[phase]})` : '';
 }
 
 interface FileMeta {
@@ -82,9 +98,11 @@ function statusError(status: number, what: string, url: string): ModelError {
 /** Talks to one endpoint; the token goes only to that endpoint's origin, never to a CDN it redirects to. */
 class HubClient {
   private readonly origin: string;
+  readonly timeouts: HubTimeouts;
 
   constructor(private readonly s: HubSettings) {
     this.origin = new URL(s.endpoint).origin;
+    this.timeouts = s.timeouts ?? hubTimeouts({});
   }
 
   private headers(url: string, extra: Record<string, string>): Record<string, string> {
@@ -99,29 +117,45 @@ class HubClient {
    * false (metadata requests), only relative redirects (renamed repositories) are followed: an absolute one
    * points at the file storage and carries the metadata itself, as huggingface_hub expects.
    */
-  async request(url: string, method: 'GET' | 'HEAD', opts: { headers?: Record<string, string>; followAbsolute: boolean }): Promise<Response> {
+  async request(url: string, method: 'GET' | 'HEAD', opts: { headers?: Record<string, string>; followAbsolute: boolean; phase: keyof HubTimeouts }): Promise<HttpResponse> {
+    const limits: Timeouts = this.timeouts[opts.phase];
     for (let hop = 0; ; hop++) {
-      let res: Response;
+      let res: HttpResponse;
       try {
-        res = await fetch(url, { method, redirect: 'manual', headers: this.headers(url, opts.headers ?? {}) });
+        res = await httpRequest(url, method, this.headers(url, opts.headers ?? {}), limits);
       } catch (e) {
-        const cause = (e as { cause?: { code?: string; message?: string } }).cause;
-        throw new HubUnreachableError(
-          `cannot reach ${new URL(url).origin}: ${cause?.code ?? cause?.message ?? (e as Error).message}` +
-          ' (set HF_HUB_OFFLINE=1 to use only the cache)',
-        );
+        if (!(e instanceof HttpError)) throw e;
+        // Nothing was answered: as huggingface_hub does, a model already in the cache can still be served.
+        throw new HubUnreachableError(`${e.message}${limitHint(e, opts.phase)}; set HF_HUB_OFFLINE=1 to use only the cache`);
       }
       const loc = res.headers.get('location');
       if (!REDIRECT.has(res.status) || !loc || (!opts.followAbsolute && isAbsoluteUrl(loc))) return res;
+      res.discard();
       if (hop === 10) throw new ModelError(`too many redirects from ${url}`);
-      await res.body?.cancel();
       url = new URL(loc, url).href;
     }
   }
 
+  /** As huggingface_hub's hf_hub_url: the revision quoted as one path segment (refs/pr/1 → refs%2Fpr%2F1). */
   resolveUrl(repo: string, revision: string, file: string): string {
-    return `${this.s.endpoint}/${repo}/resolve/${encodeURIComponent(revision)}/${file.split('/').map(encodeURIComponent).join('/')}`;
+    return `${this.s.endpoint}/${repo}/resolve/${quoteAll(revision)}/${file.split('/').map(encodeURIComponent).join('/')}`;
   }
+
+  /**
+   * A fetch for @huggingface/hub's API calls, over request(): the same headers, token policy and limits, and
+   * an answer read whole (at most MAX_INFO_BYTES) before the library parses it.
+   */
+  private apiFetch = async (input: string | URL | Request): Promise<Response> => {
+    const res = await this.request(input instanceof Request ? input.url : String(input), 'GET', { followAbsolute: true, phase: 'metadata' });
+    let body: Buffer;
+    try {
+      body = await res.bytes(MAX_INFO_BYTES);
+    } catch (e) {
+      if (!(e instanceof HttpError)) throw e;
+      throw new ModelError(`the hub's model-info answer stopped: ${e.message}${limitHint(e, 'metadata')}`);
+    }
+    return new Response(res.status === 204 || res.status === 304 ? null : new Uint8Array(body), { status: res.status, headers: res.headers });
+  };
 
   /** The commit a revision points at and the repository's file list, from the model-info API. */
   async info(repo: string, revision: string): Promise<{ commit: string; files: string[] }> {
@@ -133,9 +167,8 @@ class HubClient {
         revision,
         hubUrl: this.s.endpoint,
         additionalFields: ['sha', 'filePaths'],
-        // Our fetch, so the API call gets the same headers and token policy as the downloads.
-        fetch: (input: string | URL | Request) =>
-          this.request(input instanceof Request ? input.url : String(input), 'GET', { followAbsolute: true }),
+        // Our fetch, so the API call gets the same headers, token policy and limits as the downloads.
+        fetch: this.apiFetch,
       });
       if (typeof info.sha !== 'string' || !/^[0-9a-f]{40}$/.test(info.sha)) {
         throw new ModelError(`the hub's model info for ${repo}@${revision} has no commit hash ("sha")`);
@@ -150,7 +183,8 @@ class HubClient {
   /** HEAD on the resolve URL: where the file is and what its blob is called; null when the hub has no such file. */
   async head(repo: string, commit: string, file: string, what: string): Promise<FileMeta | null> {
     const url = this.resolveUrl(repo, commit, file);
-    const res = await this.request(url, 'HEAD', { followAbsolute: false });
+    const res = await this.request(url, 'HEAD', { followAbsolute: false, phase: 'metadata' });
+    res.discard();
     if (res.status === 404) return null;
     if (!res.ok && !REDIRECT.has(res.status)) throw statusError(res.status, what, url);
     const linked = res.headers.get('x-linked-etag');
@@ -184,46 +218,81 @@ async function sha256File(path: string): Promise<string> {
 }
 
 /** First byte of a 206 answer's Content-Range ("bytes 100-199/200"), or null. */
-function rangeStart(res: Response): number | null {
+function rangeStart(res: HttpResponse): number | null {
   const m = /^bytes (\d+)-/.exec(res.headers.get('content-range') ?? '');
   return m ? Number(m[1]) : null;
 }
 
-/** One GET into the .incomplete file, appending when the server honours our Range request. */
+/** The most a JSON file of a snapshot may hold (as when it is read, regular-file.ts), or null for weights. */
+function jsonLimit(file: string): number | null {
+  if (file.endsWith('.index.json')) return FILE_LIMITS.index;
+  return file.endsWith('.json') ? FILE_LIMITS.config : null;
+}
+
+/**
+ * Where the answer's own headers contradict the size the HEAD announced (X-Linked-Size / Content-Length):
+ * the body cannot then be the file, and a partial written from such a server is not kept.
+ */
+function sizeMismatch(res: HttpResponse, size: number | null, start: number): string | null {
+  if (size === null) return null;
+  const length = res.headers.get('content-length');
+  if (length !== null && Number(length) !== size - start) {
+    return `the server announced ${size} bytes but this answer carries ${length}${start > 0 ? ` from byte ${start}` : ''}`;
+  }
+  const total = /\/(\d+)$/.exec(res.headers.get('content-range') ?? '')?.[1];
+  return total !== undefined && Number(total) !== size ? `the server announced ${size} bytes but its Content-Range says ${total}` : null;
+}
+
+/**
+ * One GET into the .incomplete file, appending when the server honours our Range request. The body is cut
+ * off at the announced size: a server sending more is refused and nothing it sent is kept.
+ */
 async function downloadOnce(client: HubClient, meta: FileMeta, incomplete: string, file: string, what: string, progress?: DownloadProgress): Promise<void> {
   let start = await fileSize(incomplete);
   if (meta.size !== null && start > meta.size) start = 0; // a stale partial of something else: start over
   if (meta.size !== null && start === meta.size && start > 0) return; // finished last time, never moved into place
-  const res = await client.request(meta.url, 'GET', { headers: start > 0 ? { Range: `bytes=${start}-` } : {}, followAbsolute: true });
+  const res = await client.request(meta.url, 'GET', { headers: start > 0 ? { Range: `bytes=${start}-` } : {}, followAbsolute: true, phase: 'download' });
   if (res.status === 416) {
-    await res.body?.cancel();
+    res.discard();
     await truncate(incomplete, 0);
-    throw new Interrupted(0, 'the server refused to resume the partial file');
+    throw new Interrupted(0, 'the server refused to resume the partial file', true);
   }
-  if (!res.ok || !res.body) throw statusError(res.status, what, meta.url);
+  if (!res.ok) {
+    res.discard();
+    throw statusError(res.status, what, meta.url);
+  }
   // A 200 to a Range request (or a range that starts elsewhere) is the whole file: write it from the start.
   if (start > 0 && !(res.status === 206 && rangeStart(res) === start)) start = 0;
+  const mismatch = sizeMismatch(res, meta.size, start);
+  if (mismatch) {
+    res.discard();
+    await rm(incomplete, { force: true });
+    throw new ModelError(`${what}: ${mismatch}; refused, and the partial download was deleted`);
+  }
+  // Without an announced size, only JSON files (the configs and indexes) have a known bound.
+  const limit = meta.size !== null ? meta.size - start : jsonLimit(file) ?? Number.MAX_SAFE_INTEGER;
   const fh = await open(incomplete, start > 0 ? 'a' : 'w');
   let done = start;
+  let overflow: HttpError | null = null;
   progress?.start(file, meta.size, done);
   try {
-    const reader = res.body.getReader();
-    for (;;) {
-      let chunk: ReadableStreamReadResult<Uint8Array>;
-      try {
-        chunk = await reader.read();
-      } catch (e) {
-        const cause = (e as { cause?: Error }).cause;
-        throw new Interrupted(done, cause?.message ?? (e as Error).message);
-      }
-      if (chunk.done) break;
-      await fh.write(chunk.value);
-      done += chunk.value.length;
+    for await (const chunk of res.chunks(limit)) {
+      await fh.write(chunk);
+      done += chunk.length;
       progress?.update(done);
     }
+  } catch (e) {
+    if (!(e instanceof HttpError)) throw e;
+    if (e.kind !== 'overflow') throw new Interrupted(done, `${e.message}${limitHint(e, 'download')}`, e.kind === 'network');
+    overflow = e;
   } finally {
     await fh.close();
     progress?.stop();
+  }
+  if (overflow) {
+    await rm(incomplete, { force: true });
+    const announced = meta.size === null ? `more than the ${limit} bytes such a file can have` : `more than the ${meta.size} bytes it announced`;
+    throw new ModelError(`${what}: the server sent ${announced}; stopped there, and the partial download was deleted`);
   }
 }
 
@@ -251,6 +320,10 @@ async function ensureFile(job: FileJob, file: string, optional: boolean): Promis
     cache.markMissing(commit, file);
     return 'missing';
   }
+  const cap = jsonLimit(file);
+  if (cap !== null && meta.size !== null && meta.size > cap) {
+    throw new ModelError(`${what}: the hub announces ${meta.size} bytes, more than the ${cap} such a file can have; not downloaded`);
+  }
   const blob = cache.blobPath(meta.etag);
   if (await stat(blob).then((st) => st.isFile(), () => false)) {
     cache.link(commit, file, meta.etag);
@@ -267,7 +340,7 @@ async function ensureFile(job: FileJob, file: string, optional: boolean): Promis
     } catch (e) {
       if (!(e instanceof Interrupted)) throw e;
       const total = meta.size === null ? '' : ` of ${meta.size}`;
-      if (attempt >= attempts) {
+      if (!e.retry || attempt >= attempts) {
         throw new ModelError(`download of ${what} interrupted after ${e.bytes}${total} bytes (${e.reason}); run the command again to resume`);
       }
       opts.note?.(`${what}: connection lost after ${e.bytes}${total} bytes (${e.reason}); resuming`);
@@ -339,7 +412,7 @@ export async function fetchModel(id: string, opts: FetchOptions = {}): Promise<F
   else cache.markMissing(commit, 'preprocessor_config.json');
   await get(weights);
   if (weights.endsWith('.index.json')) {
-    for (const shard of shardsOf(readFileSync(join(cache.snapshotDir(commit), weights), 'utf8'), repo, weights)) await get(shard);
+    for (const shard of shardsOf(readIndex(join(cache.snapshotDir(commit), weights), repo), repo, weights)) await get(shard);
   }
   cache.writeRef(revision, commit);
   return { repo, revision, commit, dir: cache.snapshotDir(commit), downloaded };

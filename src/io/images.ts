@@ -18,6 +18,7 @@ import type sharpModule from 'sharp';
 import type { Metadata } from 'sharp';
 import { InputError } from '../errors.js';
 import type { Channels, Interpolation, Preprocess } from '../model/config.js';
+import { fsPath } from './fs-names.js';
 import { turboJpeg } from './jpeg-turbo.js';
 import { resampleSeparableWasm, wasmResamplerAvailable } from './resample-wasm.js';
 
@@ -320,7 +321,7 @@ function requireRegularFile(st: Stats): void {
 
 /** The bytes of a regular file (see OPEN_FLAGS). */
 async function readImageFile(path: string): Promise<Buffer> {
-  const fh = await open(path, OPEN_FLAGS).catch((e: unknown) => {
+  const fh = await open(fsPath(path), OPEN_FLAGS).catch((e: unknown) => {
     throw fsReason(e);
   });
   try {
@@ -337,7 +338,7 @@ async function readImageFile(path: string): Promise<Buffer> {
 function readImageFileSync(path: string): Buffer {
   let fd;
   try {
-    fd = openSync(path, OPEN_FLAGS);
+    fd = openSync(fsPath(path), OPEN_FLAGS);
   } catch (e) {
     throw fsReason(e);
   }

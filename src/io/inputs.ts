@@ -3,12 +3,14 @@
  * directories walked (images only), glob patterns expanded, and `-` for a list of paths on stdin.
  */
 import { createHash } from 'node:crypto';
-import { readdir, realpath, stat } from 'node:fs';
+import { readdir, stat, type BigIntStats } from 'node:fs';
+import { readdir as readdirAsync, stat as statAsync } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
 import { createRequire } from 'node:module';
 import type fg from 'fast-glob';
 import type sharpModule from 'sharp';
 import { UsageError } from '../errors.js';
+import { decodeFsName, pathBytes } from './fs-names.js';
 
 /** fast-glob, loaded only to walk a directory or expand a pattern (not for files named one by one). */
 async function loadGlob(): Promise<typeof fg> {
@@ -44,9 +46,9 @@ export interface CollectOptions {
   cwd?: string;
 }
 
-/** Byte order of the UTF-8 encoding (as `LC_ALL=C sort`), not UTF-16 code-unit order. */
+/** Byte order of the names as stored (as `LC_ALL=C sort`), not UTF-16 code-unit order. */
 function byteOrder(a: string, b: string): number {
-  return Buffer.compare(Buffer.from(a, 'utf8'), Buffer.from(b, 'utf8'));
+  return Buffer.compare(pathBytes(a), pathBytes(b));
 }
 
 /**
@@ -56,54 +58,57 @@ function byteOrder(a: string, b: string): number {
 export async function readPathList(stream: NodeJS.ReadableStream, nul = false): Promise<string[]> {
   const chunks: Buffer[] = [];
   for await (const c of stream) chunks.push(typeof c === 'string' ? Buffer.from(c, 'utf8') : Buffer.from(c as Uint8Array));
-  const text = Buffer.concat(chunks).toString('utf8');
+  // Names that are not UTF-8 keep their bytes (fs-names.ts): `find -print0` lists them as they are.
+  const text = decodeFsName(Buffer.concat(chunks));
   const entries = nul ? text.split('\0') : text.split('\n').map((l) => (l.endsWith('\r') ? l.slice(0, -1) : l));
   return entries.filter((e) => e.length > 0);
 }
 
 /**
- * fast-glob follows symbolic links but has no loop protection: a link to an ancestor would be walked again
- * and again until the OS gives up (ELOOP), listing the same files under ever longer paths. This file-system
- * adapter lists a directory as empty when it resolves to the same real directory as one of its ancestors
- * inside the walk, which is how `find -L` detects a loop. The test depends only on the path, not on the
- * order fast-glob's concurrent walk visits directories in, so results stay deterministic; two links to the
- * same (non-ancestor) directory are both walked, as find -L does.
+ * The directories from a walk's root down to one directory, by (device, inode): a directory already on its
+ * own chain was reached through a symbolic link to one of its ancestors, which is how `find -L` detects a
+ * loop. Only ancestors count, so two links to the same (non-ancestor) directory are both walked, as find -L
+ * does, and the check depends on the path alone, never on the order directories happen to be read in.
+ */
+interface Chain {
+  readonly id: string;
+  readonly parent: Chain | null;
+}
+
+/** `parent`'s chain extended by the directory `st`, or null when that directory is already on it (a loop). */
+function enter(parent: Chain | null, st: BigIntStats): Chain | null {
+  const id = `${st.dev}:${st.ino}`;
+  for (let c = parent; c !== null; c = c.parent) if (c.id === id) return null;
+  return { id, parent };
+}
+
+/**
+ * fast-glob (for patterns) follows symbolic links but has no loop protection: a link to an ancestor would be
+ * walked again and again until the OS gives up (ELOOP). This file-system adapter lists a directory that closes
+ * a loop as empty. fast-glob reads a directory before any of its subdirectories, so the parent's chain is
+ * always known; each check costs one stat and a walk up the chain.
  */
 function loopSafeFs(roots: string[]): Partial<fg.FileSystemAdapter> {
-  const cache = new Map<string, Promise<string | null>>();
-  const real = (p: string) => {
-    let r = cache.get(p);
-    if (!r) {
-      r = new Promise((res) => realpath(p, (err, rp) => res(err ? null : rp)));
-      cache.set(p, r);
-    }
-    return r;
-  };
-  const isLoop = async (dir: string): Promise<boolean> => {
-    const root = roots.find((r) => dir.startsWith(r.endsWith('/') ? r : `${r}/`));
-    if (root === undefined) return false;
-    const me = await real(dir);
-    if (me === null) return false;
-    for (let a = dirname(dir); a.length >= root.length; a = dirname(a)) {
-      if ((await real(a)) === me) return true;
-      if (a === root) break;
-    }
-    return false;
-  };
+  const chains = new Map<string, Chain>();
+  const within = (dir: string) => roots.some((r) => dir === r || dir.startsWith(r.endsWith('/') ? r : `${r}/`));
   // fs.walk calls readdir(path, options, callback) or readdir(path, callback).
   const guarded = (path: string, ...rest: unknown[]) => {
     const cb = rest[rest.length - 1] as (err: NodeJS.ErrnoException | null, entries: unknown[]) => void;
     const opts = rest.length > 1 ? rest[0] : undefined;
-    isLoop(path).then((loop) => {
-      if (loop) cb(null, []);
-      else if (opts === undefined) readdir(path, cb as never);
-      else readdir(path, opts as never, cb as never);
-    }, (e: NodeJS.ErrnoException) => cb(e, []));
+    const list = () => (opts === undefined ? readdir(path, cb as never) : readdir(path, opts as never, cb as never));
+    if (!within(path)) return list();
+    stat(path, { bigint: true }, (err, st) => {
+      if (err) return cb(err, []);
+      const chain = enter(chains.get(dirname(path)) ?? null, st);
+      if (chain === null) return cb(null, []);
+      chains.set(path, chain);
+      list();
+    });
   };
   return { readdir: guarded as unknown as fg.FileSystemAdapter['readdir'] };
 }
 
-/** fast-glob options shared by directory walks and patterns. */
+/** fast-glob options for patterns. */
 function globOptions(cwd: string, roots: string[]): fg.Options {
   return {
     cwd,
@@ -117,13 +122,65 @@ function globOptions(cwd: string, roots: string[]): fg.Options {
   };
 }
 
-/** The images under a directory, sorted, each joined onto the directory as the user wrote it. */
+/** Directories read at once while walking: enough to hide the latency of a network file system. */
+const WALK_CONCURRENCY = 16;
+
+interface Pending { path: Buffer; rel: Buffer; parent: Chain | null }
+
+/**
+ * The images under a directory, sorted by the bytes of their path, each joined onto the directory as the
+ * user wrote it. Names are read as bytes (fs-names.ts), so names that are not UTF-8 are found and opened.
+ * Every directory is read once per path reaching it, with one stat, so the walk is linear in the entries
+ * (a chain of 1,000 nested directories is 1,000 reads); hidden entries are skipped, symbolic links followed
+ * (loops cut, see Chain), unreadable directories and broken links skipped.
+ */
 async function walkDirectory(dir: string, cwd: string): Promise<string[]> {
-  const root = resolve(cwd, dir);
-  const fg = await loadGlob();
-  const found = await fg(`**/*.{${imageExtensions().join(',')}}`, { ...globOptions(root, [root]), caseSensitiveMatch: false });
+  const exts = new Set(imageExtensions());
+  const sep = Buffer.from('/');
+  const found: Buffer[] = [];
+  const queue: Pending[] = [{ path: pathBytes(resolve(cwd, dir)), rel: Buffer.alloc(0), parent: null }];
+  const isImage = (name: Buffer) => {
+    const dot = name.lastIndexOf(0x2e);
+    return dot > 0 && exts.has(name.subarray(dot + 1).toString('latin1').toLowerCase());
+  };
+  const visit = async ({ path, rel, parent }: Pending) => {
+    const chain = await statAsync(path, { bigint: true }).then((st) => (st.isDirectory() ? enter(parent, st) : null), () => null);
+    if (chain === null) return;
+    const entries = await readdirAsync(path, { withFileTypes: true, encoding: 'buffer' }).catch(() => []);
+    for (const e of entries) {
+      const name = e.name as unknown as Buffer;
+      if (name[0] === 0x2e) continue; // hidden
+      const childPath = Buffer.concat([path, sep, name]);
+      const childRel = rel.length === 0 ? name : Buffer.concat([rel, sep, name]);
+      let isDir = e.isDirectory();
+      let isFile = e.isFile();
+      // A link, or a file system that does not report types (DT_UNKNOWN): stat says what it leads to.
+      const typed = isDir || isFile || e.isFIFO() || e.isSocket() || e.isCharacterDevice() || e.isBlockDevice();
+      if (e.isSymbolicLink() || !typed) {
+        const st = await statAsync(childPath).catch(() => null);
+        isDir = st?.isDirectory() ?? false;
+        isFile = st?.isFile() ?? false;
+      }
+      if (isDir) queue.push({ path: childPath, rel: childRel, parent: chain });
+      else if (isFile && isImage(name)) found.push(childRel);
+    }
+  };
+  let active = 0;
+  await new Promise<void>((done, fail) => {
+    const pump = () => {
+      while (active < WALK_CONCURRENCY && queue.length > 0) {
+        active++;
+        visit(queue.pop()!).then(() => {
+          active--;
+          pump();
+        }, fail);
+      }
+      if (active === 0 && queue.length === 0) done();
+    };
+    pump();
+  });
   const prefix = dir.endsWith('/') ? dir : `${dir}/`;
-  return found.sort(byteOrder).map((rel) => prefix + rel);
+  return found.sort(Buffer.compare).map((rel) => prefix + decodeFsName(rel));
 }
 
 /**
@@ -204,9 +261,12 @@ export interface Shard {
   from: string;
 }
 
-/** The shard (1 to count) a path belongs to: the first 8 bytes of sha256(path, UTF-8) mod count, plus 1. */
+/**
+ * The shard (1 to count) a path belongs to: the first 8 bytes of sha256(path) mod count, plus 1, the path
+ * taken as its bytes (UTF-8; a name that is not UTF-8 as stored, see fs-names.ts).
+ */
 export function shardOf(path: string, count: number): number {
-  const digest = createHash('sha256').update(path, 'utf8').digest();
+  const digest = createHash('sha256').update(pathBytes(path)).digest();
   return Number(digest.readBigUInt64BE(0) % BigInt(count)) + 1;
 }
 

@@ -4,6 +4,7 @@ import { UsageError } from '../errors.js';
 import type { ModelConfig } from '../model/config.js';
 import { labelsFromId2label } from '../model/config-json.js';
 import { DATA_DIR } from './paths.js';
+import { FILE_LIMITS, readFailure, readRegularText } from './regular-file.js';
 
 /** Bundled label sets, by the class count of the checkpoints that use them. */
 const BUNDLED: Record<number, string> = { 1000: 'imagenet-1k.json', 21843: 'imagenet-21k.json' };
@@ -12,9 +13,9 @@ const BUNDLED: Record<number, string> = { 1000: 'imagenet-1k.json', 21843: 'imag
 export function readLabelsFile(path: string): string[] {
   let text: string;
   try {
-    text = readFileSync(path, 'utf8');
+    text = readRegularText(path, FILE_LIMITS.labels);
   } catch (e) {
-    throw new UsageError(`--labels ${path}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+    throw new UsageError(`--labels ${path}: ${readFailure(e)}`);
   }
   const trimmed = text.trim();
   if (trimmed.startsWith('[') || trimmed.startsWith('{')) {

@@ -4,15 +4,16 @@
  * hub id. Resolving reads local config files only; the weights are read by loadWeights when an engine
  * needs them.
  */
-import { existsSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, statSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { ModelError, UsageError } from '../errors.js';
 import { archOf, configFromJson, findPreset, presetConfig } from '../model/arch/index.js';
-import { fromCheckpoint, fromRandom, type LoadedWeights } from '../model/checkpoint.js';
+import { fromCheckpoint, fromRandom, weightsBudget, type LoadedWeights } from '../model/checkpoint.js';
 import type { ModelConfig } from '../model/config.js';
 import { WEIGHT_FILES, readCheckpoint } from './checkpoint-files.js';
 import { modelResolvers } from './model-resolvers.js';
 import { DEFAULT_MODEL_DIR } from './paths.js';
+import { FILE_LIMITS, readFailure, readRegularText } from './regular-file.js';
 
 /** How a command names its model: the shared options of every command. */
 export interface ModelSpec {
@@ -35,12 +36,16 @@ export interface ResolvedModel {
   fromPreset: boolean;
 }
 
+/** A JSON object from a regular file of bounded size (a FIFO or /dev/zero named config.json is refused). */
 function readJson(path: string): Record<string, unknown> {
+  let v: unknown;
   try {
-    return JSON.parse(readFileSync(path, 'utf8'));
+    v = JSON.parse(readRegularText(path, FILE_LIMITS.config));
   } catch (e) {
-    throw new ModelError(`${path}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+    throw new ModelError(`${path}: ${readFailure(e)}`);
   }
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new ModelError(`${path}: expected a JSON object, found ${JSON.stringify(v)?.slice(0, 40)}`);
+  return v as Record<string, unknown>;
 }
 
 function isDir(p: string): boolean {
@@ -67,6 +72,18 @@ export function isLocalModel(spec: ModelSpec): boolean {
   return isDir(name) || findPreset(name) !== null;
 }
 
+/**
+ * A config changed by an option: it was valid before, so what is wrong now is the option's value (e.g. an
+ * --image-size giving too many patches), a usage error (exit 2) naming the option.
+ */
+function byOption<C>(option: string, make: () => C): C {
+  try {
+    return make();
+  } catch (e) {
+    throw e instanceof ModelError ? new UsageError(`${option}: ${e.message}`) : e;
+  }
+}
+
 export async function resolveModel(spec: ModelSpec): Promise<ResolvedModel> {
   const name = spec.model ?? DEFAULT_MODEL_DIR;
   let resolved: ResolvedModel | null = null;
@@ -89,9 +106,11 @@ export async function resolveModel(spec: ModelSpec): Promise<ResolvedModel> {
   }
   const arch = archOf(resolved.config);
   if (spec.weights) resolved.weightsPath = spec.weights;
-  if (spec.numClasses !== undefined) resolved.config = arch.validate({ ...resolved.config, numClasses: spec.numClasses, labels: null });
-  if (spec.imageSize) resolved.config = arch.withImageSize(resolved.config, spec.imageSize);
-  return resolved;
+  const { numClasses, imageSize } = spec;
+  let config = resolved.config;
+  if (numClasses !== undefined) config = byOption(`--num-classes ${numClasses}`, () => arch.validate({ ...config, numClasses, labels: null }));
+  if (imageSize) config = byOption(`--image-size ${imageSize.join('x')}`, () => arch.withImageSize(config, imageSize));
+  return { ...resolved, config };
 }
 
 /**
@@ -117,7 +136,9 @@ export async function loadWeights(r: ResolvedModel, spec: ModelSpec, verbose: (m
     );
   }
   const t0 = performance.now();
-  const raw = readCheckpoint(r.weightsPath, await weightReader());
+  // Every size the checkpoint claims is checked against what this config can need before it is allocated.
+  const budget = weightsBudget(r.config, r.fromPreset && spec.numClasses === undefined);
+  const raw = readCheckpoint(r.weightsPath, await weightReader(), budget);
   const loaded = fromCheckpoint(r.config, raw, { fromPreset: r.fromPreset, fixedClasses: spec.numClasses !== undefined, source: r.weightsPath });
   verbose(`weights: ${r.weightsPath} (${loaded.scheme} names), read in ${(performance.now() - t0).toFixed(0)} ms`);
   return loaded;

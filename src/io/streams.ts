@@ -1,5 +1,5 @@
-import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
 import { once } from 'node:events';
+import { readRegularFile } from './regular-file.js';
 
 /** Write with backpressure: wait for 'drain' when the stream's buffer is full. */
 export async function writeAll(out: NodeJS.WritableStream, chunk: string | Uint8Array): Promise<void> {
@@ -12,23 +12,10 @@ export function isBrokenPipe(e: unknown): boolean {
 }
 
 /**
- * Read a whole file into one buffer in chunks: readFileSync refuses files over 2 GiB, and checkpoints of the
- * big models (H/14: 2.5 GB) are larger than that.
+ * A whole checkpoint in one buffer, read in chunks (readFileSync refuses files over 2 GiB, and H/14's is
+ * 2.5 GB). It must be a regular file of at most `maxBytes` (what the model could need, maxFileBytes): a FIFO
+ * or device is refused at once, a file too large before it is allocated.
  */
-export function readFileBytes(path: string): Buffer {
-  const fd = openSync(path, 'r');
-  try {
-    const size = fstatSync(fd).size;
-    const buf = Buffer.allocUnsafe(size);
-    const CHUNK = 256 * 1024 * 1024;
-    let pos = 0;
-    while (pos < size) {
-      const n = readSync(fd, buf, pos, Math.min(CHUNK, size - pos), pos);
-      if (n === 0) throw new Error(`${path}: file shrank while reading`);
-      pos += n;
-    }
-    return buf;
-  } finally {
-    closeSync(fd);
-  }
+export function readFileBytes(path: string, maxBytes = Number.MAX_SAFE_INTEGER): Buffer {
+  return readRegularFile(path, maxBytes);
 }

@@ -5,6 +5,7 @@
 import { ModelError } from '../errors.js';
 import { INCEPTION_MEAN, INCEPTION_STD, perChannel, type Channels, type Interpolation, type Preprocess } from './config.js';
 import { num, numbers, type Json } from './config-json.js';
+import { fieldProblem, LIMITS, type Bound } from './limits.js';
 
 const PIL_RESAMPLE: Record<number, Interpolation> = { 0: 'nearest', 1: 'lanczos', 2: 'bilinear', 3: 'bicubic', 4: 'bilinear', 5: 'bicubic' };
 export const INTERPOLATIONS: readonly Interpolation[] = ['nearest', 'bilinear', 'bicubic', 'lanczos'];
@@ -22,24 +23,44 @@ export function timmPreprocess(
 }
 
 /**
+ * A number within `bound` (src/model/limits.ts), or one error naming the field where it was read: a resize
+ * to 1e9 pixels or a zero std is a broken config, refused before any image is decoded.
+ */
+function bounded(v: unknown, what: string, bound: Bound, where: string): number {
+  const n = num(v, what);
+  const problem = fieldProblem(what, n, bound);
+  if (problem !== null) throw new ModelError(`${where}: ${problem}`);
+  return n;
+}
+
+/** Per-channel statistics, each within `bound`. */
+function boundedStats(values: number[], what: string, bound: Bound, where: string): number[] {
+  values.forEach((v, c) => bounded(v, `${what}[${c}]`, bound, where));
+  return values;
+}
+
+/**
  * A Hugging Face image processor config → our preprocessing. `imgSize` supplies the defaults of
  * ViTImageProcessor (resize to the model size, bilinear, mean = std = 0.5) for missing fields.
  */
 export function preprocessFromHf(pp: Json | null, imgSize: [number, number], channels: Channels): Preprocess {
   const p = pp ?? {};
+  const where = 'preprocessor config';
+  const edge = (v: unknown, what: string) => bounded(v, what, LIMITS.resizeEdge, where);
   const size = p.size as Json | number | undefined;
   let resize: Preprocess['resize'] = { height: imgSize[0], width: imgSize[1] };
-  if (typeof size === 'number') resize = { shortestEdge: size };
+  if (typeof size === 'number') resize = { shortestEdge: edge(size, 'size') };
   else if (size && typeof size === 'object') {
-    if ('shortest_edge' in size) resize = { shortestEdge: num(size.shortest_edge, 'size.shortest_edge') };
-    else resize = { height: num(size.height, 'size.height'), width: num(size.width, 'size.width') };
+    if ('shortest_edge' in size) resize = { shortestEdge: edge(size.shortest_edge, 'size.shortest_edge') };
+    else resize = { height: edge(size.height, 'size.height'), width: edge(size.width, 'size.width') };
   }
   if (p.do_resize === false) resize = null;
   let crop: Preprocess['crop'] = null;
   if (p.do_center_crop === true) {
     const cs = p.crop_size as Json | number | undefined;
-    const [h, w] = typeof cs === 'number' ? [cs, cs]
-      : cs && typeof cs === 'object' ? [num(cs.height, 'crop_size.height'), num(cs.width, 'crop_size.width')]
+    const crops = (v: unknown, what: string) => bounded(v, what, LIMITS.cropSize, where);
+    const [h, w] = typeof cs === 'number' ? [crops(cs, 'crop_size'), crops(cs, 'crop_size')]
+      : cs && typeof cs === 'object' ? [crops(cs.height, 'crop_size.height'), crops(cs.width, 'crop_size.width')]
         : imgSize;
     crop = { height: h, width: w };
   }
@@ -47,15 +68,15 @@ export function preprocessFromHf(pp: Json | null, imgSize: [number, number], cha
   const interpolation = PIL_RESAMPLE[resample];
   if (!interpolation) throw new ModelError(`preprocessor config: unknown resample ${resample}`);
   const normalize = p.do_normalize !== false;
-  const stats = (v: unknown, fallback: number[], neutral: number, what: string) =>
-    perChannel(normalize ? (v === undefined ? fallback : numbers(v, what)) : [neutral], channels, `preprocessor config: ${what}`);
+  const stats = (v: unknown, fallback: number[], neutral: number, what: string, bound: Bound) => boundedStats(
+    perChannel(normalize ? (v === undefined ? fallback : numbers(v, what)) : [neutral], channels, `${where}: ${what}`), what, bound, where);
   return {
     resize,
     crop,
     interpolation,
-    rescale: p.do_rescale === false ? 1 : p.rescale_factor === undefined ? 1 / 255 : num(p.rescale_factor, 'rescale_factor'),
-    mean: stats(p.image_mean, INCEPTION_MEAN, 0, 'image_mean'),
-    std: stats(p.image_std, INCEPTION_STD, 1, 'image_std'),
+    rescale: p.do_rescale === false ? 1 : p.rescale_factor === undefined ? 1 / 255 : bounded(p.rescale_factor, 'rescale_factor', LIMITS.rescale, where),
+    mean: stats(p.image_mean, INCEPTION_MEAN, 0, 'image_mean', LIMITS.mean),
+    std: stats(p.image_std, INCEPTION_STD, 1, 'image_std', LIMITS.std),
   };
 }
 
@@ -87,10 +108,12 @@ export function preprocessFromTimm(pre: Json, imgSize: [number, number], base: P
   if (!INTERPOLATIONS.includes(interp)) throw new ModelError(`${name}: interpolation "${interp}" is not supported`);
   const cropMode = String(pre.crop_mode ?? 'center');
   if (cropMode !== 'center' && cropMode !== 'squash') throw new ModelError(`${name}: crop_mode "${cropMode}" is not supported (center, squash)`);
-  const stats = (v: unknown, fallback: number[], what: string) =>
-    perChannel(v === undefined ? fallback : numbers(v, what), channels, `${name}: pretrained_cfg.${what}`);
-  return timmPreprocess(imgSize, pre.crop_pct === undefined ? 0.9 : num(pre.crop_pct, 'crop_pct'), interp,
-    stats(pre.mean, base.mean, 'mean'), stats(pre.std, base.std, 'std'), cropMode);
+  const where = `${name}: pretrained_cfg`;
+  const stats = (v: unknown, fallback: number[], what: string, bound: Bound) =>
+    boundedStats(perChannel(v === undefined ? fallback : numbers(v, what), channels, `${where}.${what}`), what, bound, where);
+  // Before it divides the size: 224 / 1e-6 would be a resize to a 224-megapixel edge.
+  const cropPct = pre.crop_pct === undefined ? 0.9 : bounded(pre.crop_pct, 'crop_pct', LIMITS.cropPct, where);
+  return timmPreprocess(imgSize, cropPct, interp, stats(pre.mean, base.mean, 'mean', LIMITS.mean), stats(pre.std, base.std, 'std', LIMITS.std), cropMode);
 }
 
 /** Preprocessing for another input size: the resize keeps its ratio to the crop, the crop becomes the size. */

@@ -19,6 +19,7 @@ import { defaultGraphCacheDir, openGraphCache } from '../io/graph-cache.js';
 import { loadWeights, resolveModel, type ModelSpec, type ResolvedModel } from '../io/model-source.js';
 import { toolVersion } from '../io/paths.js';
 import { UsageError } from '../errors.js';
+import { imageSizeProblem } from '../model/limits.js';
 
 export interface OpenOptions {
   /** onnx, tfjs, or auto (default): the first of them that runs the dtype on the device here. */
@@ -105,4 +106,32 @@ export async function prepareModel(spec: ModelSpec, opts: OpenOptions = {}): Pro
 /** Resolve, identify, load, check and start: an engine ready to run. */
 export async function openModel(spec: ModelSpec, opts: OpenOptions = {}): Promise<Engine> {
   return (await prepareModel(spec, opts)).start();
+}
+
+/** The model options as the command line gives them. */
+export interface ModelArgs {
+  model?: string;
+  weights?: string;
+  randomWeights?: boolean;
+  numClasses?: number;
+  /** S or HxW. */
+  imageSize?: string;
+}
+
+/** "384" or "384x512" → [h, w]. */
+export function parseImageSize(s: string | undefined): [number, number] | undefined {
+  if (s === undefined) return undefined;
+  const m = /^(\d+)(?:[x×,](\d+))?$/i.exec(s.trim());
+  if (!m) throw new UsageError(`--image-size takes S or HxW (e.g. 384 or 384x512), not "${s}"`);
+  const h = Number(m[1]);
+  const w = m[2] === undefined ? h : Number(m[2]);
+  if (h <= 0 || w <= 0) throw new UsageError(`--image-size must be positive, not "${s}"`);
+  const problem = imageSizeProblem([h, w]);
+  if (problem !== null) throw new UsageError(problem);
+  return [h, w];
+}
+
+/** The model the model options name. */
+export function modelSpec(a: ModelArgs): ModelSpec {
+  return { model: a.model, weights: a.weights, randomWeights: a.randomWeights, numClasses: a.numClasses, imageSize: parseImageSize(a.imageSize) };
 }

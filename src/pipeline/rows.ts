@@ -3,7 +3,9 @@
  */
 import { ModelError, UsageError } from '../errors.js';
 import { resolveLabels } from '../io/labels.js';
-import { CLASSIFY_SCHEMA, EMBED_SCHEMA, type ClassifyRow, type EmbedRow, type Prediction } from '../io/writers.js';
+import { CLASSIFY_SCHEMA, EMBED_SCHEMA, type ClassifyRow, type EmbedRow, type Prediction } from '../io/sinks/rows.js';
+import { createHash } from 'node:crypto';
+import { readLabelsFile } from '../io/labels.js';
 import { archOf, ARCHITECTURES } from '../model/arch/index.js';
 import { scoreFunction, type ModelConfig, type ScoreFunction } from '../model/config.js';
 import type { HostTensor } from '../model/tensor.js';
@@ -41,8 +43,12 @@ export function topK(logits: Float32Array, k: number, labels: string[], score: S
 
 export function classifyRows(opts: { topK: number; labels?: string }): RowKind<ClassifyRow> {
   if (!Number.isInteger(opts.topK) || opts.topK < 1) throw new UsageError(`--top-k must be a positive integer, not ${opts.topK}`);
+  // The names, not the file: the same list in another file writes the same rows.
+  const labels = opts.labels === undefined ? null : createHash('sha256').update(JSON.stringify(readLabelsFile(opts.labels))).digest('hex');
   return {
+    command: 'classify',
     schema: CLASSIFY_SCHEMA,
+    options: (config) => ({ topK: opts.topK, labels, scores: scoreFunction(config) }),
     prepare(config: ModelConfig) {
       if (config.numClasses === 0) throw new ModelError(`model "${config.name}" has no classifier head; use \`vit embed\` for its features`);
       const labels = resolveLabels(config, opts.labels);
@@ -66,7 +72,9 @@ export const POOLS = [...new Set(ARCHITECTURES.flatMap((a) => a.pools as string[
 
 export function embedRows(opts: { pool?: string; normalize: boolean }): RowKind<EmbedRow> {
   return {
+    command: 'embed',
     schema: EMBED_SCHEMA,
+    options: (config) => ({ pool: opts.pool ?? archOf(config).pools[0], normalize: opts.normalize }),
     prepare(config: ModelConfig) {
       const pools = archOf(config).pools;
       const pool = opts.pool ?? pools[0];

@@ -16,22 +16,44 @@
  */
 import { UsageError } from '../errors.js';
 import { ExitStatus } from '../exit.js';
-import { collectInputs, resolveShard, selectShard, uniquePaths } from '../io/inputs.js';
+import { collectInputs, resolveShard, selectShard, uniquePaths, type Shard } from '../io/inputs.js';
 import { PreprocessPool } from '../io/preprocess-pool.js';
-import { createProgress } from '../io/progress.js';
-import { readStoredOutput, type StoredOutput } from '../io/stored.js';
-import { createSchemaWriter, formatsFor, type ErrorRow, type Format, type RowSchema, type RowWriter } from '../io/writers.js';
+import { displayPath } from '../io/fs-names.js';
+import { createBar, escapeControls } from '../io/progress.js';
+import { openOutput } from '../io/sinks/index.js';
+import type { Provenance } from '../io/sinks/manifest.js';
+import { formatsFor, type ErrorRow, type Format, type RowSchema, type RowWriter } from '../io/sinks/rows.js';
 import type { ModelConfig } from '../model/config.js';
+import { batchSizeProblem } from '../model/limits.js';
 import type { Engine, RunOptions, RunResult } from '../model/engines/engine.js';
-import { modelSpec, type RunArgs } from '../commands/options.js';
 import { BatchQueue, DecodeSchedule } from './batches.js';
 import type { Context } from './context.js';
-import { prepareModel } from './open-model.js';
+import { modelSpec, prepareModel, type ModelArgs } from './open-model.js';
 import { catchStopSignals, STOP_SIGNALS } from './signals.js';
+
+/** What a run is asked to do: the command line's options (declared in src/commands/options.ts). */
+export interface RunArgs extends ModelArgs {
+  inputs?: string[];
+  batchSize: number;
+  output?: string;
+  format: string;
+  null: boolean;
+  engine: string;
+  dtype: string;
+  device: string;
+  threads?: number;
+  resume: boolean;
+  shard?: string;
+  shardCount?: number;
+}
 
 /** What a command makes of each input: its row schema, and how a row comes out of the engine's result. */
 export interface RowKind<R extends { path: string }> {
+  /** The command, as provenance records it. */
+  command: string;
   schema: RowSchema<R>;
+  /** The options that shape this command's rows, for provenance (the model's own config is in its id). */
+  options(config: ModelConfig): Record<string, unknown>;
   runOptions?: RunOptions;
   /**
    * Once the engine is up (its config fitted to the checkpoint): check that the model suits the command, and
@@ -40,6 +62,8 @@ export interface RowKind<R extends { path: string }> {
   prepare(config: ModelConfig): (result: RunResult, row: number, path: string) => R | Promise<R>;
   /** Where rows go instead of a file/stdout writer of `schema` (e.g. a summary over all images). */
   writer?(): RowWriter<R>;
+  /** Before any work, with the run's inputs and its output files: refuse what would harm them (heatmaps). */
+  plan?(inputs: readonly string[], outputs: readonly string[]): void;
 }
 
 /**
@@ -53,7 +77,8 @@ const STARTUP_AHEAD_BYTES = 96 * 2 ** 20;
 const STARTUP_AHEAD_MAX = 20;
 
 function checkArgs(a: RunArgs, kind: RowKind<{ path: string }>): void {
-  if (!Number.isInteger(a.batchSize) || a.batchSize < 1) throw new UsageError(`--batch-size must be a positive integer, not ${a.batchSize}`);
+  const badBatch = batchSizeProblem(a.batchSize);
+  if (badBatch !== null) throw new UsageError(badBatch);
   if (a.threads !== undefined && (!Number.isInteger(a.threads) || a.threads < 1)) throw new UsageError(`--threads must be a positive integer, not ${a.threads}`);
   if (a.resume && a.output === undefined) throw new UsageError('--resume continues an output file: give it with -o FILE');
   if (a.resume && kind.writer !== undefined) throw new UsageError('--resume continues a file of rows; this output is a summary over all inputs');
@@ -66,8 +91,7 @@ function checkArgs(a: RunArgs, kind: RowKind<{ path: string }>): void {
  * The inputs of this run: collected, each path once (a file given twice, or a file and its directory, is
  * processed once: rows are keyed by path for --resume and `vit merge`), cut to this process's shard.
  */
-async function runInputs(a: RunArgs, ctx: Context): Promise<string[]> {
-  const shard = resolveShard({ shard: a.shard, shardCount: a.shardCount });
+async function runInputs(a: RunArgs, ctx: Context, shard: Shard | null): Promise<string[]> {
   const { paths, repeated } = uniquePaths(await collectInputs(a.inputs ?? [], { stdin: process.stdin, stdinIsTTY: process.stdin.isTTY === true, nul: a.null }));
   if (repeated > 0) ctx.note(`${repeated} repeated input path${repeated === 1 ? '' : 's'} left out: each path is processed once`);
   if (shard === null) return paths;
@@ -90,23 +114,35 @@ export async function runPipeline<R extends { path: string }>(a: RunArgs, ctx: C
   const { threads } = model.settings;
 
   // 2. The inputs.
-  let paths = await runInputs(a, ctx);
+  const shard = resolveShard({ shard: a.shard, shardCount: a.shardCount });
+  let paths = await runInputs(a, ctx, shard);
   const total = paths.length;
 
   // 3. The output, and what a resumed one already holds.
-  let append: StoredOutput | undefined;
+  const config = model.config;
+  const provenance: Provenance = {
+    command: kind.command,
+    format: a.format as Format,
+    model: { name: config.name, id: model.modelId },
+    options: { ...kind.options(config), imageSize: config.imgSize, dtype: model.settings.dtype },
+    shard: shard === null ? null : { index: shard.index, count: shard.count },
+  };
+  kind.plan?.(paths, a.output === undefined || a.output === '-' ? [] : [a.output]);
+  let writer: RowWriter<R>;
   let storedFailures = 0;
-  if (a.resume) {
-    append = await readStoredOutput(a.output!, a.format as Format, 'resume');
-    const done = new Map(append.rows.map((r) => [r.path, r.error]));
-    storedFailures = paths.filter((p) => done.get(p) === true).length;
-    paths = paths.filter((p) => !done.has(p));
-    ctx.note(`resuming ${a.output}: ${total - paths.length} of ${total} inputs already done`);
+  if (kind.writer) writer = kind.writer();
+  else {
+    const out = await openOutput(kind.schema, { output: a.output, format: a.format as Format, stdout: ctx.stdout, inputs: paths, provenance, resume: a.resume });
+    writer = out.writer;
+    if (out.prior) {
+      const done = new Map(out.prior.rows.map((r) => [r.path, r.error]));
+      storedFailures = paths.filter((p) => done.get(p) === true).length;
+      paths = paths.filter((p) => !done.has(p));
+      ctx.note(`resuming ${a.output}: ${total - paths.length} of ${total} inputs already done`);
+    }
   }
-  const writer = kind.writer?.() ?? createSchemaWriter(kind.schema, a.format, { output: a.output, stdout: ctx.stdout, append });
 
   // 4. The engine, starting while the first batches decode on the cores it leaves free.
-  const config = model.config;
   const pool = new PreprocessPool(config, threads);
   const queue = new BatchQueue(paths, a.batchSize, config, pool);
   const starting = model.start();
@@ -115,8 +151,8 @@ export async function runPipeline<R extends { path: string }>(a: RunArgs, ctx: C
     pool.limit(threads - 1);
     queue.fill(Math.max(1, Math.min(STARTUP_AHEAD_MAX, Math.floor(STARTUP_AHEAD_BYTES / (a.batchSize * queue.per * 4)))));
   }
-  const progress = createProgress(paths.length, { stderr: ctx.stderr, quiet: ctx.quiet });
-  const signals = catchStopSignals(ctx.note);
+  const progress = createBar(paths.length, { stderr: ctx.stderr, stdout: ctx.stdout, quiet: ctx.quiet, unit: 'images', write: ctx.note });
+  const signals = catchStopSignals(progress.note);
   const t0 = performance.now();
   let stats: LoopStats = { done: 0, failed: 0, overlapped: 0 };
   try {
@@ -128,7 +164,7 @@ export async function runPipeline<R extends { path: string }>(a: RunArgs, ctx: C
       stopped: () => signals.caught() !== null,
       onInput: (path, error) => {
         progress.tick(1);
-        if (error !== null) ctx.note(`${path}: ${error}`);
+        if (error !== null) progress.note(`${escapeControls(displayPath(path))}: ${error}`);
       },
     });
     // 6. The output closed.

@@ -1,5 +1,5 @@
 import { constants as osConstants } from 'node:os';
-import { removeTempFiles } from '../io/writers.js';
+import { removeTempFiles } from '../io/sinks/target.js';
 
 /** Exit statuses of a run stopped by a signal: 128 + the signal's number, as a shell reports it. */
 export const STOP_SIGNALS = { SIGINT: 128 + osConstants.signals.SIGINT, SIGTERM: 128 + osConstants.signals.SIGTERM } as const;

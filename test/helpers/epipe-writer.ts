@@ -2,12 +2,12 @@
  * Child process for the closed-pipe test: writes classify rows to stdout through a real writer until the
  * reader goes away, then reports on stderr how it ended. Run as `node epipe-writer.js FORMAT | head -1`.
  */
-import { createWriter } from '../../src/io/writers.js';
+import { testWriter } from './formats.js';
 
 const MAX_ROWS = 200_000;
 
 async function run(): Promise<void> {
-  const writer = createWriter('classify', process.argv[2] ?? 'jsonl', { stdout: process.stdout });
+  const writer = await testWriter('classify', process.argv[2] ?? 'jsonl', { stdout: process.stdout });
   let rows = 0;
   for (; rows < MAX_ROWS && !writer.closedByReader; rows++) {
     await writer.write({ path: `dir/image_${rows}.jpg`, predictions: [{ index: rows % 1000, label: 'tabby, tabby cat', score: 0.5, logit: 1.25 }] });

@@ -1,4 +1,7 @@
 import assert from 'node:assert/strict';
+import { openOutput } from '../../src/io/sinks/index.js';
+import type { Provenance } from '../../src/io/sinks/manifest.js';
+import { CLASSIFY_SCHEMA, EMBED_SCHEMA, type ClassifyRow, type EmbedRow, type Format, type RowSchema, type RowWriter } from '../../src/io/sinks/rows.js';
 
 /** An RFC 4180 parser: quoted fields may hold commas, doubled quotes, CR and LF. Accepts LF or CRLF records. */
 export function parseCsv(text: string): string[][] {
@@ -64,4 +67,26 @@ export function readNpy(buf: Buffer): { shape: number[]; data: Float32Array; hea
   const data = new Float32Array(count);
   for (let i = 0; i < data.length; i++) data[i] = body.readFloatLE(i * 4);
   return { shape, data, headerLength: 10 + hlen };
+}
+
+/** The provenance test outputs are written with. */
+export const TEST_PROVENANCE = (command: string, format: string): Provenance => ({
+  command, format: format as Format, model: { name: 'test', id: 'test-model' }, options: {}, shard: null,
+});
+
+/** A writer of a built-in row kind (or any schema) as a run opens it, to stdout or a file (optionally resumed). */
+type KindRow<K> = K extends 'classify' ? ClassifyRow : K extends 'embed' ? EmbedRow : K extends RowSchema<infer R> ? R : never;
+
+export async function testWriter<K extends 'classify' | 'embed' | RowSchema<any>>(
+  kind: K, format: string,
+  o: { output?: string; stdout: NodeJS.WritableStream; resume?: boolean; provenance?: Provenance },
+): Promise<RowWriter<KindRow<K>>> {
+  type R = KindRow<K>;
+  const schema = (kind === 'classify' ? CLASSIFY_SCHEMA : kind === 'embed' ? EMBED_SCHEMA : kind) as unknown as RowSchema<R>;
+  const command = typeof kind === 'string' ? kind : 'test';
+  const out = await openOutput(schema, {
+    output: o.output, format: format as Format, stdout: o.stdout, inputs: [], resume: o.resume ?? false,
+    provenance: o.provenance ?? TEST_PROVENANCE(command, format),
+  });
+  return out.writer;
 }

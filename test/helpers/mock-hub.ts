@@ -7,7 +7,7 @@ import type { AddressInfo } from 'node:net';
  * vit makes: the model-info API (`sha`, `siblings`), resolve URLs with ETag / X-Repo-Commit, and for LFS files
  * a 302 to a "CDN" (a second server on another port) with X-Linked-Etag (sha256) and X-Linked-Size. The CDN
  * honours Range requests. Faults can be switched on per file: corrupted bodies, connections dropped mid-body,
- * Range ignored.
+ * Range ignored, answers that never come, bodies that stall or trickle, bodies larger than announced.
  */
 
 export interface MockFile {
@@ -23,12 +23,16 @@ export interface MockRepo {
   files: MockFile[];
   /** Requires `Authorization: Bearer <token>` with the hub's token. */
   private?: boolean;
+  /** Branch, tag or PR names (feature/x, refs/pr/1) that point at this commit, besides main and HEAD. */
+  revisions?: string[];
 }
 
 export interface LoggedRequest {
   server: 'hub' | 'cdn';
   method: string;
   path: string;
+  /** The path as sent, still percent-encoded. */
+  rawPath: string;
   headers: IncomingMessage['headers'];
   /** The file whose bytes this request was answered with (200 or 206), if any. */
   served?: string;
@@ -48,6 +52,17 @@ export interface MockHub {
   dropAfter: Map<string, { bytes: number; times: number }>;
   /** Answer Range requests with 200 and the whole file, as some servers do. */
   ignoreRange: boolean;
+  /** Never answer these requests (the connection stays open): 'api' for the model-info API, or file names. */
+  stall: Set<string>;
+  /** Send this many body bytes of the file, then nothing more, keeping the connection open. */
+  stallAfter: Map<string, number>;
+  /** Send the file's body `bytes` at a time, one piece every `everyMs`. */
+  trickle: Map<string, { bytes: number; everyMs: number }>;
+  /**
+   * Send `extra` bytes beyond the file: with `announce`, a Content-Length saying so (the HEAD's size stays
+   * the file's); without, chunked, so only the count of bytes received can tell.
+   */
+  overflow: Map<string, { extra: number; announce: boolean }>;
   /** The GETs answered with a file's bytes (hub or CDN), for "was it downloaded?" checks. */
   bodyGets(name?: string): LoggedRequest[];
   close(): Promise<void>;
@@ -89,6 +104,10 @@ export async function startMockHub(repos: MockRepo[], opts: MockHubOptions = {})
     corrupt: new Set(),
     dropAfter: new Map(),
     ignoreRange: false,
+    stall: new Set(),
+    stallAfter: new Map(),
+    trickle: new Map(),
+    overflow: new Map(),
     bodyGets: (name?: string) => requests.filter((r) => r.method === 'GET' && r.served !== undefined && (name === undefined || r.served === name)),
     close: () => Promise.all([hubServer, cdnServer].map((s) => new Promise<void>((r) => {
       s.closeAllConnections();
@@ -105,11 +124,12 @@ export async function startMockHub(repos: MockRepo[], opts: MockHubOptions = {})
   }
 
   function findRepo(id: string, rev: string): MockRepo | undefined {
-    return repos.find((r) => r.id === id && (rev === 'main' || rev === 'HEAD' || rev === r.commit));
+    return repos.find((r) => r.id === id && (rev === 'main' || rev === 'HEAD' || rev === r.commit || r.revisions?.includes(rev)));
   }
 
   function log(server: LoggedRequest['server'], req: IncomingMessage, base: string): LoggedRequest {
-    const entry = { server, method: req.method!, path: decodeURIComponent(new URL(req.url!, base).pathname), headers: req.headers };
+    const rawPath = new URL(req.url!, base).pathname;
+    const entry = { server, method: req.method!, path: decodeURIComponent(rawPath), rawPath, headers: req.headers };
     requests.push(entry);
     return entry;
   }
@@ -123,6 +143,7 @@ export async function startMockHub(repos: MockRepo[], opts: MockHubOptions = {})
       return res.end();
     }
     const api = /^\/api\/models\/([^/]+\/[^/]+)\/revision\/(.+)$/.exec(path);
+    if (api && hub.stall.has('api')) return;
     if (api) {
       const repo = findRepo(api[1], api[2]);
       if (repo && !authorized(req, repo)) return json(res, 401, { error: 'Invalid credentials in Authorization header' });
@@ -160,6 +181,7 @@ export async function startMockHub(repos: MockRepo[], opts: MockHubOptions = {})
 
   /** 200 or 206 (Range: bytes=N-), with the faults switched on for this file. */
   function sendBody(req: IncomingMessage, res: ServerResponse, entry: LoggedRequest, file: MockFile, headers: Record<string, string>) {
+    if (hub.stall.has(file.name)) return;
     let body = file.body;
     if (hub.corrupt.has(file.name)) {
       body = Uint8Array.from(body);
@@ -174,11 +196,31 @@ export async function startMockHub(repos: MockRepo[], opts: MockHubOptions = {})
         return res.end();
       }
       res.writeHead(206, { ...headers, 'Content-Length': body.length - start, 'Content-Range': `bytes ${start}-${body.length - 1}/${body.length}` });
+    } else if (req.method === 'GET' && hub.overflow.has(file.name)) {
+      const { extra, announce } = hub.overflow.get(file.name)!;
+      body = Uint8Array.from([...body, ...new Uint8Array(extra).fill(0x5a)]);
+      res.writeHead(200, { ...headers, ...(announce ? { 'Content-Length': body.length } : {}) });
     } else {
       res.writeHead(200, { ...headers, 'Content-Length': body.length, 'Accept-Ranges': 'bytes' });
     }
     if (req.method === 'HEAD') return res.end();
     entry.served = file.name;
+    const stallAt = hub.stallAfter.get(file.name);
+    if (stallAt !== undefined) return res.write(body.subarray(start, start + stallAt));
+    const trickle = hub.trickle.get(file.name);
+    if (trickle) {
+      let at = start;
+      const timer = setInterval(() => {
+        res.write(body.subarray(at, at + trickle.bytes));
+        at += trickle.bytes;
+        if (at >= body.length) {
+          clearInterval(timer);
+          res.end();
+        }
+      }, trickle.everyMs);
+      res.on('close', () => clearInterval(timer));
+      return;
+    }
     const drop = hub.dropAfter.get(file.name);
     if (drop && drop.times > 0) {
       drop.times--;

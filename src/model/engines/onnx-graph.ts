@@ -66,6 +66,7 @@ export class OnnxGraphOps implements Ops<string> {
   /** Weight initializers in order of first use. */
   private readonly slots = new Map<string, Omit<WeightSlot, 'offset' | 'length'>>();
   private readonly ranks = new Map<string, number>();
+  private readonly fixedNames = new WeakMap<Float32Array | Int32Array, string>();
   private counter = 0;
   private readonly dtype: Dtype;
   /** fp32 linear layers with a bias as Gemm (see gemmLinear). */
@@ -286,6 +287,40 @@ export class OnnxGraphOps implements Ops<string> {
     const target = this.node('Concat', [batch, this.int64s([1, 1])], 1, [attr.int('axis', 0)]); // [B, 1, 1]
     const tiled = this.node('Expand', [tokens, target], 3); // [1, k, D] broadcast with [B, 1, 1] → [B, k, D]
     return this.node('Concat', [tiled, x], 3, [attr.int('axis', 1)]); // [B, k, D] ⊕ [B, N, D] → [B, k+N, D]
+  }
+
+  concat(xs: string[], axis: number): string {
+    return this.node('Concat', xs, this.rank(xs[0]), [attr.int('axis', axis)]);
+  }
+
+  padEnd(x: string, axis: number, n: number): string {
+    const r = this.rank(x);
+    const pads = Array.from({ length: 2 * r }, (_, i) => (i === r + axis ? n : 0)); // every axis's start, then every end
+    return this.node('Pad', [x, this.int64s(pads)], r);
+  }
+
+  gather(x: string, indices: Int32Array): string {
+    const idx = this.fixed(indices, () => ({
+      dims: [indices.length], dataType: onnx.TensorProto.DataType.INT64, raw: bytesOf(BigInt64Array.from(indices, BigInt)),
+    }));
+    return this.node('Gather', [x, idx], this.rank(x), [attr.int('axis', 0)]); // [R, ...] → [n, ...]
+  }
+
+  tensor(data: Float32Array, shape: number[]): string {
+    return this.fixed(data, () => ({ dims: shape, dataType: onnx.TensorProto.DataType.FLOAT, raw: bytesOf(data) }));
+  }
+
+  /**
+   * An inline constant from a host array, stored once per array: architectures hand the same array to every
+   * block that needs it (a window's position index, a stage's mask), so the graph holds one copy.
+   */
+  private fixed(data: Float32Array | Int32Array, make: () => { dims: number[]; dataType: number; raw: Uint8Array }): string {
+    let name = this.fixedNames.get(data);
+    if (name === undefined) {
+      name = this.constant(`fixed_${this.counter++}`, make);
+      this.fixedNames.set(data, name);
+    }
+    return name;
   }
 
   /** Name a value as a graph output (Identity, so one value can back several outputs). */

@@ -22,11 +22,11 @@ function zipOf(bytes: Uint8Array, fileName: string): ZipArchive {
 registerFormat({
   name: 'npz',
   sniff: (b, f) => isZip(b) && isNpz(zipOf(b, f)),
-  read: (b, f) => readNpz(zipOf(b, f), f),
+  read: (b, f, budget) => readNpz(zipOf(b, f), f, budget),
 });
 
 registerFormat({
   name: 'pytorch',
   sniff: (b, f) => isTorchLegacy(b) || (isZip(b) && isTorchZip(zipOf(b, f))),
-  read: (b, f) => (isTorchLegacy(b) ? readTorchLegacy(b, f) : readTorchZip(zipOf(b, f), f)),
+  read: (b, f, budget) => (isTorchLegacy(b) ? readTorchLegacy(b, f, budget) : readTorchZip(zipOf(b, f), f, budget)),
 });

@@ -1,10 +1,13 @@
 import { WeightsError } from '../../errors.js';
-import { sizeOf, type HostTensor, type TensorMap } from '../tensor.js';
+import { type HostTensor, type TensorMap } from '../tensor.js';
+import { ANY_MODEL_BUDGET, BudgetMeter, MAX_ITEM_BYTES, type WeightsBudget } from './budget.js';
 import { toFloat32, type StorageDtype } from './dtypes.js';
 import { type ZipArchive } from './zip.js';
 
 const NPY_MAGIC = [0x93, 0x4e, 0x55, 0x4d, 0x50, 0x59]; // "\x93NUMPY"
 const DESCR: Record<string, StorageDtype> = { '<f4': 'f32', '<f2': 'f16', '<f8': 'f64' };
+/** numpy itself refuses headers past 10,000 bytes (np.load's max_header_size); this leaves room. */
+const MAX_HEADER = 65536;
 
 interface NpyHeader { descr: string; fortranOrder: boolean; shape: number[] }
 
@@ -46,8 +49,8 @@ function fortranToC(data: Float32Array, shape: number[]): Float32Array {
   return out;
 }
 
-/** One .npy file (format versions 1–3) → a float32 tensor in C order. */
-export function readNpy(bytes: Uint8Array, what: string): HostTensor {
+/** One .npy file (format versions 1–3) → a float32 tensor in C order; its shape is checked against `meter`. */
+export function readNpy(bytes: Uint8Array, what: string, meter: BudgetMeter = new BudgetMeter(ANY_MODEL_BUDGET, what)): HostTensor {
   if (bytes.length < 10 || !NPY_MAGIC.every((b, i) => bytes[i] === b)) throw new WeightsError(`${what}: not a .npy array`);
   const major = bytes[6];
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
@@ -55,13 +58,14 @@ export function readNpy(bytes: Uint8Array, what: string): HostTensor {
   if (lenSize === 0) throw new WeightsError(`${what}: .npy format version ${major} is not supported`);
   const headerLen = lenSize === 2 ? view.getUint16(8, true) : bytes.length >= 12 ? view.getUint32(8, true) : Infinity;
   const start = 8 + lenSize + headerLen;
-  if (start > bytes.length) throw new WeightsError(`${what}: .npy header runs past the end`);
+  if (headerLen > MAX_HEADER || start > bytes.length) throw new WeightsError(`${what}: .npy header of ${headerLen} bytes runs past the end or the ${MAX_HEADER}-byte limit`);
   const header = parseHeader(new TextDecoder(major === 3 ? 'utf-8' : 'latin1').decode(bytes.subarray(8 + lenSize, start)), what);
   const dtype = DESCR[header.descr];
   if (!dtype) {
     throw new WeightsError(`${what}: .npy dtype '${header.descr}' is not supported (little-endian float: ${Object.keys(DESCR).join(', ')})`);
   }
-  const n = sizeOf(header.shape);
+  const n = meter.tensor(header.shape, what);
+  meter.take(n, what);
   const data = toFloat32(bytes.subarray(start), dtype, n, what);
   return { shape: header.shape, data: header.fortranOrder ? fortranToC(data, header.shape) : data };
 }
@@ -72,13 +76,25 @@ export function isNpz(zip: ZipArchive): boolean {
   return names.length > 0 && names.every((n) => n.endsWith('.npy'));
 }
 
-/** Every array of an .npz, named as numpy names them (the member name without ".npy"). */
-export function readNpz(zip: ZipArchive, source: string): TensorMap {
+/**
+ * Every array of an .npz, named as numpy names them (the member name without ".npy"). The sizes the
+ * directory declares are checked against the budget before any member is inflated: each against the largest
+ * tensor, all together against the total.
+ */
+export function readNpz(zip: ZipArchive, source: string, budget: WeightsBudget = ANY_MODEL_BUDGET): TensorMap {
+  const maxBytes = budget.maxTensorElements * MAX_ITEM_BYTES + MAX_HEADER;
+  let declared = 0;
+  for (const e of zip.entries.values()) declared += e.size;
+  const allowed = budget.totalElements * MAX_ITEM_BYTES + zip.entries.size * MAX_HEADER;
+  if (declared > allowed) {
+    throw new WeightsError(`${source}: the arrays claim ${declared} bytes uncompressed, more than the ${allowed} the model could need; refused before inflating them`);
+  }
+  const meter = new BudgetMeter(budget, source);
   const out: TensorMap = new Map();
   for (const name of zip.entries.keys()) {
     if (!name.endsWith('.npy')) throw new WeightsError(`${source}: .npz member "${name}" is not a .npy array`);
     const key = name.slice(0, -'.npy'.length);
-    out.set(key, readNpy(zip.read(name), `${source}: array "${key}"`));
+    out.set(key, readNpy(zip.read(name, { maxBytes }), `${source}: array "${key}"`, meter));
   }
   return out;
 }

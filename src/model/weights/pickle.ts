@@ -40,12 +40,33 @@ export class RefusedGlobalError extends WeightsError {
 
 const MARK = Symbol('mark');
 
+/**
+ * What a pickle may hold, far beyond any checkpoint: a state dict's pickle names a few thousand tensors with
+ * tuples of small integers, so these only ever stop hostile files, before the memory or time they ask for.
+ */
+export const PICKLE_LIMITS = {
+  /**
+   * Bytes of a LONG1 / LONG4 integer (256 bits). Shapes, strides, offsets and sizes fit 8 bytes, torch's
+   * legacy magic number takes 10; Python reads a 1 MiB integer instantly, but nothing here needs one.
+   */
+  intBytes: 32,
+  /** Characters of a text INT / LONG (protocol 0): the same 256 bits written in decimal, and a sign. */
+  intDigits: 80,
+  /** Bytes of one string or bytes object: tensor names and metadata are short. */
+  stringBytes: 16 * 2 ** 20,
+  /** Values pushed or added to a container in all (each costs memory: a DUP is one pointer, but 64 M of them are 512 MB). */
+  values: 2_000_000,
+} as const;
+
 /** Python ints beyond 2^53 stay exact as bigint; everything smaller becomes a number. */
 function narrow(v: bigint): number | bigint {
   return v >= BigInt(Number.MIN_SAFE_INTEGER) && v <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(v) : v;
 }
 
-/** Two's-complement little-endian integer of any length (LONG1 / LONG4). */
+/**
+ * Two's-complement little-endian integer (LONG1 / LONG4), at most PICKLE_LIMITS.intBytes long, so the
+ * bigint arithmetic (quadratic in the length) stays a few operations.
+ */
 function decodeLong(b: Uint8Array): number | bigint {
   if (b.length === 0) return 0;
   let v = 0n;
@@ -64,7 +85,8 @@ function rawUnicodeEscape(s: string): string {
  * booleans, tuples, lists, dicts and sets, the memo, and calls of allow-listed globals. It has no notion of
  * Python objects beyond that: GLOBAL / STACK_GLOBAL / INST of any other name is refused with the name, and
  * the extension registry and out-of-band buffers are refused outright. Every length is checked against the
- * input before anything is allocated.
+ * input before anything is allocated, and against PICKLE_LIMITS, so time and memory stay linear in the input
+ * and bounded whatever it holds.
  */
 export function unpickle(data: Uint8Array, opts: UnpickleOptions): UnpickleResult {
   const { source, globals } = opts;
@@ -75,6 +97,7 @@ export function unpickle(data: Uint8Array, opts: UnpickleOptions): UnpickleResul
   let stack: unknown[] = [];
   const metastack: unknown[][] = [];
   const memo = new Map<number, unknown>();
+  let values = 0;
 
   const fail = (msg: string): never => {
     throw new WeightsError(`${source}: bad pickle at byte ${pos}: ${msg}`);
@@ -94,15 +117,35 @@ export function unpickle(data: Uint8Array, opts: UnpickleOptions): UnpickleResul
     const v = view.getBigUint64(pos - 8, true);
     return v > BigInt(Number.MAX_SAFE_INTEGER) ? fail(`length ${v} is too large`) : Number(v);
   };
+  const text = (n: number): Uint8Array => {
+    const b = take(n);
+    if (b.length > PICKLE_LIMITS.stringBytes) fail(`a ${b.length}-byte string is longer than any checkpoint needs (limit ${PICKLE_LIMITS.stringBytes})`);
+    return b;
+  };
+  const long = (n: number): number | bigint => {
+    const b = take(n);
+    if (b.length > PICKLE_LIMITS.intBytes) fail(`a ${b.length}-byte integer is wider than any shape or offset (limit ${PICKLE_LIMITS.intBytes} bytes)`);
+    return decodeLong(b);
+  };
+  const digits = (s: string, what: string): number | bigint => {
+    if (s.length > PICKLE_LIMITS.intDigits) fail(`a ${s.length}-digit ${what} is wider than any shape or offset (limit ${PICKLE_LIMITS.intDigits})`);
+    return /^[-+]?\d+$/.test(s) ? narrow(BigInt(s)) : fail(`bad ${what} "${s.slice(0, 40)}"`);
+  };
+  const count = (n: number): void => {
+    values += n;
+    if (values > PICKLE_LIMITS.values) fail(`more than ${PICKLE_LIMITS.values} values: far more than a state dict holds`);
+  };
   const line = (): string => {
     const nl = data.indexOf(0x0a, pos);
     if (nl < 0) fail('unterminated text field');
+    if (nl - pos > PICKLE_LIMITS.stringBytes) fail(`a ${nl - pos}-byte text field is longer than any checkpoint needs`);
     const s = latin1.decode(data.subarray(pos, nl));
     pos = nl + 1;
     return s;
   };
   // Arguments are evaluated before the body reads `stack`, so push(f(popMark())) lands on the restored stack.
   const push = (v: unknown): void => {
+    count(1);
     stack.push(v);
   };
   const pop = (): unknown => (stack.length === 0 ? fail('stack underflow') : stack.pop());
@@ -112,6 +155,10 @@ export function unpickle(data: Uint8Array, opts: UnpickleOptions): UnpickleResul
     if (metastack.length === 0) fail('no MARK on the stack');
     stack = metastack.pop()!;
     return items;
+  };
+  const memoPut = (i: number): void => {
+    count(1);
+    memo.set(i, top());
   };
   const memoGet = (i: number): unknown => (memo.has(i) ? memo.get(i) : fail(`memo entry ${i} was never stored`));
   const findGlobal = (module: string, name: string): unknown => {
@@ -145,6 +192,7 @@ export function unpickle(data: Uint8Array, opts: UnpickleOptions): UnpickleResul
       case 0x2e: // STOP
         return { value: pop(), end: pos };
       case 0x28: // MARK
+        count(1);
         metastack.push(stack);
         stack = [];
         break;
@@ -161,23 +209,18 @@ export function unpickle(data: Uint8Array, opts: UnpickleOptions): UnpickleResul
       // ---- numbers
       case 0x49: { // INT (text; protocol 0 spells booleans I01 / I00)
         const s = line();
-        push(s === '01' ? true : s === '00' ? false : /^[-+]?\d+$/.test(s) ? narrow(BigInt(s)) : fail(`bad INT "${s}"`));
+        push(s === '01' ? true : s === '00' ? false : digits(s, 'INT'));
         break;
       }
       case 0x4a: push(i32()); break; // BININT
       case 0x4b: push(u8()); break; // BININT1
       case 0x4d: push(u16()); break; // BININT2
       case 0x4c: { // LONG (text)
-        const s = line().replace(/L$/, '');
-        push(/^[-+]?\d+$/.test(s) ? narrow(BigInt(s)) : fail(`bad LONG "${s}"`));
+        push(digits(line().replace(/L$/, ''), 'LONG'));
         break;
       }
-      case 0x8a: push(decodeLong(take(u8()))); break; // LONG1
-      case 0x8b: { // LONG4
-        const n = i32();
-        push(decodeLong(take(n)));
-        break;
-      }
+      case 0x8a: push(long(u8())); break; // LONG1
+      case 0x8b: push(long(i32())); break; // LONG4
       case 0x46: { // FLOAT (text)
         const v = Number(line());
         push(Number.isNaN(v) ? fail('bad FLOAT') : v);
@@ -192,18 +235,18 @@ export function unpickle(data: Uint8Array, opts: UnpickleOptions): UnpickleResul
       case 0x88: push(true); break; // NEWTRUE
       case 0x89: push(false); break; // NEWFALSE
       // ---- strings and bytes
-      case 0x58: push(utf8.decode(take(u32()))); break; // BINUNICODE
+      case 0x58: push(utf8.decode(text(u32()))); break; // BINUNICODE
       case 0x8c: push(utf8.decode(take(u8()))); break; // SHORT_BINUNICODE
-      case 0x8d: push(utf8.decode(take(u64()))); break; // BINUNICODE8
+      case 0x8d: push(utf8.decode(text(u64()))); break; // BINUNICODE8
       case 0x56: push(rawUnicodeEscape(line())); break; // UNICODE (text)
       // Python 2 str: bytes that were text; latin1 keeps every byte.
-      case 0x54: push(latin1.decode(take(i32()))); break; // BINSTRING
+      case 0x54: push(latin1.decode(text(i32()))); break; // BINSTRING
       case 0x55: push(latin1.decode(take(u8()))); break; // SHORT_BINSTRING
-      case 0x42: push(take(u32()).slice()); break; // BINBYTES
+      case 0x42: push(text(u32()).slice()); break; // BINBYTES
       case 0x43: push(take(u8()).slice()); break; // SHORT_BINBYTES
       case 0x8e: // BINBYTES8
       case 0x96: // BYTEARRAY8
-        push(take(u64()).slice());
+        push(text(u64()).slice());
         break;
       // ---- containers
       case 0x29: push(tuple([])); break; // EMPTY_TUPLE
@@ -260,10 +303,10 @@ export function unpickle(data: Uint8Array, opts: UnpickleOptions): UnpickleResul
       }
       case 0x91: push(new Set(popMark())); break; // FROZENSET
       // ---- memo
-      case 0x70: memo.set(Number(line()), top()); break; // PUT (text)
-      case 0x71: memo.set(u8(), top()); break; // BINPUT
-      case 0x72: memo.set(u32(), top()); break; // LONG_BINPUT
-      case 0x94: memo.set(memo.size, top()); break; // MEMOIZE
+      case 0x70: memoPut(Number(line())); break; // PUT (text)
+      case 0x71: memoPut(u8()); break; // BINPUT
+      case 0x72: memoPut(u32()); break; // LONG_BINPUT
+      case 0x94: memoPut(memo.size); break; // MEMOIZE
       case 0x67: push(memoGet(Number(line()))); break; // GET (text)
       case 0x68: push(memoGet(u8())); break; // BINGET
       case 0x6a: push(memoGet(u32())); break; // LONG_BINGET

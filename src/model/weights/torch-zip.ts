@@ -1,5 +1,6 @@
 import { WeightsError } from '../../errors.js';
 import { shapeStr, sizeOf, type HostTensor, type TensorMap } from '../tensor.js';
+import { ANY_MODEL_BUDGET, BudgetMeter, type WeightsBudget } from './budget.js';
 import { toFloat32, type StorageDtype } from './dtypes.js';
 import { describe, PyCallable, unpickle } from './pickle.js';
 import { stripCommonPrefix } from './schemes.js';
@@ -86,13 +87,25 @@ function torchGlobals(source: string): Map<string, unknown> {
   return g;
 }
 
-/** torch's persistent id for a storage: ('storage', storage_type, key, location, numel[, view_metadata]). */
-function storageFromPid(pid: unknown, source: string): StorageRef {
+/**
+ * A state dict's pickle describes a few thousand tensors in some kilobytes; a data.pkl claiming more than
+ * this is not one, and is refused before it is inflated.
+ */
+const MAX_PICKLE_BYTES = 64 * 2 ** 20;
+
+/**
+ * torch's persistent id for a storage: ('storage', storage_type, key, location, numel[, view_metadata]). A
+ * storage may hold several tensors, so its length is bounded by the budget's total, before any is read.
+ */
+function storageFromPid(pid: unknown, source: string, budget: WeightsBudget): StorageRef {
   if (!Array.isArray(pid) || pid[0] !== 'storage' || pid.length < 5) throw new WeightsError(`${source}: unknown persistent id ${describe(pid)}`);
   const [, type, key, , numel] = pid;
   if (!(type instanceof StorageType)) throw new WeightsError(`${source}: storage of type ${describe(type)}`);
   if (typeof key !== 'string' || !/^[\w.-]+$/.test(key)) throw new WeightsError(`${source}: storage key ${describe(key)}`);
   if (!Number.isSafeInteger(numel) || (numel as number) < 0) throw new WeightsError(`${source}: storage size ${describe(numel)}`);
+  if ((numel as number) > budget.totalElements) {
+    throw new WeightsError(`${source}: storage ${key} claims ${String(numel)} elements, more than the model could need (${budget.totalElements}); refused before reading it`);
+  }
   if (pid.length > 5 && pid[5] !== null) throw new WeightsError(`${source}: storage views of the legacy format are not supported`);
   return new StorageRef(type, key, numel as number);
 }
@@ -112,7 +125,7 @@ function contiguousStrides(size: number[]): number[] {
  * A (possibly strided) view into raw storage bytes → a contiguous float32 tensor. The furthest element the
  * view can reach is checked against the storage first, so hostile offsets and strides only fail.
  */
-function materialize(t: TorchTensor, bytes: Uint8Array, dtype: StorageDtype, what: string): HostTensor {
+function materialize(t: TorchTensor, storageBytes: (s: StorageRef) => Uint8Array, meter: BudgetMeter, what: string): HostTensor {
   const n = sizeOf(t.size);
   const shape = t.size.slice();
   if (n === 0) return { shape, data: new Float32Array(0) };
@@ -121,6 +134,10 @@ function materialize(t: TorchTensor, bytes: Uint8Array, dtype: StorageDtype, wha
   if (n > t.storage.numel) {
     throw new WeightsError(`${what}: ${shapeStr(shape)} has ${n} elements but its storage only ${t.storage.numel} (an expanded view?)`);
   }
+  // Each tensor is a fresh float32 copy, even when several view one storage: each is counted.
+  meter.take(meter.tensor(shape, what), what);
+  const dtype = t.storage.type.dtype!;
+  const bytes = storageBytes(t.storage);
   const isz = t.storage.type.itemSize;
   const last = t.offset + t.size.reduce((acc, d, i) => acc + (d - 1) * t.stride[i], 0);
   if (last >= t.storage.numel) {
@@ -173,22 +190,15 @@ function findStateDict(root: unknown, source: string): Map<unknown, unknown> {
  * read each tensor's storage. Integer tensors (BatchNorm's num_batches_tracked) and non-tensor entries are
  * left out, as no ViT parameter is an integer.
  */
-function toTensorMap(root: unknown, storageBytes: (s: StorageRef) => Uint8Array, source: string): TensorMap {
+function toTensorMap(root: unknown, storageBytes: (s: StorageRef) => Uint8Array, source: string, budget: WeightsBudget): TensorMap {
   const sd = findStateDict(root, source);
+  const meter = new BudgetMeter(budget, source);
   const out: TensorMap = new Map();
   for (const [k, v] of sd) {
     if (typeof k !== 'string' || !(v instanceof TorchTensor) || v.storage.type.dtype === null) continue;
-    const what = `${source}: tensor "${k}"`;
-    out.set(k, materialize(v, storageBytes(v.storage), v.storage.type.dtype, what));
+    out.set(k, materialize(v, storageBytes, meter, `${source}: tensor "${k}"`));
   }
   return stripCommonPrefix(out, ['module.']);
-}
-
-function checkStorageLength(s: StorageRef, bytes: Uint8Array, source: string): Uint8Array {
-  if (bytes.length !== s.numel * s.type.itemSize) {
-    throw new WeightsError(`${source}: storage ${s.key} holds ${bytes.length} bytes, ${s.numel} × ${s.type.itemSize} expected`);
-  }
-  return bytes;
 }
 
 /** The folder holding data.pkl in a torch.save zip (its name is the file's stem at save time, so it varies). */
@@ -202,30 +212,32 @@ export function isTorchZip(zip: ZipArchive): boolean {
 }
 
 /** torch.save since 1.6: `<prefix>/data.pkl` (the object) + `<prefix>/data/<key>` (one entry per storage). */
-export function readTorchZip(zip: ZipArchive, source: string): TensorMap {
+export function readTorchZip(zip: ZipArchive, source: string, budget: WeightsBudget = ANY_MODEL_BUDGET): TensorMap {
   const prefix = archivePrefix(zip);
   if (prefix === null) throw new WeightsError(`${source}: a zip archive, but not a torch.save checkpoint (no single data.pkl)`);
   if (zip.entries.has(`${prefix}constants.pkl`) || [...zip.entries.keys()].some((n) => n.startsWith(`${prefix}code/`))) {
     throw new WeightsError(`${source}: a TorchScript archive (torch.jit.save), not a state dict; in Python, save model.state_dict() instead`);
   }
-  const byteorder = zip.entries.has(`${prefix}byteorder`) ? new TextDecoder().decode(zip.read(`${prefix}byteorder`)).trim() : 'little';
+  const byteorder = zip.entries.has(`${prefix}byteorder`) ? new TextDecoder().decode(zip.read(`${prefix}byteorder`, { maxBytes: 16 })).trim() : 'little';
   if (byteorder !== 'little') throw new WeightsError(`${source}: saved on a ${byteorder}-endian machine; only little-endian checkpoints are read`);
-  const { value } = unpickle(zip.read(`${prefix}data.pkl`), {
+  const { value } = unpickle(zip.read(`${prefix}data.pkl`, { maxBytes: MAX_PICKLE_BYTES }), {
     source,
     globals: torchGlobals(source),
-    persistentLoad: (pid) => storageFromPid(pid, source),
+    persistentLoad: (pid) => storageFromPid(pid, source, budget),
   });
   const cache = new Map<string, Uint8Array>();
+  const storages = new BudgetMeter(budget, source);
   return toTensorMap(value, (s) => {
     let b = cache.get(s.key);
     if (!b) {
       const name = `${prefix}data/${s.key}`;
       if (!zip.entries.has(name)) throw new WeightsError(`${source}: storage ${s.key} is missing from the archive`);
-      b = checkStorageLength(s, zip.read(name), source);
+      storages.take(s.numel, `${source}: storage ${s.key}`);
+      b = zip.read(name, { exactBytes: s.numel * s.type.itemSize });
       cache.set(s.key, b);
     }
     return b;
-  }, source);
+  }, source, budget);
 }
 
 /** The legacy format opens with a pickled magic number: PROTO 2, LONG1 of 10 bytes 0x1950a86a20f9469cfc6c. */
@@ -240,7 +252,7 @@ export function isTorchLegacy(bytes: Uint8Array): boolean {
  * protocol version, system info, the object, the list of storage keys — then each storage's raw data, in that
  * list's order, behind an 8-byte element count.
  */
-export function readTorchLegacy(bytes: Uint8Array, source: string): TensorMap {
+export function readTorchLegacy(bytes: Uint8Array, source: string, budget: WeightsBudget = ANY_MODEL_BUDGET): TensorMap {
   const plain = { source, globals: new Map<string, unknown>() };
   let { end } = unpickle(bytes, plain); // magic, checked by the sniff
   const version = unpickle(bytes, { ...plain, offset: end });
@@ -255,7 +267,7 @@ export function readTorchLegacy(bytes: Uint8Array, source: string): TensorMap {
     offset: info.end,
     globals: torchGlobals(source),
     persistentLoad: (pid) => {
-      const s = storageFromPid(pid, source);
+      const s = storageFromPid(pid, source, budget);
       const seen = storages.get(s.key);
       if (seen && (seen.type !== s.type || seen.numel !== s.numel)) throw new WeightsError(`${source}: storage ${s.key} is described twice, differently`);
       storages.set(s.key, s);
@@ -281,5 +293,5 @@ export function readTorchLegacy(bytes: Uint8Array, source: string): TensorMap {
     const b = data.get(s.key);
     if (!b) throw new WeightsError(`${source}: storage ${s.key} has no data in the file`);
     return b;
-  }, source);
+  }, source, budget);
 }

@@ -12,10 +12,21 @@ export interface ZipEntry {
   localOffset: number;
 }
 
+/** What the caller knows an entry's size must be; checked against the directory before anything is inflated. */
+export interface SizeLimit {
+  /** The entry must be exactly this many bytes (a storage of known length). */
+  exactBytes?: number;
+  /** The entry may be at most this many bytes (what the model could need). */
+  maxBytes?: number;
+}
+
 export interface ZipArchive {
   entries: Map<string, ZipEntry>;
-  /** The entry's uncompressed bytes (a view into the file for stored entries, no copy). */
-  read(name: string): Uint8Array;
+  /**
+   * The entry's uncompressed bytes (a view into the file for stored entries, no copy). Its declared size is
+   * checked against `limit` first, and inflating stops as soon as the output would pass the declared size.
+   */
+  read(name: string, limit?: SizeLimit): Uint8Array;
 }
 
 const SIG_LOCAL = 0x04034b50;
@@ -141,12 +152,25 @@ export function readZip(bytes: Uint8Array, source: string): ZipArchive {
     entries.set(e.name, e);
     o += 46 + nameLen + extraLen + commentLen;
   }
-  return { entries, read: (name) => extract(r, entries, name) };
+  return { entries, read: (name, limit) => extract(r, entries, name, limit ?? {}) };
 }
 
-function extract(r: Reader, entries: Map<string, ZipEntry>, name: string): Uint8Array {
+function checkLimit(e: ZipEntry, limit: SizeLimit, source: string): void {
+  if (limit.exactBytes !== undefined && e.size !== limit.exactBytes) {
+    throw new WeightsError(`${source}: entry "${e.name}" holds ${e.size} bytes, ${limit.exactBytes} expected`);
+  }
+  if (limit.maxBytes !== undefined && e.size > limit.maxBytes) {
+    throw new WeightsError(
+      `${source}: entry "${e.name}" claims ${e.size} bytes uncompressed, more than the ${limit.maxBytes} the model could need; ` +
+      'refused before inflating it',
+    );
+  }
+}
+
+function extract(r: Reader, entries: Map<string, ZipEntry>, name: string, limit: SizeLimit): Uint8Array {
   const e = entries.get(name);
   if (!e) throw new WeightsError(`${r.source}: the archive has no entry "${name}"`);
+  checkLimit(e, limit, r.source);
   if (r.u32(e.localOffset) !== SIG_LOCAL) throw new WeightsError(`${r.source}: damaged zip: entry "${name}" has no local header`);
   // The local header's name and extra lengths may differ from the central copy (torch pads data with the
   // local extra field to align it), so the data start is computed from the local header itself.
@@ -161,8 +185,13 @@ function extract(r: Reader, entries: Map<string, ZipEntry>, name: string): Uint8
       throw new WeightsError(`${r.source}: damaged zip: entry "${name}" claims ${e.size} bytes from ${e.compressedSize} compressed`);
     }
     try {
+      // maxOutputLength is enforced chunk by chunk while inflating: a member that inflates past its declared
+      // size stops there (in microseconds), whatever it would have grown to.
       data = zlib.inflateRawSync(raw, { maxOutputLength: Math.max(e.size, 1) });
     } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ERR_BUFFER_TOO_LARGE') {
+        throw new WeightsError(`${r.source}: entry "${name}" inflates to more than the ${e.size} bytes it declares; stopped there`);
+      }
       throw new WeightsError(`${r.source}: entry "${name}" does not inflate: ${(err as Error).message}`);
     }
     if (data.length !== e.size) throw new WeightsError(`${r.source}: entry "${name}" inflates to ${data.length} bytes, ${e.size} expected`);

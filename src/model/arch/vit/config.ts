@@ -1,6 +1,8 @@
 import { ModelError } from '../../../errors.js';
 import type { ModelConfig } from '../../config.js';
+import { collect, fieldProblem, LIMITS, modelConfigProblems, paramsProblems, patchesProblem } from '../../limits.js';
 import { scalePreprocess } from '../../preprocess.js';
+import { vitParams } from './params.js';
 
 /** Everything needed to build a ViT (and DeiT); field names follow timm's VisionTransformer. */
 export interface ViTConfig extends ModelConfig {
@@ -48,8 +50,31 @@ export function headDim(cfg: ViTConfig): number {
   return cfg.embedDim / cfg.numHeads;
 }
 
+/**
+ * Every value past the bounds no real model comes near (src/model/limits.ts), as a list of problems. The
+ * parameters are counted only once every size is within its bound, so a depth of 1e9 costs nothing.
+ */
+export function vitConfigProblems(cfg: ViTConfig): string[] {
+  const fields = collect([
+    fieldProblem('patchSize', cfg.patchSize, LIMITS.patchSize),
+    fieldProblem('embedDim', cfg.embedDim, LIMITS.embedDim),
+    fieldProblem('depth', cfg.depth, LIMITS.depth),
+    fieldProblem('numHeads', cfg.numHeads, LIMITS.numHeads),
+    fieldProblem('mlpDim', cfg.mlpDim, LIMITS.mlpDim),
+    cfg.representationSize === null ? null : fieldProblem('representationSize', cfg.representationSize, LIMITS.representationSize),
+    fieldProblem('layerNormEps', cfg.layerNormEps, LIMITS.layerNormEps),
+    ...(cfg.posEmbedGrid ?? []).map((g, i) => fieldProblem(`posEmbedGrid[${i}]`, g, LIMITS.imageSize)),
+  ]);
+  const common = modelConfigProblems(cfg);
+  if (fields.length + common.length > 0) return [...fields, ...common];
+  const patches = patchesProblem(cfg.imgSize, cfg.patchSize, 'image size');
+  return patches ? [patches] : paramsProblems(vitParams(cfg));
+}
+
 /** Reject configs the architecture cannot express, with a message that names the bad field. */
 export function validateVitConfig(cfg: ViTConfig): ViTConfig {
+  const limits = vitConfigProblems(cfg);
+  if (limits.length > 0) throw new ModelError(`invalid model config "${cfg.name}": ${limits.join('; ')}`);
   const bad: string[] = [];
   const posInt = (v: number) => Number.isInteger(v) && v > 0;
   if (!posInt(cfg.embedDim)) bad.push(`embedDim ${cfg.embedDim}`);

@@ -1,0 +1,81 @@
+/**
+ * The library API: the same pipeline as the CLI, as async generators of rows. Rows are exactly what
+ * `-f jsonl` writes, one object per line (JSON.parse of that line): `{path, predictions: [{index, label,
+ * score, logit}, …]}` or `{path, embedding: [...]}`, and `{path, error}` for an input that could not be read.
+ */
+import type { ModelSpec } from '../io/model-source.js';
+import { PreprocessPool } from '../io/preprocess-pool.js';
+import { isErrorRow, toJson, type ErrorRow, type RowWriter } from '../io/sinks/rows.js';
+import { BatchQueue } from './batches.js';
+import { prepareModel, type OpenOptions } from './open-model.js';
+import { classifyRows, embedRows } from './rows.js';
+import { processBatches, type RowKind } from './run.js';
+
+export interface RunOptions extends ModelSpec, Omit<OpenOptions, 'graphCache'> {
+  /** Images per forward pass (default 8). */
+  batchSize?: number;
+}
+
+export interface ClassifyOptions extends RunOptions {
+  /** Predictions per image (default 5). */
+  topK?: number;
+  /** A labels file (one name per line, or JSON). */
+  labels?: string;
+}
+
+export interface EmbedOptions extends RunOptions {
+  /** cls, avg or pre-logits (default: the architecture's first, cls for ViT). */
+  pool?: string;
+  normalize?: boolean;
+}
+
+export type ErrorRecord = { path: string; error: string };
+export type ClassifyRecord = { path: string; predictions: { index: number; label: string; score: number; logit: number }[] } | ErrorRecord;
+export type EmbedRecord = { path: string; embedding: number[] } | ErrorRecord;
+
+/** Paths from an array or any (async) iterable, `n` at a time. */
+async function* chunks(inputs: Iterable<string> | AsyncIterable<string>, n: number): AsyncGenerator<string[]> {
+  let chunk: string[] = [];
+  for await (const p of inputs) {
+    chunk.push(p);
+    if (chunk.length === n) {
+      yield chunk;
+      chunk = [];
+    }
+  }
+  if (chunk.length > 0) yield chunk;
+}
+
+/** A writer that keeps the rows it is given, for the generator to hand out. */
+function collect<R extends { path: string }>(rows: (R | ErrorRow)[]): RowWriter<R> {
+  return { closedByReader: false, write: async (r) => void rows.push(r), close: async () => {}, abort: async () => {} };
+}
+
+async function* records<R extends { path: string }>(inputs: Iterable<string> | AsyncIterable<string>, kind: RowKind<R>, o: RunOptions): AsyncGenerator<object> {
+  const batchSize = o.batchSize ?? 8;
+  const model = await prepareModel(o, o);
+  const engine = await model.start();
+  const pool = new PreprocessPool(model.config, model.settings.threads);
+  try {
+    const makeRow = kind.prepare(engine.config);
+    // Several batches a chunk, so that decoding overlaps inference within it as in a CLI run.
+    for await (const chunk of chunks(inputs, batchSize * 4)) {
+      const rows: (R | ErrorRow)[] = [];
+      await processBatches({ queue: new BatchQueue(chunk, batchSize, model.config, pool), engine, writer: collect(rows), makeRow, stopped: () => false });
+      for (const r of rows) yield JSON.parse(toJson(isErrorRow(r) ? { path: r.path, error: r.error } : kind.schema.json(r)));
+    }
+  } finally {
+    await pool.close();
+    await engine.dispose();
+  }
+}
+
+/** Top-k predictions per image, in input order, as they are ready. */
+export function classify(inputs: Iterable<string> | AsyncIterable<string>, opts: ClassifyOptions = {}): AsyncGenerator<ClassifyRecord> {
+  return records(inputs, classifyRows({ topK: opts.topK ?? 5, labels: opts.labels }), opts) as AsyncGenerator<ClassifyRecord>;
+}
+
+/** One feature vector per image, in input order, as they are ready. */
+export function embed(inputs: Iterable<string> | AsyncIterable<string>, opts: EmbedOptions = {}): AsyncGenerator<EmbedRecord> {
+  return records(inputs, embedRows({ pool: opts.pool, normalize: opts.normalize ?? false }), opts) as AsyncGenerator<EmbedRecord>;
+}
