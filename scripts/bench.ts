@@ -1,28 +1,33 @@
 /**
  * npm run bench: throughput, start-up and memory of `vit classify` on random-weight B/32 and B/16 models in the
- * Hugging Face layout, over a folder of generated photo-like JPEGs of mixed sizes. Nothing is downloaded.
+ * Hugging Face layout, over a folder of generated photo-like JPEGs of mixed sizes, and of transformers.js's
+ * image-classification pipeline on the same models exported with `vit export`. Nothing is downloaded.
  *
- *   (a) model only: the engine's run() on a ready-made batch, in process
- *   (b) end to end: `vit classify DIR -f jsonl > /dev/null`, process start included
+ *   (a) model only: the engine's run() (transformers.js: its model's forward) on a ready-made batch, in process
+ *   (b) end to end: `vit classify DIR -f jsonl > /dev/null` (transformers.js: scripts/bench-transformers.ts over
+ *       the same files, same batch size), process start included
  *   (c) time to first result: spawn → first row on stdout, for one image (cold cache, then warm)
  *   (d) peak RSS of the end-to-end run (/usr/bin/time's maximum resident set size)
  *
- * (a) and (b) are measured in turn, --rounds times for onnx (once for tfjs, which is slow), with one more (a)
- * at the end, and the medians reported: on a shared machine the speed drifts by several per cent from one minute to the next, and one
- * (a) beside one (b) measures the drift as much as the tool. Every round's figures are printed too.
+ * Rows: vit onnx fp32 and int8, transformers.js fp32 and q8 (the int8 export), tfjs. (a) and (b) are measured
+ * in turn, --rounds times (once for tfjs, which is slow), with one more (a) at the end, and the medians
+ * reported: on a shared machine the speed drifts by several per cent from one minute to the next, and one (a)
+ * beside one (b) measures the drift as much as the tool. Every round's figures are printed too, with the load
+ * average when each row started. The top-1 of every row's last end-to-end run is compared with vit fp32's.
  *
  * Options: --images N (default 500), --tfjs-images N (default 16), --models b32,b16, --batch N (default 8),
- * --rounds N (default 5).
+ * --rounds N (default 5), --rows onnx,onnx-int8,tjs-fp32,tjs-q8,tfjs (default all).
  */
 import { spawn } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import sharp from 'sharp';
 import { PACKAGE_ROOT } from '../src/io/paths.js';
 import { turboJpeg } from '../src/io/jpeg-turbo.js';
 import { loadModel } from '../src/io/model-source.js';
 import { wasmResamplerAvailable } from '../src/io/resample-wasm.js';
+import type { Dtype } from '../src/model/engines/engine.js';
 import type { EngineChoice } from '../src/model/engines/index.js';
 import { openModel } from '../src/pipeline/open-model.js';
 import { vitPreset as presetConfig } from '../src/model/arch/vit/presets.js';
@@ -42,6 +47,7 @@ const MODELS = opt('models', 'b32,b16').split(',');
 const ROUNDS = Math.max(1, Number(opt('rounds', '5')));
 const PRESETS: Record<string, string> = { b32: 'B/32', b16: 'B/16' };
 const VIT = join(PACKAGE_ROOT, 'bin', 'vit.js');
+const TJS = join(PACKAGE_ROOT, 'dist', 'scripts', 'bench-transformers.js');
 const work = mkdtempSync(join(tmpdir(), 'vit-bench-'));
 const cache = process.env.XDG_CACHE_HOME && process.argv.includes('--model-only') ? process.env.XDG_CACHE_HOME : join(work, 'cache');
 
@@ -82,12 +88,12 @@ async function writeImages(dir: string, n: number): Promise<void> {
 
 /**
  * (a): images/s of the engine alone on a ready batch, after a warm-up run. Measured in a child process of its
- * own (`--model-only DIR ENGINE IMAGES`), so one engine's memory (tfjs's wasm heap only grows) cannot
+ * own (`--model-only DIR ENGINE DTYPE IMAGES`; transformers.js: bench-transformers.js model-only), so one engine's memory (tfjs's wasm heap only grows) cannot
  * affect the next measurement.
  */
-function modelOnly(dir: string, engine: EngineChoice, images: number): Promise<number> {
+function modelOnly(command: string[], images: number): Promise<number> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [process.argv[1], '--model-only', dir, engine, String(images), '--batch', String(BATCH)], {
+    const child = spawn(process.execPath, [...command, String(images)], {
       env: { ...process.env, XDG_CACHE_HOME: cache }, stdio: ['ignore', 'pipe', 'inherit'],
     });
     let out = '';
@@ -97,9 +103,9 @@ function modelOnly(dir: string, engine: EngineChoice, images: number): Promise<n
   });
 }
 
-async function measureModelOnly(dir: string, engine: EngineChoice, images: number): Promise<number> {
+async function measureModelOnly(dir: string, engine: EngineChoice, dtype: Dtype, images: number): Promise<number> {
   // The same path as the CLI's: the model opened (from the graph cache the end-to-end runs share), then run.
-  const e = await openModel({ model: dir }, { engine });
+  const e = await openModel({ model: dir }, { engine, dtype });
   const cfg = e.config;
   const pixels = Float32Array.from({ length: BATCH * cfg.inChans * cfg.imgSize[0] * cfg.imgSize[1] }, (_, i) => Math.sin(i) * 0.5);
   await e.run(pixels, BATCH);
@@ -111,28 +117,34 @@ async function measureModelOnly(dir: string, engine: EngineChoice, images: numbe
   return (runs * BATCH) / secs;
 }
 
-interface Spawned { wall: number; firstRow: number; rssMb: number; code: number | null }
+interface Spawned { wall: number; firstRow: number; rssMb: number; code: number | null; top1: Map<string, string> }
 
-/** Run `vit classify` under /usr/bin/time; wall time, time to the first stdout byte, peak RSS. */
-function classify(input: string, model: string, engine: EngineChoice, extra: string[] = []): Promise<Spawned> {
+/** Run a command under /usr/bin/time: wall time, time to the first stdout byte, peak RSS, top-1 label per path. */
+function timed(command: string[]): Promise<Spawned> {
   return new Promise((resolve, reject) => {
     const t0 = performance.now();
     let firstRow = NaN;
-    const child = spawn('/usr/bin/time', ['-f', 'VIT_BENCH_RSS %M', process.execPath, VIT, 'classify', input, '-m', model,
-      '-f', 'jsonl', '-b', String(BATCH), '--engine', engine, ...extra], {
+    const child = spawn('/usr/bin/time', ['-f', 'VIT_BENCH_RSS %M', process.execPath, ...command], {
       env: { ...process.env, CI: 'true', XDG_CACHE_HOME: cache },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     let err = '';
-    child.stdout.on('data', () => {
+    let out = '';
+    child.stdout.on('data', (d) => {
       if (Number.isNaN(firstRow)) firstRow = performance.now() - t0;
+      out += d;
     });
     child.stderr.on('data', (d) => (err += d));
     child.on('error', reject);
     child.on('close', (code) => {
       const m = /VIT_BENCH_RSS (\d+)/.exec(err);
       if (code !== 0) process.stderr.write(err);
-      resolve({ wall: (performance.now() - t0) / 1000, firstRow: firstRow / 1000, rssMb: m ? Number(m[1]) / 1024 : NaN, code });
+      const top1 = new Map<string, string>();
+      for (const line of out.split('\n').filter(Boolean)) {
+        const row = JSON.parse(line) as { path: string; predictions?: { label: string }[] };
+        if (row.predictions?.length) top1.set(row.path, row.predictions[0].label);
+      }
+      resolve({ wall: (performance.now() - t0) / 1000, firstRow: firstRow / 1000, rssMb: m ? Number(m[1]) / 1024 : NaN, code, top1 });
     });
   });
 }
@@ -142,7 +154,97 @@ function median(xs: number[]): number {
   return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
 }
 
-interface Row { model: string; engine: string; images: number; a: number; b: number; ttfrCold: number; ttfrWarm: number; rss: number }
+/** One row of the table: how to measure (a) and (b) for a model directory. */
+interface Runner {
+  key: string;
+  name: string;
+  /** tfjs is slow: fewer images, one round. */
+  slow: boolean;
+  /** Prepare once per model (transformers.js: export the folder it reads); returns what the commands take. */
+  setup(dir: string): Promise<string>;
+  modelOnly(target: string): string[];
+  endToEnd(target: string, input: string): string[];
+}
+
+const vitRow = (key: string, name: string, engine: EngineChoice, dtype: Dtype): Runner => ({
+  key, name, slow: engine === 'tfjs',
+  setup: async (dir) => dir,
+  modelOnly: (dir) => [process.argv[1], '--batch', String(BATCH), '--model-only', dir, engine, dtype],
+  endToEnd: (dir, input) => [VIT, 'classify', input, '-m', dir, '-f', 'jsonl', '-b', String(BATCH), '--engine', engine, '--dtype', dtype],
+});
+
+/** transformers.js on the folder `vit export` writes (both dtypes go to one folder, next to the model). */
+const tjsRow = (key: string, dtype: 'fp32' | 'q8'): Runner => ({
+  key, name: `transformers.js ${dtype}`, slow: false,
+  setup: async (dir) => {
+    const folder = `${dir}-export`;
+    const run = await timed([VIT, 'export', '-m', dir, folder, '--dtype', dtype === 'q8' ? 'int8' : 'fp32']);
+    if (run.code !== 0) throw new Error(`vit export exited ${run.code}`);
+    return folder;
+  },
+  modelOnly: (folder) => [TJS, 'model-only', folder, dtype, String(BATCH)],
+  endToEnd: (folder, input) => [TJS, 'classify', folder, dtype, String(BATCH), input],
+});
+
+const RUNNERS: Runner[] = [
+  vitRow('onnx', 'vit onnx fp32', 'onnx', 'fp32'),
+  vitRow('onnx-int8', 'vit onnx int8', 'onnx', 'int8'),
+  tjsRow('tjs-fp32', 'fp32'),
+  tjsRow('tjs-q8', 'q8'),
+  vitRow('tfjs', 'vit tfjs', 'tfjs', 'fp32'),
+];
+const ROWS = opt('rows', RUNNERS.map((r) => r.key).join(',')).split(',');
+
+interface Row { model: string; runner: string; images: number; a: number; b: number; ttfrCold: number; ttfrWarm: number; rss: number; top1: Map<string, string> }
+
+const load = () => loadavg().map((l) => l.toFixed(2)).join(' ');
+
+async function measure(key: string, dir: string, r: Runner, imgDir: string, small: string, one: string): Promise<Row> {
+  const count = r.slow ? N_TFJS : N_IMAGES;
+  const input = r.slow ? small : imgDir;
+  rmSync(cache, { recursive: true, force: true });
+  const target = await r.setup(dir);
+  console.error(`  ${PRESETS[key]} ${r.name}: load average ${load()}`);
+  const cold = await timed(r.endToEnd(target, one));
+  const warm = await timed(r.endToEnd(target, one));
+  const as: number[] = [];
+  const bs: number[] = [];
+  let rss = 0;
+  let top1 = new Map<string, string>();
+  for (let i = 0; i < (r.slow ? 1 : ROUNDS); i++) {
+    as.push(await modelOnly(r.modelOnly(target), Math.min(count, r.slow ? 16 : 200)));
+    const run = await timed(r.endToEnd(target, input));
+    if (run.code !== 0) throw new Error(`${r.name} exited ${run.code}`);
+    bs.push(count / run.wall);
+    rss = Math.max(rss, run.rssMb);
+    top1 = run.top1;
+    console.error(`  ${PRESETS[key]} ${r.name}, round ${i + 1}: a ${as[i].toFixed(2)}/s, b ${bs[i].toFixed(2)}/s, (b)/(a) ${(bs[i] / as[i]).toFixed(2)}, peak RSS ${run.rssMb.toFixed(0)} MB`);
+  }
+  // One more (a) after the last (b), so that every (b) has an (a) on either side.
+  if (!r.slow) as.push(await modelOnly(r.modelOnly(target), Math.min(count, 200)));
+  const [a, b] = [median(as), median(bs)];
+  console.error(`  ${PRESETS[key]} ${r.name}: a ${a.toFixed(2)}/s (${as.map((x) => x.toFixed(2)).join(', ')}), b ${b.toFixed(2)}/s (medians), first result ${cold.firstRow.toFixed(2)} s cold / ${warm.firstRow.toFixed(2)} s warm, peak RSS ${rss.toFixed(0)} MB; load average ${load()}`);
+  return { model: PRESETS[key], runner: r.name, images: count, a, b, ttfrCold: cold.firstRow, ttfrWarm: warm.firstRow, rss, top1 };
+}
+
+/** The ratios the issue's targets are stated in, per model, where both rows were measured. */
+function ratios(rows: Row[]): string[] {
+  const lines: string[] = [];
+  for (const model of new Set(rows.map((r) => r.model))) {
+    const get = (name: string) => rows.find((r) => r.model === model && r.runner === name);
+    const [fp32, int8, q8] = [get('vit onnx fp32'), get('vit onnx int8'), get('transformers.js q8')];
+    const say = (what: string, x: number | undefined) => x !== undefined && lines.push(`- ${model}: ${what} ${x.toFixed(2)}`);
+    say('fp32 end to end / model only', fp32 && fp32.b / fp32.a);
+    say('int8 / fp32, model only', int8 && fp32 && int8.a / fp32.a);
+    say('int8 / fp32, end to end', int8 && fp32 && int8.b / fp32.b);
+    say('vit int8 / transformers.js q8, end to end', int8 && q8 && int8.b / q8.b);
+    for (const r of rows.filter((x) => x.model === model && x !== fp32 && fp32)) {
+      const same = [...r.top1].filter(([path, label]) => fp32!.top1.get(path) === label).length;
+      lines.push(`- ${model}: top-1 of ${r.runner} = vit onnx fp32's on ${same}/${r.top1.size} images`);
+    }
+  }
+  return lines;
+}
 
 async function main(): Promise<void> {
   console.error(`bench: ${N_IMAGES} images (tfjs: ${N_TFJS}), batch ${BATCH}, in ${work}`);
@@ -157,41 +259,21 @@ async function main(): Promise<void> {
   const rows: Row[] = [];
   for (const key of MODELS) {
     const dir = writeModel(key);
-    for (const engine of ['onnx', 'tfjs'] as EngineChoice[]) {
-      const count = engine === 'tfjs' ? N_TFJS : N_IMAGES;
-      rmSync(cache, { recursive: true, force: true });
-      const cold = await classify(one, dir, engine);
-      const warm = await classify(one, dir, engine);
-      const as: number[] = [];
-      const bs: number[] = [];
-      let rss = 0;
-      for (let r = 0; r < (engine === 'tfjs' ? 1 : ROUNDS); r++) {
-        as.push(await modelOnly(dir, engine, Math.min(count, engine === 'tfjs' ? 16 : 200)));
-        const run = await classify(engine === 'tfjs' ? small : imgDir, dir, engine);
-        if (run.code !== 0) throw new Error(`vit classify exited ${run.code}`);
-        bs.push(count / run.wall);
-        rss = Math.max(rss, run.rssMb);
-        console.error(`  ${PRESETS[key]} ${engine}, round ${r + 1}: a ${as[r].toFixed(2)}/s, b ${bs[r].toFixed(2)}/s, (b)/(a) ${(bs[r] / as[r]).toFixed(2)}, peak RSS ${run.rssMb.toFixed(0)} MB`);
-      }
-      // One more (a) after the last (b), so that every (b) has an (a) on either side.
-      if (engine !== 'tfjs') as.push(await modelOnly(dir, engine, Math.min(count, 200)));
-      const [a, b] = [median(as), median(bs)];
-      rows.push({ model: PRESETS[key], engine, images: count, a, b, ttfrCold: cold.firstRow, ttfrWarm: warm.firstRow, rss });
-      console.error(`  ${PRESETS[key]} ${engine}: a ${a.toFixed(2)}/s (${as.map((x) => x.toFixed(2)).join(', ')}), b ${b.toFixed(2)}/s (medians), first result ${cold.firstRow.toFixed(2)} s cold / ${warm.firstRow.toFixed(2)} s warm, peak RSS ${rss.toFixed(0)} MB`);
-    }
+    for (const r of RUNNERS.filter((x) => ROWS.includes(x.key))) rows.push(await measure(key, dir, r, imgDir, small, one));
   }
-  console.log(`(a) and (b): medians of ${ROUNDS} interleaved rounds for onnx (a: ${ROUNDS + 1} runs), one for tfjs; (d): the largest of the rounds.`);
-  const head = '| model | engine | images | (a) model only, img/s | (b) end to end, img/s | (b)/(a) | (c) first result, cold / warm | (d) peak RSS |';
-  console.log(head);
+  console.log(`(a) and (b): medians of ${ROUNDS} interleaved rounds (a: ${ROUNDS + 1} runs), one for tfjs; (d): the largest of the rounds.`);
+  console.log('| model | engine | images | (a) model only, img/s | (b) end to end, img/s | (b)/(a) | (c) first result, cold / warm | (d) peak RSS |');
   console.log('|---|---|---|---|---|---|---|---|');
   for (const r of rows) {
-    console.log(`| ${r.model} | ${r.engine} | ${r.images} | ${r.a.toFixed(2)} | ${r.b.toFixed(2)} | ${(r.b / r.a).toFixed(2)} | ${r.ttfrCold.toFixed(2)} s / ${r.ttfrWarm.toFixed(2)} s | ${r.rss.toFixed(0)} MB |`);
+    console.log(`| ${r.model} | ${r.runner} | ${r.images} | ${r.a.toFixed(2)} | ${r.b.toFixed(2)} | ${(r.b / r.a).toFixed(2)} | ${r.ttfrCold.toFixed(2)} s / ${r.ttfrWarm.toFixed(2)} s | ${r.rss.toFixed(0)} MB |`);
   }
+  console.log('');
+  for (const line of ratios(rows)) console.log(line);
 }
 
 const modelOnlyAt = args.indexOf('--model-only');
 const run = modelOnlyAt >= 0
-  ? measureModelOnly(args[modelOnlyAt + 1], args[modelOnlyAt + 2] as EngineChoice, Number(args[modelOnlyAt + 3])).then((r) => console.log(r))
+  ? measureModelOnly(args[modelOnlyAt + 1], args[modelOnlyAt + 2] as EngineChoice, args[modelOnlyAt + 3] as Dtype, Number(args[modelOnlyAt + 4])).then((r) => console.log(r))
   : main();
 run.then(() => rmSync(work, { recursive: true, force: true }), (e) => {
   console.error(e);

@@ -45,6 +45,10 @@ const COMMANDS: CommandEntry[] = [
     load: async () => (await import('./commands/summary.js')).summaryCommand,
   },
   {
+    command: 'export <outdir>', describe: 'Write a model as an ONNX folder for transformers.js and other runtimes',
+    load: async () => (await import('./commands/export.js')).exportCommand,
+  },
+  {
     command: 'fetch <model>', describe: 'Download a model from the Hugging Face Hub into its cache',
     load: async () => (await import('./commands/fetch.js')).fetchCommand,
   },

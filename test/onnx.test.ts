@@ -5,7 +5,6 @@ import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { UsageError } from '../src/errors.js';
 import { PACKAGE_ROOT } from '../src/io/paths.js';
-import { createHash } from 'node:crypto';
 import { loadModel } from '../src/io/model-source.js';
 import { openGraphCache } from '../src/io/graph-cache.js';
 import { validateVitConfig, type ViTConfig } from '../src/model/arch/vit/config.js';
@@ -15,7 +14,7 @@ import type { GraphStore, RunResult } from '../src/model/engines/engine.js';
 import { startEngine } from '../src/model/engines/index.js';
 import type { TensorMap } from '../src/model/tensor.js';
 import { randomWeights } from '../src/model/weights/random.js';
-import { engineFor, GOLDEN_MODELS, maxAbsDiff, modelDir, readGolden, withEngine } from './helpers/golden.js';
+import { engineFor, GOLDEN_MODELS, identityOf, maxAbsDiff, modelDir, readGolden, withEngine } from './helpers/golden.js';
 
 const TOL = 1e-4;
 const ATTENTION_TOL = 1e-5;
@@ -40,13 +39,6 @@ function diffs(a: RunResult, b: RunResult): Record<string, number> {
 function assertClose(label: string, errs: Record<string, number>, tol: number): void {
   console.log(`${label} max |Δ| ${Object.entries(errs).map(([k, v]) => `${k} ${v.toExponential(2)}`).join(' ')}`);
   for (const [k, v] of Object.entries(errs)) assert.ok(v < tol, `${label}: ${k} off by ${v}`);
-}
-
-/** A content identity for weights in memory, as the pipeline computes one from the checkpoint's bytes. */
-function identityOf(cfg: ModelConfig, w: TensorMap): string {
-  const h = createHash('sha256').update(JSON.stringify(cfg));
-  for (const [k, t] of [...w].sort(([a], [b]) => (a < b ? -1 : 1))) h.update(k).update(new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength));
-  return h.digest('hex');
 }
 
 /** The onnx engine through a store, with the notes it writes. */

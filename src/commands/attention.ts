@@ -6,7 +6,7 @@ import { INPUTS } from './inputs.js';
 
 const OPTIONS = {
   ...runOptions(['jsonl', 'json', 'csv', 'npy', 'parquet']),
-  raw: { type: 'boolean', default: false, describe: 'the softmax attention probabilities [layers][heads][tokens][tokens] (tokens include the class token)' },
+  raw: { type: 'boolean', default: false, describe: 'the softmax attention probabilities [layers][heads][tokens][tokens] (tokens include the class token); Swin: [layers][windows][heads][N][N] within each window' },
   layer: { type: 'string', default: 'all', describe: 'with --raw: a 0-based layer index, or all' },
   head: { type: 'string', default: 'all', describe: 'with --raw: a 0-based head index, mean, or all' },
   distance: { type: 'boolean', default: false, describe: "mean attention distance per layer and head, in input pixels (the paper's figure 7)" },

@@ -23,7 +23,8 @@ export function defaultGraphCacheDir(env: NodeJS.ProcessEnv = process.env): stri
   return join(env.XDG_CACHE_HOME || join(homedir(), '.cache'), 'vit', 'onnx');
 }
 
-function writeEntryFile(dir: string, f: StoreFile): number {
+/** Write one file of an entry (or of an exported model folder) into dir; returns its size. */
+export function writeEntryFile(dir: string, f: StoreFile): number {
   const path = join(dir, f.name);
   if ('bytes' in f) {
     writeFileSync(path, f.bytes);

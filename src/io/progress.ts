@@ -38,7 +38,6 @@ export function progressEnabled(opts: ProgressOptions): boolean {
 
 /** Control characters (and DEL, C1) as escapes, so a file name in a note cannot move the cursor or clear the screen. */
 export function escapeControls(s: string): string {
-  // eslint-disable-next-line no-control-regex
   return s.replace(/[\u0000-\u001f\u007f-\u009f]/g, (c) => {
     const named: Record<string, string> = { '\n': '\\n', '\r': '\\r', '\t': '\\t' };
     return named[c] ?? `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`;

@@ -32,7 +32,7 @@ export function fromCheckpoint(cfg: ModelConfig, raw: TensorMap, opts: Checkpoin
   const arch = archOf(cfg);
   const scheme = detectScheme(arch.schemes, raw);
   const weights = scheme.toCanonical(raw, cfg);
-  const config = arch.fitCheckpoint(cfg, weights, opts);
+  const config = arch.fitCheckpoint(cfg, weights, { ...opts, scheme: scheme.name });
   // Checked against the checkpoint's own layout; adapted to the requested one only then.
   checkWeights(config, weights, opts.source);
   arch.prepareWeights(config, weights);

@@ -31,6 +31,8 @@ export const LIMITS = {
   embedDim: whole(1, 16384, '6,144 (ViT-22B)'),
   depth: whole(1, 1000, '48 (ViT-22B), 56 (ViT-e)'),
   numHeads: whole(1, 256, '48 (ViT-22B)'),
+  /** A Swin window's side (its mask and position index grow with the side's fourth power). */
+  windowSize: whole(1, 32, '24 (Swin V2 at 384); 12 (Swin at 384)'),
   mlpDim: whole(1, 65536, '24,576 (ViT-22B)'),
   numClasses: whole(0, 100_000, '21,843 (ImageNet-21k)'),
   representationSize: whole(1, 16384, '1,280 (H/14 in21k)'),

@@ -80,6 +80,28 @@ export function preprocessFromHf(pp: Json | null, imgSize: [number, number], cha
   };
 }
 
+/**
+ * Our preprocessing as a Hugging Face ViTImageProcessor config (`preprocessor_config.json`), which
+ * preprocessFromHf reads back to the same Preprocess and transformers(.js) apply as the same steps.
+ */
+export function preprocessToHf(pp: Preprocess): Json {
+  const resample = Number(Object.entries(PIL_RESAMPLE).find(([, v]) => v === pp.interpolation)![0]);
+  const size = pp.resize === null ? null : 'shortestEdge' in pp.resize ? { shortest_edge: pp.resize.shortestEdge } : { height: pp.resize.height, width: pp.resize.width };
+  return {
+    image_processor_type: 'ViTImageProcessor',
+    do_resize: size !== null,
+    ...(size ? { size } : {}),
+    resample,
+    do_center_crop: pp.crop !== null,
+    ...(pp.crop ? { crop_size: { height: pp.crop.height, width: pp.crop.width } } : {}),
+    do_rescale: pp.rescale !== 1,
+    rescale_factor: pp.rescale,
+    do_normalize: true,
+    image_mean: pp.mean,
+    image_std: pp.std,
+  };
+}
+
 /** timm's pretrained_cfg preprocessing over a base (the preset's, or the defaults). */
 export function preprocessFromTimm(pre: Json, imgSize: [number, number], base: Preprocess, channels: Channels, name: string): Preprocess {
   const interp = String(pre.interpolation ?? 'bicubic') as Interpolation;

@@ -116,6 +116,22 @@ class CountingOps implements Ops<Shape> {
   prependTokens(x: Shape, tokens: Shape): Shape {
     return this.out([x[0], tokens[1] + x[1], x[2]], [tokens]);
   }
+
+  concat(xs: Shape[], axis: number): Shape {
+    return xs[0].map((d, i) => (i === axis ? xs.reduce((n, x) => n + x[axis], 0) : d));
+  }
+
+  padEnd(x: Shape, axis: number, n: number): Shape {
+    return x.map((d, i) => (i === axis ? d + n : d));
+  }
+
+  gather(x: Shape, indices: Int32Array): Shape {
+    return this.out([indices.length, ...x.slice(1)], [x]);
+  }
+
+  tensor(_data: Float32Array, shape: number[]): Shape {
+    return [...shape];
+  }
 }
 
 /** Parameter counts, MACs and activation sizes from the config alone: no weights. */
@@ -135,7 +151,8 @@ export function summarize(cfg: ModelConfig): ModelSummary {
     const layer = arch.layerOf(name);
     paramsOf.set(layer, (paramsOf.get(layer) ?? 0) + sizeOf(shape));
   }
-  const names = [...new Set([...ops.macs.keys(), ...paramsOf.keys()])];
+  // Ops before the first parameter (none in ViT) belong to no layer.
+  const names = [...new Set([...ops.macs.keys(), ...paramsOf.keys()])].filter((n) => n !== '');
   const layers = names.map((name): LayerSummary => {
     const outputShape = (ops.shapes.get(name) ?? []).slice(1);
     return { name, outputShape, params: paramsOf.get(name) ?? 0, macs: ops.macs.get(name) ?? 0, activationBytes: 4 * sizeOf(outputShape) };

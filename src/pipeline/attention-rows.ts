@@ -15,7 +15,20 @@ import type { Context } from './context.js';
 import type { RowKind } from './run.js';
 
 interface RolloutRow { path: string; grid: [number, number]; rollout: Float32Array }
-interface RawRow { path: string; layers: { layer: number; heads: number[][][] }[] }
+/**
+ * One layer of raw probabilities: heads × T × T for global attention, windows × heads × N × N for windowed
+ * attention (Swin), with the heads chosen by --head.
+ */
+type RawLayer = { layer: number; heads: number[][][] } | { layer: number; windows: number[][][][] };
+interface RawRow { path: string; layers: RawLayer[] }
+
+/** A layer's (window, head) matrices in output order, each N × N (one window for global attention). */
+function matrices(l: RawLayer): { window: number | null; head: number; m: number[][] }[] {
+  const windows = 'windows' in l ? l.windows.map((heads, w) => ({ w: w as number | null, heads })) : [{ w: null, heads: l.heads }];
+  return windows.flatMap(({ w, heads }) => heads.map((m, head) => ({ window: w, head, m })));
+}
+
+const windowed = (r: RawRow | null | undefined) => !!r && r.layers.length > 0 && 'windows' in r.layers[0];
 interface DistanceRow { path: string; distance: number[][] }
 
 const ROLLOUT_SCHEMA: RowSchema<RolloutRow> = {
@@ -34,15 +47,17 @@ const ROLLOUT_SCHEMA: RowSchema<RolloutRow> = {
 const RAW_SCHEMA: RowSchema<RawRow> = {
   kind: 'raw attention',
   csvColumns: (first) => {
-    const T = first?.layers[0]?.heads[0]?.length ?? 0;
-    return ['layer', 'head', 'query', ...Array.from({ length: T }, (_, i) => `k${i}`)];
+    const T = first && first.layers.length ? matrices(first.layers[0])[0].m.length : 0;
+    return ['layer', ...(windowed(first) ? ['window'] : []), 'head', 'query', ...Array.from({ length: T }, (_, i) => `k${i}`)];
   },
-  csvRecords: (r) => r.layers.flatMap((l) => l.heads.flatMap((h, hi) => h.map((row, q) => [l.layer, hi, q, ...row]))),
+  csvRecords: (r) => r.layers.flatMap((l) => matrices(l).flatMap(({ window, head, m }) =>
+    m.map((row, q) => [l.layer, ...(window === null ? [] : [window]), head, q, ...row]))),
   json: (r) => ({ path: r.path, layers: r.layers }),
-  npy: (r) => Float32Array.from(r.layers.flatMap((l) => l.heads.flat(2))),
+  npy: (r) => Float32Array.from(r.layers.flatMap((l) => matrices(l).flatMap(({ m }) => m.flat()))),
   npyShape: (first) => {
-    const T = first.layers[0].heads[0].length;
-    return [first.layers.length, first.layers[0].heads.length, T, T];
+    const l = first.layers[0];
+    const T = matrices(l)[0].m.length;
+    return 'windows' in l ? [first.layers.length, l.windows.length, l.windows[0].length, T, T] : [first.layers.length, l.heads.length, T, T];
   },
 };
 
@@ -56,16 +71,24 @@ const DISTANCE_SCHEMA: RowSchema<DistanceRow> = {
   columns: [{ name: 'distance', type: { list: { list: 'float' } }, value: (r) => r.distance }],
 };
 
+/** The heads --head keeps: all, one, or their mean. */
+function pickHeads(heads: number[][][], head: number | 'mean' | 'all'): number[][][] {
+  if (head === 'all') return heads;
+  if (head !== 'mean') return [heads[head]];
+  const T = heads[0].length;
+  return [Array.from({ length: T }, (_, i) => Array.from({ length: T }, (_, j) => heads.reduce((s, h) => s + h[i][j], 0) / heads.length))];
+}
+
 /** Which layers and heads of the raw probabilities to keep. */
 function selectRaw(attn: HostTensor[], b: number, layer: number | 'all', head: number | 'mean' | 'all'): RawRow['layers'] {
   const layers = layer === 'all' ? attn.map((_, i) => i) : [layer];
-  return layers.map((l) => {
-    const heads = layerHeads(attn[l], b);
-    if (head === 'all') return { layer: l, heads };
-    if (head !== 'mean') return { layer: l, heads: [heads[head]] };
-    const T = heads[0].length;
-    const mean = Array.from({ length: T }, (_, i) => Array.from({ length: T }, (_, j) => heads.reduce((s, h) => s + h[i][j], 0) / heads.length));
-    return { layer: l, heads: [mean] };
+  return layers.map((l): RawLayer => {
+    const a = attn[l];
+    if (a.shape.length === 4) return { layer: l, heads: pickHeads(layerHeads(a, b), head) };
+    // [B, nW, H, N, N] read as [B·nW, H, N, N]: window w of image b is entry b·nW + w.
+    const [B, nW, H, N] = a.shape;
+    const flat = { shape: [B * nW, H, N, N], data: a.data };
+    return { layer: l, windows: Array.from({ length: nW }, (_, w) => pickHeads(layerHeads(flat, b * nW + w), head)) };
   });
 }
 
@@ -121,6 +144,8 @@ export interface AttentionOptions {
   summary: boolean;
   json: boolean;
   heatmap?: string;
+  /** The output format (-f): npy needs one shape for every layer it holds. */
+  format?: string;
 }
 
 type Maker<R> = (r: { attentions: HostTensor[] }, b: number, path: string) => R;
@@ -167,6 +192,14 @@ export function attentionRows(o: AttentionOptions, ctx: Context): RowKind<Rollou
         const layer = indexOrWord(o.layer, ['all'] as const, '--layer', depth);
         const layers = layer === 'all' ? Array.from({ length: depth }, (_, i) => i) : [layer];
         const head = indexOrWord(o.head, ['mean', 'all'] as const, '--head', Math.min(...layers.map((l) => a.heads(config, l))));
+        if (a.windows && o.format === 'npy') {
+          const shape = (l: number) => `${a.windows!(config, l).count}x${head === 'all' ? a.heads(config, l) : 1}x${a.windows!(config, l).tokens}`;
+          const shapes = [...new Set(layers.map(shape))];
+          if (shapes.length > 1) {
+            throw new UsageError(`-f npy holds one shape, and these ${archOf(config).title} layers' windows × heads × tokens differ ` +
+              `(${shapes.join(', ')}): pick layers of one stage with --layer, or use jsonl`);
+          }
+        }
         return withHeatmaps(config, (r, b, path) => ({ path, layers: selectRaw(r.attentions, b, layer, head) }));
       },
     };

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { PACKAGE_ROOT } from '../../src/io/paths.js';
@@ -75,4 +76,11 @@ export function engineFor(
     cache: opts.cache ?? null,
     verbose: opts.verbose ?? (() => {}),
   });
+}
+
+/** A content identity for weights in memory, as the pipeline computes one from the checkpoint's bytes. */
+export function identityOf(cfg: ModelConfig, w: TensorMap): string {
+  const h = createHash('sha256').update(JSON.stringify(cfg));
+  for (const [k, t] of [...w].sort(([a], [b]) => (a < b ? -1 : 1))) h.update(k).update(new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength));
+  return h.digest('hex');
 }

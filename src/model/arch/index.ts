@@ -5,11 +5,12 @@
 import { ModelError, UsageError } from '../../errors.js';
 import type { ModelConfig } from '../config.js';
 import { dialectOf, type Json } from '../config-json.js';
+import { swin } from './swin/index.js';
 import type { Architecture } from './types.js';
 import { vit } from './vit/index.js';
 
-// eslint-disable-next-line @typescript-eslint/no-explicit-any -- each row is typed by its own config
-export const ARCHITECTURES: readonly Architecture<any>[] = [vit];
+/** Each row is typed by its own config; the table holds them all. */
+export const ARCHITECTURES: readonly Architecture<any>[] = [vit, swin];
 
 /** The record of a config's architecture. */
 export function archOf<C extends ModelConfig>(cfg: C): Architecture<C> {

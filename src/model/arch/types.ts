@@ -52,6 +52,11 @@ export interface AttentionLayout<C> {
   layout: string;
   /** Global attention over a patch grid, with its geometry; null for windowed attention. */
   global: { prefixTokens(cfg: C): number; grid(cfg: C): [number, number]; patchSize(cfg: C): number } | null;
+  /**
+   * Windowed attention (layer tensors [B, windows, heads, N, N]): layer i's windows per image and tokens per
+   * window. Absent for global attention ([B, heads, T, T]).
+   */
+  windows?(cfg: C, layer: number): { count: number; tokens: number };
 }
 
 export interface Architecture<C extends ModelConfig = ModelConfig> {
@@ -74,9 +79,10 @@ export interface Architecture<C extends ModelConfig = ModelConfig> {
   schemes: readonly Scheme<C>[];
   /**
    * The config made to fit what a checkpoint holds (a preset says nothing of a fine-tuned head): called on
-   * canonical weights before they are checked.
+   * canonical weights before they are checked, with the name of the scheme they came in (Swin windows as the
+   * implementation that wrote them does).
    */
-  fitCheckpoint(cfg: C, weights: TensorMap, opts: { fromPreset: boolean; fixedClasses: boolean }): C;
+  fitCheckpoint(cfg: C, weights: TensorMap, opts: { fromPreset: boolean; fixedClasses: boolean; scheme?: string }): C;
   /** Adapt checked weights to the config (e.g. position embeddings resampled to another image size). */
   prepareWeights(cfg: C, weights: TensorMap): void;
   forward<T>(ops: Ops<T>, cfg: C, images: T, opts?: ForwardOptions): ModelOutputs<T>;
@@ -88,4 +94,9 @@ export interface Architecture<C extends ModelConfig = ModelConfig> {
   /** The architecture's own fields for `vit summary` (JSON keys) and its one-line description. */
   summaryFields(cfg: C): Record<string, unknown>;
   describe(cfg: C): string;
+  /**
+   * The Hugging Face `config.json` of an image classifier of this architecture (`vit export`), with the
+   * config's labels; absent where transformers has no matching model type.
+   */
+  hfConfig?(cfg: C): Json;
 }

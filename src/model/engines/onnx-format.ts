@@ -7,8 +7,12 @@
 
 /** The one file name every weight initializer points into, on disk beside the graph or handed over in memory. */
 export const WEIGHTS_FILE = 'weights.bin';
-/** Bumped whenever the emitted graph changes, so cached graphs from an older build are never reused. */
-export const GRAPH_FORMAT = 2;
+/**
+ * Bumped whenever the emitted graph changes, so cached graphs from an older build are never reused.
+ * 3: int8 graphs (int8 weight slots with per-channel scales); fp32 graphs with the fused Attention kernel and
+ * linear layers as Gemm.
+ */
+export const GRAPH_FORMAT = 3;
 
 /** The id of the worker's first message, saying whether onnxruntime-node loaded; requests count from 1. */
 export const LOADED_ID = 0;

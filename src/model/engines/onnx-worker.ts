@@ -15,6 +15,7 @@ import { join } from 'node:path';
 import { parentPort } from 'node:worker_threads';
 import type * as Ort from 'onnxruntime-node';
 import { LOADED_ID } from './onnx-format.js';
+import { sessionOptions } from './onnx-options.js';
 
 /** Where the graphs come from: a cache entry directory, or the graph and weights bytes handed over. */
 export type WorkerSource =
@@ -50,21 +51,6 @@ parentPort!.postMessage((ort ? { id: LOADED_ID, ok: true, version } : { id: LOAD
 let init: WorkerInit | null = null;
 const sessions = new Map<string, Promise<Ort.InferenceSession>>();
 
-function options(threads: number, providers: string[]): Ort.InferenceSession.SessionOptions {
-  return {
-    executionProviders: providers,
-    intraOpNumThreads: threads,
-    interOpNumThreads: 1,
-    executionMode: 'sequential',
-    graphOptimizationLevel: 'all',
-    // Warnings (e.g. about unused initializers) must not reach stderr between data rows; errors still throw.
-    logSeverityLevel: 3,
-    // Idle intra-op threads sleep instead of spinning: the cores they would burn are the ones decoding and
-    // resizing the next batch. (Measured on B/32, 2 cores: no loss in model-only throughput, 40.3 → 42.6 img/s.)
-    extra: { session: { intra_op: { allow_spinning: '0' } } },
-  };
-}
-
 function session(ort: typeof Ort, file: string): Promise<Ort.InferenceSession> {
   let s = sessions.get(file);
   if (!s) {
@@ -73,8 +59,8 @@ function session(ort: typeof Ort, file: string): Promise<Ort.InferenceSession> {
     // From a path, onnxruntime resolves each initializer's `location` relative to the model file's directory;
     // from bytes there is no directory, so the weights file is handed over under the name the graph uses.
     s = source.kind === 'path'
-      ? ort.InferenceSession.create(join(source.dir, file), options(threads, providers))
-      : ort.InferenceSession.create(source.graphs[file], { ...options(threads, providers), externalData: [{ path: source.weightsFile, data: source.weights }] });
+      ? ort.InferenceSession.create(join(source.dir, file), sessionOptions(threads, providers))
+      : ort.InferenceSession.create(source.graphs[file], { ...sessionOptions(threads, providers), externalData: [{ path: source.weightsFile, data: source.weights }] });
     sessions.set(file, s);
   }
   return s;

@@ -13,7 +13,7 @@ import { ModelError } from '../../errors.js';
 import { archOf } from '../arch/index.js';
 import type { ModelConfig } from '../config.js';
 import type { HostTensor, TensorMap } from '../tensor.js';
-import type { Engine, EngineRequest, ExecutionSettings, RunOptions, RunResult, StoreFile } from './engine.js';
+import type { Dtype, Engine, EngineRequest, ExecutionSettings, RunOptions, RunResult, StoreFile } from './engine.js';
 import { providersFor } from './execution.js';
 import { collectGarbage } from './gc.js';
 import { GRAPH_FORMAT, WEIGHTS_FILE } from './onnx-format.js';
@@ -43,14 +43,14 @@ export function graphKey(identity: string, s: ExecutionSettings): string {
 }
 
 /** Both graphs, which must read the same weights file. */
-function buildGraphs(g: GraphBuilder, cfg: ModelConfig, weights: TensorMap): Record<GraphFile, ModelGraph> {
+function buildGraphs(g: GraphBuilder, cfg: ModelConfig, weights: TensorMap, dtype: Dtype): Record<GraphFile, ModelGraph> {
   const shapeOf = (param: string) => {
     const t = weights.get(param);
     if (!t) throw new ModelError(`onnx engine: the weights have no "${param}" for model ${cfg.name}`);
     return t.shape;
   };
-  const plain = g.buildGraph(cfg, shapeOf);
-  const withAttentions = g.buildGraph(cfg, shapeOf, { attentions: true });
+  const plain = g.buildGraph(cfg, shapeOf, { dtype });
+  const withAttentions = g.buildGraph(cfg, shapeOf, { dtype, attentions: true });
   const [a, b] = [plain.slots, withAttentions.slots];
   if (a.length !== b.length || a.some((s, i) => s.name !== b[i].name || s.offset !== b[i].offset)) {
     throw new ModelError('onnx engine: the attention graph reads other weights than the plain one');
@@ -107,7 +107,7 @@ export async function startOnnx(req: EngineRequest): Promise<Engine> {
   const { config, weights } = await req.load();
   const t1 = performance.now();
   const g = await graphBuilder();
-  const graphs = buildGraphs(g, config, weights);
+  const graphs = buildGraphs(g, config, weights, req.settings.dtype);
   const t2 = performance.now();
   let source: WorkerSource | null = null;
   if (key) {
@@ -148,14 +148,14 @@ class OnnxEngine implements Engine {
 
   /** A worker with the plain graph's session open. */
   static async open(config: ModelConfig, source: WorkerSource, req: EngineRequest): Promise<OnnxEngine> {
-    const { threads, device } = req.settings;
+    const { threads, device, dtype } = req.settings;
     const transfer = source.kind === 'memory'
       ? [source.weights.buffer as ArrayBuffer, ...Object.values(source.graphs).map((g) => g.buffer as ArrayBuffer)]
       : [];
     const sessions = new SessionWorker({ source, threads, providers: providersFor(device) }, transfer);
     try {
       const { version, outputs } = await sessions.open(MODEL_FILE);
-      const backend = `${device}, ${threads} thread${threads === 1 ? '' : 's'}`;
+      const backend = `${device}, ${threads} thread${threads === 1 ? '' : 's'}${dtype === 'fp32' ? '' : `, ${dtype}`}`;
       req.verbose(`engine: onnx (onnxruntime-node ${version}, ${backend})`);
       return new OnnxEngine(config, backend, sessions, outputs);
     } catch (e) {

@@ -99,4 +99,22 @@ export class TfjsOps implements Ops<Tensor> {
     const batch = x.shape[0];
     return tf.concat([tf.tile(tokens, [batch, 1, 1]), x], 1); // [1, k, D] → [B, k, D]; ⊕ [B, N, D] → [B, k+N, D]
   }
+
+  concat(xs: Tensor[], axis: number): Tensor {
+    return this.tf.concat(xs, axis);
+  }
+
+  padEnd(x: Tensor, axis: number, n: number): Tensor {
+    return this.tf.pad(x, x.shape.map((_, i): [number, number] => [0, i === axis ? n : 0]));
+  }
+
+  gather(x: Tensor, indices: Int32Array): Tensor {
+    const tf = this.tf;
+    // The index tensor lives only for this call, whether or not the caller runs inside a tidy.
+    return tf.tidy(() => tf.gather(x, tf.tensor1d(indices, 'int32')));
+  }
+
+  tensor(data: Float32Array, shape: number[]): Tensor {
+    return this.tf.tensor(data, shape, 'float32');
+  }
 }

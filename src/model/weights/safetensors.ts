@@ -5,6 +5,12 @@ import { toFloat32, type StorageDtype } from './dtypes.js';
 
 /** The dtypes read (as float32); the others are still sized, so the layout of the whole file is checked. */
 const DTYPES: Record<string, StorageDtype> = { F32: 'f32', F16: 'f16', BF16: 'bf16', F64: 'f64' };
+/**
+ * Integer and boolean tensors are buffers, never parameters (Hugging Face's Swin checkpoints carry each block's
+ * relative_position_index as I64): their layout is checked like any entry's, then they are left out, as the
+ * pickle reader leaves out integer storages.
+ */
+const BUFFER_DTYPES = new Set(['I64', 'I32', 'I16', 'I8', 'U64', 'U32', 'U16', 'U8', 'BOOL']);
 /** Bytes per element of every dtype the format defines. */
 const ITEM_BYTES: Record<string, number> = {
   BOOL: 1, U8: 1, I8: 1, F8_E5M2: 1, F8_E4M3: 1, I16: 2, U16: 2, F16: 2, BF16: 2, I32: 4, U32: 4, F32: 4, F64: 8, I64: 8, U64: 8,
@@ -81,7 +87,8 @@ function readHeader(buf: Uint8Array, source: string): { entries: Entry[]; dataSt
  * file can only fail, never read out of bounds or allocate more than the model could need.
  */
 export function readSafetensors(buf: Uint8Array, source = 'safetensors', budget: WeightsBudget = ANY_MODEL_BUDGET): TensorMap {
-  const { entries, dataStart } = readHeader(buf, source);
+  const { entries: all, dataStart } = readHeader(buf, source);
+  const entries = all.filter((e) => !BUFFER_DTYPES.has(e.dtype));
   const meter = new BudgetMeter(budget, source);
   for (const e of entries) {
     if (!DTYPES[e.dtype]) {

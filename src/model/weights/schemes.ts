@@ -23,14 +23,22 @@ export function concat0(parts: HostTensor[]): HostTensor {
  * Rename tensors by a list of [pattern, replacement] rules (first match wins); keys no rule matches are kept
  * as they are, so the strict check later reports them as unexpected rather than losing them silently.
  */
-export function renameAll(src: TensorMap, rules: [RegExp, string][]): TensorMap {
+export function renameAll(src: TensorMap, rules: [RegExp, string | Renamer][]): TensorMap {
   const out: TensorMap = new Map();
   for (const [k, v] of src) {
     const rule = rules.find(([re]) => re.test(k));
-    out.set(rule ? k.replace(rule[0], rule[1]) : k, v);
+    if (!rule) {
+      out.set(k, v);
+      continue;
+    }
+    const [re, to] = rule;
+    out.set(typeof to === 'string' ? k.replace(re, to) : k.replace(re, to), v);
   }
   return out;
 }
+
+/** A replacement computed from the match (e.g. a stage index moved by one): the match, then its groups. */
+export type Renamer = (match: string, ...groups: string[]) => string;
 
 /**
  * Fuse separate query, key and value tensors of each of `count` layers into one qkv tensor (rows q | k | v),

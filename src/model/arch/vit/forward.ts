@@ -10,13 +10,12 @@ import { headDim, numPrefixTokens, numTokens, patchGrid, type ViTConfig } from '
  */
 export const VIT_POOLS = ['cls', 'avg', 'pre-logits'] as const;
 
-function attention<T>(ops: Ops<T>, cfg: ViTConfig, x: T, i: number, probsOut: T[] | null): T {
+/** x [B, T, D] → the heads' merged context [B, T, D], spelled out op by op (the probabilities are values). */
+function headsAttention<T>(ops: Ops<T>, cfg: ViTConfig, qkv: T, probsOut: T[] | null): T {
   const D = cfg.embedDim;
   const H = cfg.numHeads;
   const hd = headDim(cfg);
   const T_ = numTokens(cfg);
-  const p = (n: string) => ops.param(`blocks.${i}.attn.${n}`);
-  const qkv = ops.linear(x, p('qkv.weight'), cfg.qkvBias ? p('qkv.bias') : undefined); // [B, T, 3D]
   const heads = (part: number) => {
     const t = ops.slice(qkv, 2, part * D, (part + 1) * D); // [B, T, 3D] → [B, T, D]
     const split = ops.reshape(t, [0, T_, H, hd]); // [B, T, D] → [B, T, H, hd]
@@ -28,7 +27,16 @@ function attention<T>(ops: Ops<T>, cfg: ViTConfig, x: T, i: number, probsOut: T[
   const probs = ops.softmax(ops.matMul(q, k, true)); // [B, H, T, T]
   if (probsOut) probsOut.push(probs);
   const ctx = ops.transpose(ops.matMul(probs, v), [0, 2, 1, 3]); // [B, H, T, hd] → [B, T, H, hd]
-  const merged = ops.reshape(ctx, [0, T_, D]); // [B, T, H, hd] → [B, T, D]
+  return ops.reshape(ctx, [0, T_, D]); // [B, T, H, hd] → [B, T, D]
+}
+
+function attention<T>(ops: Ops<T>, cfg: ViTConfig, x: T, i: number, probsOut: T[] | null): T {
+  const p = (n: string) => ops.param(`blocks.${i}.attn.${n}`);
+  const w = p('qkv.weight');
+  const b = cfg.qkvBias ? p('qkv.bias') : undefined;
+  const merged = ops.selfAttention && !probsOut
+    ? ops.selfAttention(x, w, b, cfg.numHeads)
+    : headsAttention(ops, cfg, ops.linear(x, w, b), probsOut); // [B, T, D] → [B, T, 3D] → [B, T, D]
   return ops.linear(merged, p('proj.weight'), p('proj.bias'));
 }
 

@@ -2,6 +2,7 @@
 import type { Architecture } from '../types.js';
 import { numPrefixTokens, numTokens, patchGrid, validateVitConfig, vitWithImageSize, type ViTConfig } from './config.js';
 import { VIT_POOLS, vitForward } from './forward.js';
+import { hfConfigJson } from './hf-export.js';
 import { vitParams } from './params.js';
 import { fitPosEmbed } from './pos-embed.js';
 import { VIT_PRESETS } from './presets.js';
@@ -52,4 +53,5 @@ export const vit: Architecture<ViTConfig> = {
     return `patch ${cfg.patchSize}, ${gh}×${gw} grid, ${numTokens(cfg)} tokens, width ${cfg.embedDim}, depth ${cfg.depth}, ` +
       `${cfg.numHeads} heads, MLP ${cfg.mlpDim}`;
   },
+  hfConfig: (cfg) => hfConfigJson(cfg, cfg.labels ?? undefined),
 };

@@ -1,0 +1,55 @@
+import { UsageError } from '../errors.js';
+import { readFolderJson, writeModelFolder } from '../io/model-folder.js';
+import { loadModel } from '../io/model-source.js';
+import { resolveLabels } from '../io/labels.js';
+import { archOf } from '../model/arch/index.js';
+import { DTYPES, type Dtype } from '../model/engines/engine.js';
+import { preprocessToHf } from '../model/preprocess.js';
+import type { Context } from '../pipeline/context.js';
+import { modelSpec } from '../pipeline/open-model.js';
+import { MODEL_OPTIONS, type ArgsOf, type CommandBody } from './options.js';
+
+const OPTIONS = {
+  ...MODEL_OPTIONS,
+  dtype: { type: 'string', choices: DTYPES, default: 'fp32', describe: 'fp32 (onnx/model.onnx), or int8 (onnx/model_quantized.onnx: transformers.js dtype q8)' },
+} as const;
+
+/** transformers.js_config.use_external_data_format, per ONNX file: which of the folder's graphs keep their weights beside them. */
+function externalDataFlags(existing: Record<string, unknown> | null, files: string[]): Record<string, number> {
+  const old = (existing?.['transformers.js_config'] as { use_external_data_format?: Record<string, number> } | undefined)?.use_external_data_format;
+  const flags: Record<string, number> = { ...(old && typeof old === 'object' ? old : {}) };
+  for (const f of files.filter((n) => n.endsWith('.onnx'))) {
+    if (files.includes(`${f}_data`)) flags[f] = 1;
+    else delete flags[f];
+  }
+  return flags;
+}
+
+export function exportCommand(ctx: Context): CommandBody {
+  return {
+    builder: (y) => y.positional('outdir', { type: 'string', describe: 'the folder to write (created if needed)' }).options(OPTIONS)
+      .example('$0 export -m vit_base_patch16_224 -w vit_b16.safetensors vit-b16', 'config.json, preprocessor_config.json, onnx/model.onnx')
+      .example('$0 export -m vit-b16-dir vit-b16 --dtype int8', 'adds onnx/model_quantized.onnx beside it')
+      .epilogue('The folder loads in transformers.js (pipeline("image-classification", folder, { dtype: "fp32" | "q8" })) and in any ' +
+        'ONNX runtime: input pixel_values [batch, C, H, W], output logits; weights inline below 2 GB, else in model.onnx_data.'),
+    handler: async (argv) => {
+      const a = argv as unknown as ArgsOf<typeof OPTIONS> & { outdir?: string };
+      if (!a.outdir) throw new UsageError('vit export needs an output folder: vit export -m MODEL OUTDIR');
+      const { config, weights } = await loadModel(modelSpec(a), ctx.verbose);
+      const arch = archOf(config);
+      if (!arch.hfConfig) throw new UsageError(`vit export does not write ${arch.title} models yet`);
+      const { exportOnnx } = await import('../model/engines/onnx-export.js');
+      const onnx = exportOnnx({ ...config, labels: resolveLabels(config) }, weights, a.dtype as Dtype).map((f) => ({ ...f, name: `onnx/${f.name}` }));
+      const hf = arch.hfConfig({ ...config, labels: resolveLabels(config) });
+      const flags = externalDataFlags(readFolderJson(a.outdir, 'config.json'), onnx.map((f) => f.name.slice('onnx/'.length)));
+      if (Object.keys(flags).length > 0) hf['transformers.js_config'] = { use_external_data_format: flags };
+      const text = (v: unknown) => new TextEncoder().encode(JSON.stringify(v, null, 2) + '\n');
+      const written = writeModelFolder(a.outdir, [
+        ...onnx,
+        { name: 'config.json', bytes: text(hf) },
+        { name: 'preprocessor_config.json', bytes: text(preprocessToHf(config.preprocess)) },
+      ]);
+      ctx.note(`wrote ${written.join(', ')}`);
+    },
+  };
+}

@@ -1,0 +1,40 @@
+import { existsSync, mkdirSync, readFileSync, renameSync, rmSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { OutputError } from '../errors.js';
+import type { StoreFile } from '../model/engines/engine.js';
+import { writeEntryFile } from './graph-cache.js';
+
+/**
+ * Write files (named relative to dir, e.g. `onnx/model.onnx`) into a model folder, creating it as needed. Each
+ * is written under a temporary name and renamed into place, so a reader never loads half a file; other files
+ * already there (an export of the other dtype) are kept.
+ */
+export function writeModelFolder(dir: string, files: StoreFile[]): string[] {
+  const written: string[] = [];
+  for (const f of files) {
+    const path = join(dir, f.name);
+    const tmp = `${path}.tmp-${process.pid}`;
+    try {
+      mkdirSync(dirname(path), { recursive: true });
+      writeEntryFile(dirname(tmp), { ...f, name: tmp.slice(dirname(tmp).length + 1) });
+      renameSync(tmp, path);
+    } catch (e) {
+      rmSync(tmp, { force: true });
+      throw new OutputError(`${path}: cannot write (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
+    }
+    written.push(path);
+  }
+  return written;
+}
+
+/** A JSON file of the folder as an object, or null when there is none (or it is not JSON). */
+export function readFolderJson(dir: string, name: string): Record<string, unknown> | null {
+  const path = join(dir, name);
+  if (!existsSync(path)) return null;
+  try {
+    const v = JSON.parse(readFileSync(path, 'utf8'));
+    return v && typeof v === 'object' && !Array.isArray(v) ? v : null;
+  } catch {
+    return null;
+  }
+}

@@ -1,0 +1,72 @@
+/** Execution settings: the threads a run takes by default, --threads, --device, and their place in the graph cache key. */
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, test } from 'node:test';
+import { cgroupCpuQuota } from '../src/io/cpus.js';
+import { PACKAGE_ROOT } from '../src/io/paths.js';
+import { graphKey } from '../src/model/engines/onnx.js';
+import { defaultThreads } from '../src/pipeline/open-model.js';
+import { runVit, TEST_CACHE, VIT_BIN } from './helpers/cli.js';
+
+const tmp = mkdtempSync(join(tmpdir(), 'vit-exec-'));
+after(() => rmSync(tmp, { recursive: true, force: true }));
+const ONE = join(PACKAGE_ROOT, 'examples', 'digits', '0_0800.png');
+
+/** A fake cgroup tree and /proc/self/cgroup; returns their paths. */
+function cgroupTree(name: string, self: string, files: Record<string, string>): { root: string; proc: string } {
+  const root = join(tmp, name);
+  for (const [rel, text] of Object.entries(files)) {
+    mkdirSync(join(root, rel, '..'), { recursive: true });
+    writeFileSync(join(root, rel), text);
+  }
+  const proc = join(tmp, `${name}.cgroup`);
+  writeFileSync(proc, self);
+  return { root, proc };
+}
+
+test('the cgroup CPU quota: v2 cpu.max on the process\'s cgroup or an ancestor, v1 cfs quota/period, none', () => {
+  const v2 = cgroupTree('v2', '0::/kubepods/pod1/ctr\n', { 'kubepods/pod1/ctr/cpu.max': 'max 100000\n', 'kubepods/pod1/cpu.max': '150000 100000\n' });
+  assert.equal(cgroupCpuQuota(v2.root, v2.proc), 1.5);
+  const v1 = cgroupTree('v1', '4:cpu,cpuacct:/docker/abc\n1:memory:/docker/abc\n', {
+    'cpu/docker/abc/cpu.cfs_quota_us': '200000\n', 'cpu/docker/abc/cpu.cfs_period_us': '100000\n',
+  });
+  assert.equal(cgroupCpuQuota(v1.root, v1.proc), 2);
+  const none = cgroupTree('none', '0::/user.slice\n', { 'user.slice/cpu.max': 'max 100000\n' });
+  assert.equal(cgroupCpuQuota(none.root, none.proc), null);
+  assert.equal(cgroupCpuQuota(join(tmp, 'missing'), join(tmp, 'missing.cgroup')), null);
+});
+
+test('VIT_THREADS sets the default; a bad value is a usage error', () => {
+  assert.equal(defaultThreads({ VIT_THREADS: '3' }), 3);
+  assert.throws(() => defaultThreads({ VIT_THREADS: 'lots' }), /VIT_THREADS must be a whole number/);
+  assert.ok(defaultThreads({}) >= 1);
+});
+
+test('--threads sizes onnxruntime\'s pool; the default follows the affinity mask (taskset)', async () => {
+  const one = await runVit(['classify', ONE, '--threads', '1', '--verbose']);
+  assert.equal(one.code, 0, one.stderr);
+  assert.match(one.stderr, /engine: onnx \(onnxruntime-node [\d.]+, cpu, 1 thread\)/);
+  const pinned = spawnSync('taskset', ['-c', '0', process.execPath, VIT_BIN, 'classify', ONE, '--verbose'], {
+    encoding: 'utf8', env: { ...process.env, CI: 'true', XDG_CACHE_HOME: TEST_CACHE },
+  });
+  assert.equal(pinned.status, 0, pinned.stderr);
+  assert.match(pinned.stderr, /cpu, 1 thread\)/, 'one CPU in the affinity mask: one thread');
+  const r = await runVit(['classify', ONE, '--threads', '0']);
+  assert.equal(r.code, 2);
+  assert.match(r.stderr, /--threads must be a positive integer/);
+});
+
+test('--device cuda without onnxruntime-node\'s CUDA binaries is one line, exit 1; dtype and device key the graph cache', async () => {
+  const r = await runVit(['classify', ONE, '--device', 'cuda']);
+  assert.equal(r.code, 1);
+  assert.match(r.stderr, /^vit: --device cuda: onnxruntime-node's CUDA provider is not installed; .*ONNXRUNTIME_NODE_INSTALL=cuda12/);
+  assert.equal(r.stderr.trim().split('\n').length, 1);
+  assert.equal(r.stdout, '');
+  const s = { dtype: 'fp32', device: 'cpu', threads: 2 } as const;
+  const keys = new Set([graphKey('m', s), graphKey('m', { ...s, dtype: 'int8' }), graphKey('m', { ...s, device: 'cuda' }), graphKey('n', s)]);
+  assert.equal(keys.size, 4);
+  assert.equal(graphKey('m', { ...s, threads: 1 }), graphKey('m', s), 'threads do not change the graph');
+});

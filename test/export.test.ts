@@ -1,0 +1,128 @@
+import assert from 'node:assert/strict';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, test } from 'node:test';
+import * as ort from 'onnxruntime-node';
+import protoPkg from 'onnx-proto';
+import { argmaxRows } from '../scripts/digits-data.js';
+import { writeModelFolder } from '../src/io/model-folder.js';
+import { loadModel } from '../src/io/model-source.js';
+import { PACKAGE_ROOT } from '../src/io/paths.js';
+import { timmPreprocess, preprocessFromHf, preprocessToHf } from '../src/model/preprocess.js';
+import { exportOnnx } from '../src/model/engines/onnx-export.js';
+import { runVit } from './helpers/cli.js';
+import { maxAbsDiff, modelDir, readGolden } from './helpers/golden.js';
+
+const { onnx } = protoPkg;
+const TOL = 1e-4;
+/** As test/onnx-int8.test.ts: int8 logits within 3% of the largest |logit|. */
+const INT8_LOGIT_TOL = 0.03;
+
+const scratch = mkdtempSync(join(tmpdir(), 'vit-export-test-'));
+after(() => rmSync(scratch, { recursive: true, force: true }));
+
+const odd40 = modelDir('odd40', 'hf');
+const folder = join(scratch, 'odd40');
+
+async function exportBoth(): Promise<void> {
+  for (const dtype of ['fp32', 'int8']) {
+    const r = await runVit(['export', '-m', odd40, folder, '--dtype', dtype]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(r.stdout, '');
+  }
+}
+const ready = exportBoth();
+
+/** Logits of an ONNX file on the golden inputs, through onnxruntime-node as any user would load it. */
+async function logitsOf(file: string, x: Float32Array, dims: number[]): Promise<Float32Array> {
+  const s = await ort.InferenceSession.create(file);
+  try {
+    assert.deepEqual(s.inputNames, ['pixel_values']);
+    assert.deepEqual(s.outputNames, ['logits']);
+    return (await s.run({ pixel_values: new ort.Tensor('float32', x, dims) })).logits.data as Float32Array;
+  } finally {
+    await s.release();
+  }
+}
+
+test('vit export: a folder with config.json, preprocessor_config.json and one ONNX file per dtype, weights inline', async () => {
+  await ready;
+  assert.deepEqual(readdirSync(folder).sort(), ['config.json', 'onnx', 'preprocessor_config.json']);
+  assert.deepEqual(readdirSync(join(folder, 'onnx')).sort(), ['model.onnx', 'model_quantized.onnx']);
+  const config = JSON.parse(readFileSync(join(folder, 'config.json'), 'utf8'));
+  const source = JSON.parse(readFileSync(join(odd40, 'config.json'), 'utf8'));
+  assert.equal(config.model_type, 'vit');
+  assert.deepEqual(config.id2label, source.id2label);
+  for (const k of ['hidden_size', 'num_hidden_layers', 'num_attention_heads', 'intermediate_size', 'patch_size', 'layer_norm_eps']) {
+    assert.equal(config[k], source[k], k);
+  }
+  assert.equal(config['transformers.js_config'], undefined, 'no external data to announce');
+  const m = await loadModel({ model: odd40 });
+  assert.deepEqual(preprocessFromHf(JSON.parse(readFileSync(join(folder, 'preprocessor_config.json'), 'utf8')), m.config.imgSize, 3), m.config.preprocess);
+  for (const file of ['model.onnx', 'model_quantized.onnx']) {
+    const proto = onnx.ModelProto.decode(readFileSync(join(folder, 'onnx', file)));
+    assert.ok(proto.graph!.node!.every((n) => !n.domain), `${file}: standard ONNX ops only`);
+    assert.ok(proto.graph!.initializer!.every((t) => t.dataLocation !== onnx.TensorProto.DataLocation.EXTERNAL), `${file}: weights inline`);
+  }
+});
+
+test('vit export: timm-style preprocessing (shortest edge, centre crop, bicubic) reads back the same', () => {
+  const pp = timmPreprocess([224, 224], 0.9, 'bicubic', [0.5, 0.5, 0.5], [0.5, 0.5, 0.5]);
+  assert.deepEqual(preprocessFromHf(preprocessToHf(pp), [224, 224], 3), pp);
+});
+
+test('vit export: onnxruntime-node runs the exported graphs; fp32 matches torchvision within 1e-4, int8 within its tolerance', async () => {
+  await ready;
+  const g = readGolden('odd40');
+  const x = Float32Array.from(g.inputs.data);
+  const fp32 = await logitsOf(join(folder, 'onnx', 'model.onnx'), x, g.inputs.shape);
+  const err = maxAbsDiff(fp32, g.logits);
+  assert.ok(err < TOL, `fp32 export off by ${err}`);
+  const int8 = await logitsOf(join(folder, 'onnx', 'model_quantized.onnx'), x, g.inputs.shape);
+  const limit = INT8_LOGIT_TOL * Math.max(...g.logits.flat().map(Math.abs));
+  assert.ok(maxAbsDiff(int8, g.logits) < limit, `int8 export off by ${maxAbsDiff(int8, g.logits)}`);
+  assert.deepEqual(argmaxRows(int8, g.config.numClasses), argmaxRows(fp32, g.config.numClasses));
+});
+
+test('vit export: above the inline limit the weights go to model.onnx_data beside the graph, which onnxruntime finds', async () => {
+  const m = await loadModel({ model: odd40 });
+  const dir = join(scratch, 'external');
+  const files = exportOnnx(m.config, m.weights, 'fp32', 0);
+  assert.deepEqual(files.map((f) => f.name), ['model.onnx', 'model.onnx_data']);
+  writeModelFolder(dir, files);
+  const g = readGolden('odd40');
+  const err = maxAbsDiff(await logitsOf(join(dir, 'model.onnx'), Float32Array.from(g.inputs.data), g.inputs.shape), g.logits);
+  assert.ok(err < TOL, `external-data export off by ${err}`);
+});
+
+test('vit export: a model without a classifier head is refused, and the output folder is required', async () => {
+  const headless = await runVit(['export', '-m', 'Ti/16', '--random-weights', '--num-classes', '0', join(scratch, 'headless')]);
+  assert.equal(headless.code, 1, headless.stderr);
+  assert.match(headless.stderr, /no classifier head/);
+  assert.ok(!existsSync(join(scratch, 'headless')));
+  const missing = await runVit(['export', '-m', odd40]);
+  assert.equal(missing.code, 2);
+});
+
+test('vit export: transformers.js loads both exports offline from the folder and classifies as vit does', async () => {
+  await ready;
+  const { env, pipeline } = await import('@huggingface/transformers');
+  env.allowRemoteModels = false;
+  env.localModelPath = scratch;
+  env.useFSCache = false;
+  const images = ['odd40_0.png', 'odd40_1.png', 'odd40_2.png'].map((f) => join(PACKAGE_ROOT, 'test', 'fixtures', 'images', f));
+  const ours = await runVit(['classify', ...images, '-m', odd40, '-f', 'jsonl', '-k', '3']);
+  assert.equal(ours.code, 0, ours.stderr);
+  const rows = ours.stdout.trim().split('\n').map((l) => JSON.parse(l) as { predictions: { label: string; score: number }[] });
+  for (const dtype of ['fp32', 'q8'] as const) {
+    const classify = await pipeline('image-classification', 'odd40', { dtype });
+    for (const [i, image] of images.entries()) {
+      const got = (await classify(image, { top_k: 3 })) as { label: string; score: number }[];
+      assert.equal(got[0].label, rows[i].predictions[0].label, `${dtype} ${image}`);
+      const tol = dtype === 'fp32' ? TOL : 0.05;
+      got.forEach((p, k) => assert.ok(Math.abs(p.score - rows[i].predictions[k].score) < tol, `${dtype} ${image}: ${p.label} ${p.score}`));
+    }
+    await classify.dispose();
+  }
+});
