@@ -24,7 +24,7 @@ import { ByteWriter, ParquetWriter } from 'hyparquet-writer';
 import { OutputError } from '../../errors.js';
 import { displayPath, undisplayPath } from '../fs-names.js';
 import { BaseWriter, type FormatModule, type ResumeTarget } from './format.js';
-import { emptyOutput, type StoredOutput, type StoredRow } from './records.js';
+import { emptyOutput, type ReadMode, type StoredOutput, type StoredRow } from './records.js';
 import { isErrorRow, type Column, type ColumnType, type ErrorRow, type RowSchema, type RowWriter } from './rows.js';
 import { AtomicFileSink, removeStaleTempFiles, type Sink } from './target.js';
 
@@ -293,12 +293,12 @@ async function metadataOf(file: string, buffer: AsyncBuffer): Promise<FileMetaDa
 }
 
 /** The rows of a parquet file (all columns, or those named), a row group at a time, with the index of its first row. */
-async function* rowGroups(file: string, buffer: AsyncBuffer, columns?: string[]): AsyncGenerator<{ start: number; rows: Record<string, unknown>[]; metadata: FileMetaData }> {
+async function* rowGroups(file: string, buffer: AsyncBuffer, columns?: string[]): AsyncGenerator<{ start: number; rows: Record<string, unknown>[] }> {
   const metadata = await metadataOf(file, buffer);
   let start = 0;
   for (const rg of metadata.row_groups) {
     const end = start + Number(rg.num_rows);
-    yield { start, rows: await parquetReadObjects({ file: buffer, metadata, columns, rowStart: start, rowEnd: end }), metadata };
+    yield { start, rows: await parquetReadObjects({ file: buffer, metadata, columns, rowStart: start, rowEnd: end }) };
     start = end;
   }
 }
@@ -308,7 +308,7 @@ async function* rowGroups(file: string, buffer: AsyncBuffer, columns?: string[])
  * parquet file vit wrote is complete or absent (it is only ever renamed into place), so a file that is not
  * readable parquet is refused for --resume and merge alike.
  */
-async function readParquet(fh: FileHandle, file: string, _mode: unknown, size: number): Promise<StoredOutput> {
+async function readParquet(fh: FileHandle, file: string, _mode: ReadMode, size: number): Promise<StoredOutput> {
   const out = emptyOutput(file, 'parquet');
   if (size === 0) return out;
   const buffer = fileBuffer(fh, size);
