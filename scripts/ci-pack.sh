@@ -21,9 +21,12 @@ for f in package/LICENSE package/package.json package/bin/vit.js package/dist/sr
   package/models/vit-digits/model.safetensors package/models/vit-digits/config.json; do
   grep -qx "$f" "$T/files.txt" || fail "the tarball lacks $f"
 done
-unwanted=$(grep -E '^package/(test|scripts|src|examples|docs|dist/test|dist/scripts)/|\.map$|\.ts$' "$T/files.txt" || true)
+# Type declarations (.d.ts under dist/src) ship for library users; TypeScript sources do not.
+unwanted=$(grep -E '^package/(test|scripts|src|examples|docs|dist/test|dist/scripts)/|\.map$|\.ts$' "$T/files.txt" |
+  grep -vE '^package/dist/src/.*\.d\.ts$' || true)
 [ -z "$unwanted" ] || fail "the tarball holds files it should not: $(echo "$unwanted" | head -n 5 | tr '\n' ' ')"
-say "$(basename "$tarball"): $(wc -l <"$T/files.txt") files, LICENSE in, no tests, scripts, sources or maps ($((SECONDS - t0)) s)"
+grep -qx package/dist/src/index.d.ts "$T/files.txt" || fail "the tarball lacks the library's types (dist/src/index.d.ts)"
+say "$(basename "$tarball"): $(wc -l <"$T/files.txt") files, LICENSE and types in, no tests, scripts, sources or maps ($((SECONDS - t0)) s)"
 
 ONNXRUNTIME_NODE_INSTALL=skip npm install --global --prefix "$T/prefix" --no-audit --no-fund "$tarball" >"$T/install.log" 2>&1 ||
   { cat "$T/install.log"; fail "npm install -g of the tarball failed"; }
