@@ -8,7 +8,7 @@ import { PreprocessPool } from '../src/io/preprocess-pool.js';
 import type { ErrorRow, RowWriter } from '../src/io/sinks/rows.js';
 import { archOf, presetConfig } from '../src/model/arch/index.js';
 import type { Engine, RunResult } from '../src/model/engines/engine.js';
-import { BatchQueue, DecodeSchedule } from '../src/pipeline/batches.js';
+import { BatchQueue } from '../src/pipeline/batches.js';
 import { processBatches, type LoopStats } from '../src/pipeline/run.js';
 
 const PHOTOS = join(PACKAGE_ROOT, 'test', 'fixtures', 'photos');
@@ -84,25 +84,37 @@ test('the batch loop gives the same rows, in input order, with failures compacte
   }
 });
 
-test('the schedule decodes between runs when inference is much slower than decoding, overlapped otherwise, and re-measures', () => {
-  const batch = (ms: number, alone = true) => ({ paths: ['a', 'b'], slots: [], pixels: new Float32Array(0), count: 2, decodeMs: ms, alone });
-  const slow = new DecodeSchedule();
-  assert.equal(slow.depthWhileRunning(), 0, 'nothing measured yet: in turn');
-  slow.decoded(batch(4)); // 2 ms per image
-  slow.ran(400, 2); // 200 ms per image
-  for (let i = 0; i < 40; i++) assert.equal(slow.depthWhileRunning(), 0);
-  assert.equal(slow.overlapped, 0);
-
-  const fast = new DecodeSchedule();
-  fast.decoded(batch(40)); // 20 ms per image
-  fast.ran(40, 2); // 20 ms per image
-  const depths = Array.from({ length: 32 }, () => fast.depthWhileRunning());
-  // Overlapped, but every REMEASURE_EVERY-th batch in turn, so that both are measured again.
-  assert.equal(depths.filter((d) => d === 0).length, 32 / DecodeSchedule.REMEASURE_EVERY);
-  assert.equal(fast.overlapped, 32 - 32 / DecodeSchedule.REMEASURE_EVERY);
-  // A decode timed while the engine ran does not count.
-  fast.decoded(batch(1e6, false));
-  assert.equal(fast.depthWhileRunning() + fast.depthWhileRunning(), 2);
+test('the next batch decodes while the engine runs the current one, never further ahead', async () => {
+  const events: string[] = [];
+  const source = {
+    async load(path: string): Promise<string | null> {
+      events.push(`load ${path}`);
+      return null;
+    },
+  };
+  const engine: Engine = {
+    ...fakeEngine(0),
+    async run(_pixels: Float32Array, batch: number): Promise<RunResult> {
+      events.push('run start');
+      await sleep(5);
+      events.push('run end');
+      return { logits: { shape: [batch, 2], data: new Float32Array(batch * 2) }, features: {}, attentions: [] };
+    },
+  };
+  const rows: [string, string | number[]][] = [];
+  await processBatches({
+    queue: new BatchQueue(['a', 'b', 'c', 'd', 'e'], 2, cfg, source),
+    engine,
+    writer: keeper(rows),
+    makeRow: (_r, _row, path) => ({ path, values: [] }),
+    stopped: () => false,
+  });
+  assert.deepEqual(events, [
+    'load a', 'load b', 'load c', 'load d', 'run start', 'run end',
+    'load e', 'run start', 'run end',
+    'run start', 'run end',
+  ]);
+  assert.deepEqual(rows.map(([p]) => p), ['a', 'b', 'c', 'd', 'e']);
 });
 
 test('a stop asked for mid-run ends the loop after the batch in flight, with rows for every input before it', async () => {

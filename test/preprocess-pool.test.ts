@@ -38,28 +38,3 @@ test('the preprocessing pool writes the same floats as loading in process, and t
   // A closed pool refuses work instead of hanging.
   await assert.rejects(pool.load(join(PHOTOS, 'chelsea.png'), sharedFloats(per), 0), /closed/);
 });
-
-test('a limited pool works on at most that many images at once, and takes up queued work when the limit rises', async () => {
-  const size: [number, number] = [32, 32];
-  const pp = timmPreprocess(size, 0.875, 'bicubic', [0.5, 0.5, 0.5], [0.5, 0.5, 0.5]);
-  const per = 3 * size[0] * size[1];
-  const photos = readdirSync(PHOTOS).map((f) => join(PHOTOS, f));
-  const pool = new PreprocessPool({ preprocess: pp, imgSize: size, inChans: 3 }, 2);
-  try {
-    pool.limit(1);
-    const shared = sharedFloats(2 * photos.length * per);
-    const first = Promise.all(photos.map((p, i) => pool.load(p, shared, i * per)));
-    assert.equal(pool.busy, 1);
-    assert.deepEqual(await first, photos.map(() => null));
-    pool.limit(0); // clamped to 1: a pool never stops working
-    const second = Promise.all(photos.map((p, i) => pool.load(p, shared, (photos.length + i) * per)));
-    assert.equal(pool.busy, 1);
-    pool.limit(Infinity);
-    assert.equal(pool.busy, Math.min(2, photos.length));
-    assert.deepEqual(await second, photos.map(() => null));
-    assert.equal(pool.busy, 0);
-    assert.deepEqual(shared.subarray(0, photos.length * per), shared.subarray(photos.length * per));
-  } finally {
-    await pool.close();
-  }
-});

@@ -29,8 +29,6 @@ export class PreprocessPool {
   private readonly queue: Job[] = [];
   private readonly running = new Map<Worker, Job>();
   private failed: Error | null = null;
-  /** How many threads may work at once (see `limit`). */
-  private active: number;
 
   constructor(config: Pick<ModelConfig, 'preprocess' | 'imgSize' | 'inChans'>, threads: number) {
     const init: PreprocessInit = { preprocess: config.preprocess, size: config.imgSize, channels: config.inChans };
@@ -44,17 +42,6 @@ export class PreprocessPool {
       this.workers.push(w);
       this.idle.push(w);
     }
-    this.active = this.workers.length;
-  }
-
-  /**
-   * Let at most n threads work at once from now on (at least 1; raising it starts queued work at once). While
-   * onnxruntime creates its session on one core, decoding on every core would slow that start-up down by
-   * more than the images decoded meanwhile are worth.
-   */
-  limit(n: number): void {
-    this.active = Math.max(1, Math.min(this.workers.length, n));
-    this.dispatch();
   }
 
   /**
@@ -81,23 +68,13 @@ export class PreprocessPool {
     });
   }
 
-  /** How many threads are working on an image right now. */
-  get busy(): number {
-    return this.running.size;
-  }
-
-  /** No image is being loaded, or waiting to be. */
-  get quiet(): boolean {
-    return this.running.size === 0 && this.queue.length === 0;
-  }
-
   async close(): Promise<void> {
     this.fail(new Error('preprocessing pool closed'));
     await Promise.all(this.workers.map((w) => w.terminate()));
   }
 
   private dispatch(): void {
-    while (this.idle.length > 0 && this.queue.length > 0 && this.running.size < this.active) {
+    while (this.idle.length > 0 && this.queue.length > 0) {
       const w = this.idle.pop()!;
       const job = this.queue.shift()!;
       this.running.set(w, job);

@@ -102,11 +102,6 @@ export class InputLoader {
     for (const [tar, n] of counts) this.readers.set(tar, new TarReader(tar, n, this.budget));
   }
 
-  /** No image is being decoded, or waiting to be. */
-  get quiet(): boolean {
-    return this.pool.quiet;
-  }
-
   /** As PreprocessPool.load: null, or the reason the input failed. */
   async load(path: string, pixels: Float32Array, offset: number): Promise<string | null> {
     const failed = this.inputs.failed.get(path);
