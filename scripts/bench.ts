@@ -21,7 +21,7 @@
 import { spawn } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import sharp from 'sharp';
 import { PACKAGE_ROOT } from '../src/io/paths.js';
 import { turboJpeg } from '../src/io/jpeg-turbo.js';
@@ -142,7 +142,8 @@ function timed(command: string[]): Promise<Spawned> {
       const top1 = new Map<string, string>();
       for (const line of out.split('\n').filter(Boolean)) {
         const row = JSON.parse(line) as { path: string; predictions?: { label: string }[] };
-        if (row.predictions?.length) top1.set(row.path, row.predictions[0].label);
+        // Keyed by file name: tfjs's small folder holds the first images of the big one, under the same names.
+        if (row.predictions?.length) top1.set(basename(row.path), row.predictions[0].label);
       }
       resolve({ wall: (performance.now() - t0) / 1000, firstRow: firstRow / 1000, rssMb: m ? Number(m[1]) / 1024 : NaN, code, top1 });
     });
