@@ -27,19 +27,10 @@ export class BatchQueue {
   private readonly spare: Float32Array[] = [];
   private queued = 0;
   /** Floats per image. */
-  readonly per: number;
+  private readonly per: number;
 
   constructor(private readonly paths: string[], private readonly batchSize: number, config: ModelConfig, readonly pool: ImageSource) {
     this.per = config.inChans * config.imgSize[0] * config.imgSize[1];
-  }
-
-  /** Batches decoded or decoding, not yet taken. */
-  get ahead(): number {
-    return this.queue.length;
-  }
-
-  get exhausted(): boolean {
-    return this.queued >= this.paths.length && this.queue.length === 0;
   }
 
   /** Start decoding batches until `depth` are ahead (or the inputs run out). */
