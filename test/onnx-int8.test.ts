@@ -1,18 +1,21 @@
 import assert from 'node:assert/strict';
-import { mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
+import * as ort from 'onnxruntime-node';
 import { argmaxRows, digitsToPixels, splitDigits } from '../scripts/digits-data.js';
 import { UsageError } from '../src/errors.js';
-import { openGraphCache } from '../src/io/graph-cache.js';
+import { openGraphCache, writeEntryFile } from '../src/io/graph-cache.js';
 import { loadModel } from '../src/io/model-source.js';
-import type { ViTConfig } from '../src/model/arch/vit/config.js';
+import { validateVitConfig, type ViTConfig } from '../src/model/arch/vit/config.js';
 import type { ModelConfig } from '../src/model/config.js';
 import type { Dtype, Engine } from '../src/model/engines/engine.js';
+import { exportOnnx } from '../src/model/engines/onnx-export.js';
 import { buildGraph, type GraphOptions } from '../src/model/engines/onnx-graph.js';
 import { quantizeLinear } from '../src/model/engines/onnx-weights.js';
 import type { TensorMap } from '../src/model/tensor.js';
+import { randomWeights } from '../src/model/weights/random.js';
 import { engineFor, GOLDEN_MODELS, identityOf, maxAbsDiff, modelDir, readGolden, withEngine } from './helpers/golden.js';
 import { goldenInputs, loadLayout, readSwinGolden, SWIN_GOLDENS } from './helpers/swin.js';
 
@@ -108,24 +111,59 @@ test('int8 quantization: per output row, symmetric, the largest |w| of a row at 
 test('int8 graph: every linear weight is an int8 initializer with one scale per output; attention, norms, GELU in fp32', async () => {
   const m = await loadModel({ model: modelDir('repr24', 'timm') });
   const cfg = vit(m.config);
-  const { model, slots } = buildGraph(cfg, shapes(m.weights), { dtype: 'int8' });
   const linears = cfg.depth * 4 + 2; // qkv, proj, fc1, fc2 per block; pre_logits, head
-  const q = slots.filter((s) => s.encoding === 'int8-t');
-  assert.equal(q.length, linears);
-  assert.equal(slots.filter((s) => s.encoding === 'int8-scale').length, linears);
-  assert.equal(slots.filter((s) => s.encoding === 'float32-t').length, 0, 'no fp32 linear weight left');
-  for (const s of q) {
-    const [out, inDim] = m.weights.get(s.param)!.shape;
-    assert.deepEqual(s.shape, [inDim, out]);
-    assert.deepEqual(slots.find((x) => x.name === s.name.replace(/\.int8$/, '.scale'))?.shape, [out]);
+  for (const opts of [{}, { portable: true }, { attentions: true }]) {
+    const { model, slots } = buildGraph(cfg, shapes(m.weights), { dtype: 'int8', ...opts });
+    const q = slots.filter((s) => s.encoding === 'int8-t');
+    assert.equal(q.length, linears);
+    assert.equal(slots.filter((s) => s.encoding === 'int8-scale').length, linears);
+    assert.equal(slots.filter((s) => s.encoding === 'float32-t').length, 0, 'no fp32 linear weight left');
+    for (const s of q) {
+      const [out, inDim] = m.weights.get(s.param)!.shape;
+      assert.deepEqual(s.shape, [inDim, out]);
+      assert.deepEqual(slots.find((x) => x.name === s.name.replace(/\.int8$/, '.scale'))?.shape, [out]);
+    }
+    const nodes = model.graph!.node!;
+    const count = (op: string) => nodes.filter((n) => n.opType === op).length;
+    // Every linear layer's input is quantized once, at run time.
+    assert.equal(count('DynamicQuantizeLinear'), linears);
+    if (Object.keys(opts).length === 0) {
+      // For onnxruntime: the qkv projection and the attention after it in one QAttention kernel per block.
+      assert.equal(count('QAttention'), cfg.depth);
+      assert.equal(count('MatMulInteger'), linears - cfg.depth);
+      assert.equal(count('MatMul') + count('Softmax'), 0);
+    } else {
+      // Portable, or with the probabilities as outputs: standard ops only, which onnxruntime fuses itself.
+      assert.equal(count('MatMulInteger'), linears);
+      assert.equal(count('MatMul'), cfg.depth * 2, 'only q·kᵀ and probabilities·v stay float matrix products');
+      assert.equal(count('Softmax'), cfg.depth);
+      assert.ok(nodes.every((n) => !n.domain), 'standard ONNX ops only');
+    }
   }
-  const count = (op: string) => model.graph!.node!.filter((n) => n.opType === op).length;
-  assert.equal(count('MatMulInteger'), linears);
-  assert.equal(count('DynamicQuantizeLinear'), linears);
-  assert.equal(count('MatMul'), cfg.depth * 2, 'only q·kᵀ and probabilities·v stay float matrix products');
-  assert.equal(count('Softmax'), cfg.depth);
-  // Standard ops, which onnxruntime fuses into one kernel itself: any ONNX runtime can run an int8 graph.
-  assert.ok(model.graph!.node!.every((n) => !n.domain), 'int8 graph uses only standard ONNX ops');
+});
+
+test('int8: the fused QAttention graph gives the portable int8 graph\'s logits, with and without a qkv bias', async (t) => {
+  const base = vit((await loadModel({ model: modelDir('odd40', 'hf') })).config);
+  for (const qkvBias of [true, false]) {
+    const cfg = validateVitConfig({ ...base, qkvBias, name: `odd40, qkv bias ${qkvBias}` });
+    const w = randomWeights(cfg, 3);
+    // Biases too non-zero, so that a qkv bias matters.
+    for (const v of w.values()) for (let i = 0; i < v.data.length; i++) v.data[i] += 0.05 * Math.sin(0.37 * i + v.data.length);
+    const batch = 3;
+    const x = Float32Array.from({ length: batch * 3 * cfg.imgSize[0] * cfg.imgSize[1] }, (_, i) => Math.sin(i * 0.011) * 1.7);
+    const fused = await withEngine(onnx(cfg, w, 'int8'), (e) => e.run(x, batch));
+    const dir = join(scratch, `portable-${qkvBias}`);
+    mkdirSync(dir);
+    for (const f of exportOnnx(cfg, w, 'int8')) writeEntryFile(dir, f);
+    const s = await ort.InferenceSession.create(join(dir, 'model_quantized.onnx'));
+    const dims = [batch, 3, ...cfg.imgSize];
+    const portable = (await s.run({ pixel_values: new ort.Tensor('float32', x, dims) })).logits.data as Float32Array;
+    await s.release();
+    const err = maxAbsDiff(fused.logits!.data, Array.from(portable));
+    const scale = Math.max(...Array.from(portable, Math.abs));
+    t.diagnostic(`qkv bias ${qkvBias}: max |Δ| ${err.toExponential(2)} of logits up to ${scale.toFixed(3)}`);
+    assert.ok(err < 1e-3 * scale, `qkv bias ${qkvBias}: fused int8 off the portable graph by ${err}`);
+  }
 });
 
 test('fp32 graph: fused kernels where no probabilities are wanted; the attention graph and a portable graph keep standard ops', async () => {

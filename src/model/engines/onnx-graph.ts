@@ -89,6 +89,9 @@ export class OnnxGraphOps implements Ops<string> {
     if (tuned && !opts.attentions) {
       this.selfAttention = (x, w, b, numHeads) => this.attentionNode(x, w, b, numHeads);
     }
+    if (this.dtype === 'int8' && !opts.portable && !opts.attentions) {
+      this.selfAttention = (x, w, b, numHeads) => this.quantizedAttentionNode(x, w, b, numHeads);
+    }
   }
 
   /** Declare a graph input of a given rank. */
@@ -221,6 +224,26 @@ export class OnnxGraphOps implements Ops<string> {
   private attentionNode(x: string, w: string, b: string | undefined, numHeads: number): string {
     const inputs = [x, this.transposedWeight(w), ...(b === undefined ? [] : [b])];
     return this.node('Attention', inputs, 3, [attr.int('num_heads', numHeads)], undefined, MS_DOMAIN);
+  }
+
+  /**
+   * com.microsoft QAttention, the int8 twin of attentionNode: x quantized at run time as in quantizedLinear,
+   * the qkv projection in int8 against the same per-column weight scales, then the same fused fp32 attention.
+   * The kernel requires a bias: a model without one gets zeros.
+   */
+  private quantizedAttentionNode(x: string, w: string, b: string | undefined, numHeads: number): string {
+    const param = this.params.get(w);
+    if (param === undefined) throw new ModelError('onnx graph: QAttention needs the qkv weight as a parameter');
+    const [out, inDim] = this.shapeOf(param);
+    const q = this.slot(`${w}.int8`, param, [inDim, out], 'int8-t');
+    const wScale = this.slot(`${w}.scale`, param, [out], 'int8-scale');
+    const bias = b ?? this.constant(`zeros_${out}`, () => ({
+      dims: [out], dataType: onnx.TensorProto.DataType.FLOAT, raw: bytesOf(new Float32Array(out)),
+    }));
+    if (b !== undefined) this.use(b);
+    const [xq, xScale, xZero] = this.multiNode('DynamicQuantizeLinear', [x], [this.rank(x), 0, 0]);
+    // Inputs 5 (mask) and 7 (weight zero point: symmetric, so 0) are left out.
+    return this.node('QAttention', [xq, q, bias, xScale, wScale, '', xZero], 3, [attr.int('num_heads', numHeads)], undefined, MS_DOMAIN);
   }
 
   layerNorm(x: string, gamma: string, beta: string, eps: number): string {
