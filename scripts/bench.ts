@@ -9,11 +9,13 @@
  *   (c) time to first result: spawn → first row on stdout, for one image (cold cache, then warm)
  *   (d) peak RSS of the end-to-end run (/usr/bin/time's maximum resident set size)
  *
- * Rows: vit onnx fp32 and int8, transformers.js fp32 and q8 (the int8 export), tfjs. (a) and (b) are measured
- * in turn, --rounds times (once for tfjs, which is slow), with one more (a) at the end, and the medians
- * reported: on a shared machine the speed drifts by several per cent from one minute to the next, and one (a)
- * beside one (b) measures the drift as much as the tool. Every round's figures are printed too, with the load
- * average when each row started. The top-1 of every row's last end-to-end run is compared with vit fp32's.
+ * Rows: vit onnx fp32 and int8, transformers.js fp32 and q8 (the int8 export), tfjs. Per model, every row is
+ * measured in each round, in turn: (a) then (b) of the first row, of the second, and so on, --rounds times (tfjs,
+ * which is slow, once after them), with one more (a) of each row at the end; medians are reported, and each
+ * ratio between two figures also as the median of its per-round values, since on a shared machine the speed
+ * drifts by several per cent from one minute to the next and rows measured far apart measure the drift as much
+ * as the tool. Every round's figures are printed, with the load average. The top-1 of every row's last
+ * end-to-end run is compared with vit fp32's.
  *
  * Options: --images N (default 500), --tfjs-images N (default 16), --models b32,b16, --batch N (default 8),
  * --rounds N (default 5), --rows onnx,onnx-int8,tjs-fp32,tjs-q8,tfjs (default all).
@@ -49,7 +51,8 @@ const PRESETS: Record<string, string> = { b32: 'B/32', b16: 'B/16' };
 const VIT = join(PACKAGE_ROOT, 'bin', 'vit.js');
 const TJS = join(PACKAGE_ROOT, 'dist', 'scripts', 'bench-transformers.js');
 const work = mkdtempSync(join(tmpdir(), 'vit-bench-'));
-const cache = process.env.XDG_CACHE_HOME && process.argv.includes('--model-only') ? process.env.XDG_CACHE_HOME : join(work, 'cache');
+/** Each row has a graph cache of its own (its cold start empties it); the model-only child is told which. */
+const cacheOf = (model: string, row: string) => join(work, 'cache', `${model}-${row}`);
 
 /** A random-weight HF model directory (config.json + model.safetensors + preprocessor_config.json). */
 function writeModel(key: string): string {
@@ -91,7 +94,7 @@ async function writeImages(dir: string, n: number): Promise<void> {
  * own (`--model-only DIR ENGINE DTYPE IMAGES`; transformers.js: bench-transformers.js model-only), so one engine's memory (tfjs's wasm heap only grows) cannot
  * affect the next measurement.
  */
-function modelOnly(command: string[], images: number): Promise<number> {
+function modelOnly(command: string[], images: number, cache: string): Promise<number> {
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [...command, String(images)], {
       env: { ...process.env, XDG_CACHE_HOME: cache }, stdio: ['ignore', 'pipe', 'inherit'],
@@ -120,7 +123,7 @@ async function measureModelOnly(dir: string, engine: EngineChoice, dtype: Dtype,
 interface Spawned { wall: number; firstRow: number; rssMb: number; code: number | null; top1: Map<string, string> }
 
 /** Run a command under /usr/bin/time: wall time, time to the first stdout byte, peak RSS, top-1 label per path. */
-function timed(command: string[]): Promise<Spawned> {
+function timed(command: string[], cache: string): Promise<Spawned> {
   return new Promise((resolve, reject) => {
     const t0 = performance.now();
     let firstRow = NaN;
@@ -162,7 +165,7 @@ interface Runner {
   /** tfjs is slow: fewer images, one round. */
   slow: boolean;
   /** Prepare once per model (transformers.js: export the folder it reads); returns what the commands take. */
-  setup(dir: string): Promise<string>;
+  setup(dir: string, cache: string): Promise<string>;
   modelOnly(target: string): string[];
   endToEnd(target: string, input: string): string[];
 }
@@ -177,9 +180,9 @@ const vitRow = (key: string, name: string, engine: EngineChoice, dtype: Dtype): 
 /** transformers.js on the folder `vit export` writes (both dtypes go to one folder, next to the model). */
 const tjsRow = (key: string, dtype: 'fp32' | 'q8'): Runner => ({
   key, name: `transformers.js ${dtype}`, slow: false,
-  setup: async (dir) => {
+  setup: async (dir, cache) => {
     const folder = `${dir}-export`;
-    const run = await timed([VIT, 'export', '-m', dir, folder, '--dtype', dtype === 'q8' ? 'int8' : 'fp32']);
+    const run = await timed([VIT, 'export', '-m', dir, folder, '--dtype', dtype === 'q8' ? 'int8' : 'fp32'], cache);
     if (run.code !== 0) throw new Error(`vit export exited ${run.code}`);
     return folder;
   },
@@ -196,36 +199,70 @@ const RUNNERS: Runner[] = [
 ];
 const ROWS = opt('rows', RUNNERS.map((r) => r.key).join(',')).split(',');
 
-interface Row { model: string; runner: string; images: number; a: number; b: number; ttfrCold: number; ttfrWarm: number; rss: number; top1: Map<string, string> }
+interface Row {
+  model: string; runner: string; images: number; a: number; b: number; ttfrCold: number; ttfrWarm: number; rss: number;
+  top1: Map<string, string>;
+  /** Every round's figures, in order: the (b) of round i ran between (a) i and (a) i + 1. */
+  as: number[]; bs: number[];
+}
 
 const load = () => loadavg().map((l) => l.toFixed(2)).join(' ');
 
-async function measure(key: string, dir: string, r: Runner, imgDir: string, small: string, one: string): Promise<Row> {
-  const count = r.slow ? N_TFJS : N_IMAGES;
-  const input = r.slow ? small : imgDir;
+/** A row being measured: its runner, what its commands take, and its figures so far. */
+interface Pending { r: Runner; target: string; cache: string; cold: Spawned; warm: Spawned; as: number[]; bs: number[]; rss: number; top1: Map<string, string> }
+
+/** Set a row up and time its first result, cold (its cache emptied) and warm. */
+async function prepare(key: string, dir: string, r: Runner, one: string): Promise<Pending> {
+  const cache = cacheOf(key, r.key);
   rmSync(cache, { recursive: true, force: true });
-  const target = await r.setup(dir);
-  console.error(`  ${PRESETS[key]} ${r.name}: load average ${load()}`);
-  const cold = await timed(r.endToEnd(target, one));
-  const warm = await timed(r.endToEnd(target, one));
-  const as: number[] = [];
-  const bs: number[] = [];
-  let rss = 0;
-  let top1 = new Map<string, string>();
-  for (let i = 0; i < (r.slow ? 1 : ROUNDS); i++) {
-    as.push(await modelOnly(r.modelOnly(target), Math.min(count, r.slow ? 16 : 200)));
-    const run = await timed(r.endToEnd(target, input));
-    if (run.code !== 0) throw new Error(`${r.name} exited ${run.code}`);
-    bs.push(count / run.wall);
-    rss = Math.max(rss, run.rssMb);
-    top1 = run.top1;
-    console.error(`  ${PRESETS[key]} ${r.name}, round ${i + 1}: a ${as[i].toFixed(2)}/s, b ${bs[i].toFixed(2)}/s, (b)/(a) ${(bs[i] / as[i]).toFixed(2)}, peak RSS ${run.rssMb.toFixed(0)} MB`);
-  }
+  const target = await r.setup(dir, cache);
+  const cold = await timed(r.endToEnd(target, one), cache);
+  const warm = await timed(r.endToEnd(target, one), cache);
+  return { r, target, cache, cold, warm, as: [], bs: [], rss: 0, top1: new Map() };
+}
+
+/** One (a) and one (b) of a row; tfjs's small folder and image count where the row is slow. */
+async function round(key: string, p: Pending, imgDir: string, small: string, i: number): Promise<void> {
+  const count = p.r.slow ? N_TFJS : N_IMAGES;
+  p.as.push(await modelOnly(p.r.modelOnly(p.target), Math.min(count, p.r.slow ? 16 : 200), p.cache));
+  const run = await timed(p.r.endToEnd(p.target, p.r.slow ? small : imgDir), p.cache);
+  if (run.code !== 0) throw new Error(`${p.r.name} exited ${run.code}`);
+  p.bs.push(count / run.wall);
+  p.rss = Math.max(p.rss, run.rssMb);
+  p.top1 = run.top1;
+  console.error(`  ${PRESETS[key]} ${p.r.name}, round ${i + 1}: a ${p.as[i].toFixed(2)}/s, b ${p.bs[i].toFixed(2)}/s, (b)/(a) ${(p.bs[i] / p.as[i]).toFixed(2)}, peak RSS ${run.rssMb.toFixed(0)} MB; load average ${load()}`);
+}
+
+/**
+ * Every row of one model, interleaved: each round runs (a) then (b) of every row in turn, so that rows are
+ * compared within a round, minutes apart at most, rather than across the whole run. tfjs (slow) runs once.
+ */
+async function measureModel(key: string, dir: string, runners: Runner[], imgDir: string, small: string, one: string): Promise<Row[]> {
+  const pending: Pending[] = [];
+  for (const r of runners) pending.push(await prepare(key, dir, r, one));
+  const fast = pending.filter((p) => !p.r.slow);
+  for (let i = 0; i < ROUNDS; i++) for (const p of fast) await round(key, p, imgDir, small, i);
   // One more (a) after the last (b), so that every (b) has an (a) on either side.
-  if (!r.slow) as.push(await modelOnly(r.modelOnly(target), Math.min(count, 200)));
-  const [a, b] = [median(as), median(bs)];
-  console.error(`  ${PRESETS[key]} ${r.name}: a ${a.toFixed(2)}/s (${as.map((x) => x.toFixed(2)).join(', ')}), b ${b.toFixed(2)}/s (medians), first result ${cold.firstRow.toFixed(2)} s cold / ${warm.firstRow.toFixed(2)} s warm, peak RSS ${rss.toFixed(0)} MB; load average ${load()}`);
-  return { model: PRESETS[key], runner: r.name, images: count, a, b, ttfrCold: cold.firstRow, ttfrWarm: warm.firstRow, rss, top1 };
+  for (const p of fast) p.as.push(await modelOnly(p.r.modelOnly(p.target), Math.min(N_IMAGES, 200), p.cache));
+  for (const p of pending.filter((x) => x.r.slow)) await round(key, p, imgDir, small, 0);
+  return pending.map((p) => {
+    const [a, b] = [median(p.as), median(p.bs)];
+    console.error(`  ${PRESETS[key]} ${p.r.name}: a ${a.toFixed(2)}/s (${p.as.map((x) => x.toFixed(2)).join(', ')}), b ${b.toFixed(2)}/s (${p.bs.map((x) => x.toFixed(2)).join(', ')}), first result ${p.cold.firstRow.toFixed(2)} s cold / ${p.warm.firstRow.toFixed(2)} s warm, peak RSS ${p.rss.toFixed(0)} MB`);
+    return {
+      model: PRESETS[key], runner: p.r.name, images: p.r.slow ? N_TFJS : N_IMAGES, a, b, ttfrCold: p.cold.firstRow, ttfrWarm: p.warm.firstRow,
+      rss: p.rss, top1: p.top1, as: p.as, bs: p.bs,
+    };
+  });
+}
+
+/**
+ * A ratio between two rows' figures: of their medians, and the median of the ratio within each round (the
+ * same round's runs, minutes apart), with the rounds' own values.
+ */
+function ratio(x: number[], y: number[], xMedian: number, yMedian: number): string {
+  const n = Math.min(x.length, y.length);
+  const per = Array.from({ length: n }, (_, i) => x[i] / y[i]);
+  return `${(xMedian / yMedian).toFixed(2)} (per round ${median(per).toFixed(2)}: ${per.map((v) => v.toFixed(2)).join(', ')})`;
 }
 
 /** The ratios the issue's targets are stated in, per model, where both rows were measured. */
@@ -234,11 +271,15 @@ function ratios(rows: Row[]): string[] {
   for (const model of new Set(rows.map((r) => r.model))) {
     const get = (name: string) => rows.find((r) => r.model === model && r.runner === name);
     const [fp32, int8, q8] = [get('vit onnx fp32'), get('vit onnx int8'), get('transformers.js q8')];
-    const say = (what: string, x: number | undefined) => x !== undefined && lines.push(`- ${model}: ${what} ${x.toFixed(2)}`);
-    say('fp32 end to end / model only', fp32 && fp32.b / fp32.a);
-    say('int8 / fp32, model only', int8 && fp32 && int8.a / fp32.a);
-    say('int8 / fp32, end to end', int8 && fp32 && int8.b / fp32.b);
-    say('vit int8 / transformers.js q8, end to end', int8 && q8 && int8.b / q8.b);
+    const say = (what: string, x: string | undefined) => x !== undefined && lines.push(`- ${model}: ${what} ${x}`);
+    // (b) of round i against the (a) before it.
+    say('fp32 end to end / model only', fp32 && ratio(fp32.bs, fp32.as, fp32.b, fp32.a));
+    say('int8 / fp32, model only', int8 && fp32 && ratio(int8.as, fp32.as, int8.a, fp32.a));
+    say('int8 / fp32, end to end', int8 && fp32 && ratio(int8.bs, fp32.bs, int8.b, fp32.b));
+    say('vit int8 / transformers.js q8, end to end', int8 && q8 && ratio(int8.bs, q8.bs, int8.b, q8.b));
+    say('vit int8 / transformers.js q8, model only', int8 && q8 && ratio(int8.as, q8.as, int8.a, q8.a));
+    const tjs = get('transformers.js fp32');
+    say('vit fp32 / transformers.js fp32, end to end', fp32 && tjs && ratio(fp32.bs, tjs.bs, fp32.b, tjs.b));
     for (const r of rows.filter((x) => x.model === model && x !== fp32 && fp32)) {
       const same = [...r.top1].filter(([path, label]) => fp32!.top1.get(path) === label).length;
       lines.push(`- ${model}: top-1 of ${r.runner} = vit onnx fp32's on ${same}/${r.top1.size} images`);
@@ -260,9 +301,10 @@ async function main(): Promise<void> {
   const rows: Row[] = [];
   for (const key of MODELS) {
     const dir = writeModel(key);
-    for (const r of RUNNERS.filter((x) => ROWS.includes(x.key))) rows.push(await measure(key, dir, r, imgDir, small, one));
+    console.error(`  ${PRESETS[key]}: load average ${load()}`);
+    rows.push(...await measureModel(key, dir, RUNNERS.filter((x) => ROWS.includes(x.key)), imgDir, small, one));
   }
-  console.log(`(a) and (b): medians of ${ROUNDS} interleaved rounds (a: ${ROUNDS + 1} runs), one for tfjs; (d): the largest of the rounds.`);
+  console.log(`(a) and (b): medians of ${ROUNDS} rounds, each running every row in turn (a: ${ROUNDS + 1} runs), one for tfjs; (d): the largest of the rounds.`);
   console.log('| model | engine | images | (a) model only, img/s | (b) end to end, img/s | (b)/(a) | (c) first result, cold / warm | (d) peak RSS |');
   console.log('|---|---|---|---|---|---|---|---|');
   for (const r of rows) {
