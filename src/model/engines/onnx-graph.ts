@@ -38,7 +38,8 @@ export interface GraphOptions {
   /**
    * fp32, or int8: every linear layer with a constant weight (qkv, proj, fc1, fc2, pre_logits, head) multiplies
    * int8 weights (symmetric, per output channel) by the activations quantized at run time (uint8, per tensor),
-   * in standard ops that onnxruntime fuses into one DynamicQuantizeMatMul kernel. Everything else stays fp32.
+   * in standard ops that onnxruntime fuses into one DynamicQuantizeMatMul kernel (unless portable, the qkv
+   * projection with the attention after it as QAttention). Everything else stays fp32.
    */
   dtype?: Dtype;
   /**
@@ -75,8 +76,9 @@ export class OnnxGraphOps implements Ops<string> {
 
   /**
    * fp32 graphs not asked to be portable use onnxruntime's kernels: linear layers as Gemm, and its fused
-   * Attention where the probabilities are not wanted (it does not hand them out). int8 graphs keep both
-   * spelled out: their products are the quantized ones, which onnxruntime fuses from standard ops itself.
+   * Attention where the probabilities are not wanted (it does not hand them out). int8 graphs spell their
+   * linear layers in standard ops, which onnxruntime fuses itself, and their attention as QAttention (see
+   * quantizedAttentionNode) where the probabilities are not wanted.
    * Measured model-only (batch 8, 2 threads, interleaved rounds, scripts/bench-graphs.ts, load 2–4): B/16 7%
    * faster than the standard spelling (4.71 vs 4.40 img/s; CPU time 389 vs 416 ms/img), B/32 level (17.73 vs
    * 18.04 img/s, per-round ratio to torch's export 1.000 vs 1.008). Each part alone (B/16, CPU time against
@@ -228,8 +230,10 @@ export class OnnxGraphOps implements Ops<string> {
 
   /**
    * com.microsoft QAttention, the int8 twin of attentionNode: x quantized at run time as in quantizedLinear,
-   * the qkv projection in int8 against the same per-column weight scales, then the same fused fp32 attention.
-   * The kernel requires a bias: a model without one gets zeros.
+   * the qkv projection in int8 against the same per-column weight scales, then the same fused fp32 attention;
+   * logits equal to the standard spelling's bit for bit. Measured model only (batch 8, 2 threads, raw
+   * onnxruntime, interleaved rounds): B/16 0.951 of the standard int8 graph's time (8 rounds; 0.937 in 5
+   * more), B/32 0.981. The kernel requires a bias: a model without one gets zeros.
    */
   private quantizedAttentionNode(x: string, w: string, b: string | undefined, numHeads: number): string {
     const param = this.params.get(w);
