@@ -142,17 +142,23 @@ test('int8 graph: every linear weight is an int8 initializer with one scale per 
   }
 });
 
-test('int8: the fused QAttention graph gives the portable int8 graph\'s logits, with and without a qkv bias', async (t) => {
+test('int8: the fused QAttention graph gives the portable int8 graph\'s logits: with and without a qkv bias, distilled, pooled', async (t) => {
   const base = vit((await loadModel({ model: modelDir('odd40', 'hf') })).config);
-  for (const qkvBias of [true, false]) {
-    const cfg = validateVitConfig({ ...base, qkvBias, name: `odd40, qkv bias ${qkvBias}` });
+  const variants: [string, Partial<ViTConfig>][] = [
+    ['qkv bias', {}],
+    ['no qkv bias', { qkvBias: false }],
+    ['distilled (two prefix tokens)', { distilled: true }],
+    ['no class token, average pool', { classToken: false, globalPool: 'avg', fcNorm: true }],
+  ];
+  for (const [label, change] of variants) {
+    const cfg = validateVitConfig({ ...base, ...change, name: `odd40, ${label}` });
     const w = randomWeights(cfg, 3);
     // Biases too non-zero, so that a qkv bias matters.
     for (const v of w.values()) for (let i = 0; i < v.data.length; i++) v.data[i] += 0.05 * Math.sin(0.37 * i + v.data.length);
     const batch = 3;
     const x = Float32Array.from({ length: batch * 3 * cfg.imgSize[0] * cfg.imgSize[1] }, (_, i) => Math.sin(i * 0.011) * 1.7);
     const fused = await withEngine(onnx(cfg, w, 'int8'), (e) => e.run(x, batch));
-    const dir = join(scratch, `portable-${qkvBias}`);
+    const dir = join(scratch, `portable-${label.replace(/\W+/g, '-')}`);
     mkdirSync(dir);
     for (const f of exportOnnx(cfg, w, 'int8')) writeEntryFile(dir, f);
     const s = await ort.InferenceSession.create(join(dir, 'model_quantized.onnx'));
@@ -161,8 +167,8 @@ test('int8: the fused QAttention graph gives the portable int8 graph\'s logits, 
     await s.release();
     const err = maxAbsDiff(fused.logits!.data, Array.from(portable));
     const scale = Math.max(...Array.from(portable, Math.abs));
-    t.diagnostic(`qkv bias ${qkvBias}: max |Δ| ${err.toExponential(2)} of logits up to ${scale.toFixed(3)}`);
-    assert.ok(err < 1e-3 * scale, `qkv bias ${qkvBias}: fused int8 off the portable graph by ${err}`);
+    t.diagnostic(`${label}: max |Δ| ${err.toExponential(2)} of logits up to ${scale.toFixed(3)}`);
+    assert.ok(err < 1e-3 * scale, `${label}: fused int8 off the portable graph by ${err}`);
   }
 });
 
