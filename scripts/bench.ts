@@ -221,10 +221,14 @@ async function prepare(key: string, dir: string, r: Runner, one: string): Promis
   return { r, target, cache, cold, warm, as: [], bs: [], rss: 0, top1: new Map() };
 }
 
-/** One (a) and one (b) of a row; tfjs's small folder and image count where the row is slow. */
+/** Images of a row's end-to-end runs (tfjs, slow, gets the small folder) and of its model-only runs. */
+const endToEndImages = (r: Runner) => (r.slow ? N_TFJS : N_IMAGES);
+const modelOnlyImages = (r: Runner) => Math.min(endToEndImages(r), r.slow ? 16 : 200);
+
+/** One (a) and one (b) of a row. */
 async function round(key: string, p: Pending, imgDir: string, small: string, i: number): Promise<void> {
-  const count = p.r.slow ? N_TFJS : N_IMAGES;
-  p.as.push(await modelOnly(p.r.modelOnly(p.target), Math.min(count, p.r.slow ? 16 : 200), p.cache));
+  const count = endToEndImages(p.r);
+  p.as.push(await modelOnly(p.r.modelOnly(p.target), modelOnlyImages(p.r), p.cache));
   const run = await timed(p.r.endToEnd(p.target, p.r.slow ? small : imgDir), p.cache);
   if (run.code !== 0) throw new Error(`${p.r.name} exited ${run.code}`);
   p.bs.push(count / run.wall);
@@ -243,13 +247,13 @@ async function measureModel(key: string, dir: string, runners: Runner[], imgDir:
   const fast = pending.filter((p) => !p.r.slow);
   for (let i = 0; i < ROUNDS; i++) for (const p of fast) await round(key, p, imgDir, small, i);
   // One more (a) after the last (b), so that every (b) has an (a) on either side.
-  for (const p of fast) p.as.push(await modelOnly(p.r.modelOnly(p.target), Math.min(N_IMAGES, 200), p.cache));
+  for (const p of fast) p.as.push(await modelOnly(p.r.modelOnly(p.target), modelOnlyImages(p.r), p.cache));
   for (const p of pending.filter((x) => x.r.slow)) await round(key, p, imgDir, small, 0);
   return pending.map((p) => {
     const [a, b] = [median(p.as), median(p.bs)];
     console.error(`  ${PRESETS[key]} ${p.r.name}: a ${a.toFixed(2)}/s (${p.as.map((x) => x.toFixed(2)).join(', ')}), b ${b.toFixed(2)}/s (${p.bs.map((x) => x.toFixed(2)).join(', ')}), first result ${p.cold.firstRow.toFixed(2)} s cold / ${p.warm.firstRow.toFixed(2)} s warm, peak RSS ${p.rss.toFixed(0)} MB`);
     return {
-      model: PRESETS[key], runner: p.r.name, images: p.r.slow ? N_TFJS : N_IMAGES, a, b, ttfrCold: p.cold.firstRow, ttfrWarm: p.warm.firstRow,
+      model: PRESETS[key], runner: p.r.name, images: endToEndImages(p.r), a, b, ttfrCold: p.cold.firstRow, ttfrWarm: p.warm.firstRow,
       rss: p.rss, top1: p.top1, as: p.as, bs: p.bs,
     };
   });

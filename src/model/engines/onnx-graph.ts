@@ -86,13 +86,11 @@ export class OnnxGraphOps implements Ops<string> {
    */
   constructor(private readonly shapeOf: (param: string) => number[], opts: GraphOptions & { attentions?: boolean } = {}) {
     this.dtype = opts.dtype ?? 'fp32';
-    const tuned = this.dtype === 'fp32' && !opts.portable;
-    this.gemm = tuned;
-    if (tuned && !opts.attentions) {
-      this.selfAttention = (x, w, b, numHeads) => this.attentionNode(x, w, b, numHeads);
-    }
-    if (this.dtype === 'int8' && !opts.portable && !opts.attentions) {
-      this.selfAttention = (x, w, b, numHeads) => this.quantizedAttentionNode(x, w, b, numHeads);
+    this.gemm = this.dtype === 'fp32' && !opts.portable;
+    if (!opts.portable && !opts.attentions) {
+      this.selfAttention = this.dtype === 'int8'
+        ? (x, w, b, numHeads) => this.quantizedAttentionNode(x, w, b, numHeads)
+        : (x, w, b, numHeads) => this.attentionNode(x, w, b, numHeads);
     }
   }
 
@@ -183,14 +181,23 @@ export class OnnxGraphOps implements Ops<string> {
    */
   private quantizedLinear(x: string, param: string, w: string, b: string | undefined): string {
     const r = this.rank(x);
-    const [out, inDim] = this.shapeOf(param);
-    const q = this.slot(`${w}.int8`, param, [inDim, out], 'int8-t');
-    const wScale = this.slot(`${w}.scale`, param, [out], 'int8-scale');
-    const [xq, xScale, xZero] = this.multiNode('DynamicQuantizeLinear', [x], [r, 0, 0]);
+    const [q, wScale] = this.int8Weight(w, param);
+    const [xq, xScale, xZero] = this.quantizeInput(x);
     const acc = this.node('MatMulInteger', [xq, q, xZero], r); // int32 [..., in] · [in, out] → [..., out]
     const accF = this.node('Cast', [acc], r, [attr.int('to', onnx.TensorProto.DataType.FLOAT)]);
     const y = this.node('Mul', [accF, this.node('Mul', [xScale, wScale], 1)], r);
     return b === undefined ? y : this.node('Add', [y, b], r);
+  }
+
+  /** The int8 matrix [in, out] and per-output scales [out] of linear weight w (parameter `param`, [out, in]). */
+  private int8Weight(w: string, param: string): [q: string, scale: string] {
+    const [out, inDim] = this.shapeOf(param);
+    return [this.slot(`${w}.int8`, param, [inDim, out], 'int8-t'), this.slot(`${w}.scale`, param, [out], 'int8-scale')];
+  }
+
+  /** x quantized per tensor at run time: uint8 values, scale, zero point. */
+  private quantizeInput(x: string): string[] {
+    return this.multiNode('DynamicQuantizeLinear', [x], [this.rank(x), 0, 0]);
   }
 
   /**
@@ -238,14 +245,13 @@ export class OnnxGraphOps implements Ops<string> {
   private quantizedAttentionNode(x: string, w: string, b: string | undefined, numHeads: number): string {
     const param = this.params.get(w);
     if (param === undefined) throw new ModelError('onnx graph: QAttention needs the qkv weight as a parameter');
-    const [out, inDim] = this.shapeOf(param);
-    const q = this.slot(`${w}.int8`, param, [inDim, out], 'int8-t');
-    const wScale = this.slot(`${w}.scale`, param, [out], 'int8-scale');
+    const out = this.shapeOf(param)[0];
+    const [q, wScale] = this.int8Weight(w, param);
     const bias = b ?? this.constant(`zeros_${out}`, () => ({
       dims: [out], dataType: onnx.TensorProto.DataType.FLOAT, raw: bytesOf(new Float32Array(out)),
     }));
     if (b !== undefined) this.use(b);
-    const [xq, xScale, xZero] = this.multiNode('DynamicQuantizeLinear', [x], [this.rank(x), 0, 0]);
+    const [xq, xScale, xZero] = this.quantizeInput(x);
     // Inputs 5 (mask) and 7 (weight zero point: symmetric, so 0) are left out.
     return this.node('QAttention', [xq, q, bias, xScale, wScale, '', xZero], 3, [attr.int('num_heads', numHeads)], undefined, MS_DOMAIN);
   }
