@@ -6,7 +6,9 @@
  *   node dist/scripts/bench-graphs.js DIR [--models b32,b16] [--rounds 15] [--runs 2] [--batch 8] [--threads N]
  *
  * Graphs: `torch` (torch.onnx.export, opset 17), `fp32 standard` (vit's graph in standard ONNX ops only, as
- * emitted before the fused kernels), `fp32` (the engine's graph), `int8`. Each runs `runs` batches per turn,
+ * `vit export` writes it), `fp32` (the engine's graph for logits: classify), `fp32 all tokens` (the engine's graph
+ * with every feature, whose last block computes every token as torch's does: embed --pool avg), `int8`
+ * (classify at int8). Each runs `runs` batches per turn,
  * in turn, for `rounds` rounds; reported are the medians of images/s (wall clock) and of CPU time per image (all
  * threads; it moves less than the wall clock when other processes share the cores). The load averages before
  * and after are printed beside the table: figures taken on a busy machine are provisional.
@@ -51,9 +53,10 @@ const THREADS = Number(values.threads);
 
 /** The vit graphs measured beside torch's: a name and how the builder is asked for it. */
 const VIT_GRAPHS: { name: string; opts: GraphOptions }[] = [
-  { name: 'fp32 standard', opts: { portable: true } },
-  { name: 'fp32', opts: {} },
-  { name: 'int8', opts: { dtype: 'int8' } },
+  { name: 'fp32 standard', opts: { portable: true, prefixOnly: true } },
+  { name: 'fp32', opts: { prefixOnly: true } },
+  { name: 'fp32 all tokens', opts: {} },
+  { name: 'int8', opts: { dtype: 'int8', prefixOnly: true } },
 ];
 
 /** Write one vit graph with its weights file into its own directory; returns the model path. */

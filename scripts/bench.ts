@@ -108,13 +108,15 @@ function modelOnly(command: string[], images: number, cache: string): Promise<nu
 
 async function measureModelOnly(dir: string, engine: EngineChoice, dtype: Dtype, images: number): Promise<number> {
   // The same path as the CLI's: the model opened (from the graph cache the end-to-end runs share), then run.
-  const e = await openModel({ model: dir }, { engine, dtype });
+  // Runs as classify makes them: logits only (ViT: the prefix-only graph).
+  const run = { pools: [] };
+  const e = await openModel({ model: dir }, { engine, dtype, expect: run });
   const cfg = e.config;
   const pixels = Float32Array.from({ length: BATCH * cfg.inChans * cfg.imgSize[0] * cfg.imgSize[1] }, (_, i) => Math.sin(i) * 0.5);
-  await e.run(pixels, BATCH);
+  await e.run(pixels, BATCH, run);
   const runs = Math.max(1, Math.ceil(images / BATCH));
   const t0 = performance.now();
-  for (let i = 0; i < runs; i++) await e.run(pixels, BATCH);
+  for (let i = 0; i < runs; i++) await e.run(pixels, BATCH, run);
   const secs = (performance.now() - t0) / 1000;
   await e.dispose();
   return (runs * BATCH) / secs;

@@ -157,7 +157,7 @@ test('int8: the fused QAttention graph gives the portable int8 graph\'s logits: 
     for (const v of w.values()) for (let i = 0; i < v.data.length; i++) v.data[i] += 0.05 * Math.sin(0.37 * i + v.data.length);
     const batch = 3;
     const x = Float32Array.from({ length: batch * 3 * cfg.imgSize[0] * cfg.imgSize[1] }, (_, i) => Math.sin(i * 0.011) * 1.7);
-    const fused = await withEngine(onnx(cfg, w, 'int8'), (e) => e.run(x, batch));
+    const fused = await withEngine(onnx(cfg, w, 'int8'), (e) => e.run(x, batch, { pools: [] }));
     const dir = join(scratch, `portable-${label.replace(/\W+/g, '-')}`);
     mkdirSync(dir);
     for (const f of exportOnnx(cfg, w, 'int8')) writeEntryFile(dir, f);

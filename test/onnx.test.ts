@@ -7,6 +7,7 @@ import { UsageError } from '../src/errors.js';
 import { PACKAGE_ROOT } from '../src/io/paths.js';
 import { loadModel } from '../src/io/model-source.js';
 import { openGraphCache } from '../src/io/graph-cache.js';
+import { archOf } from '../src/model/arch/index.js';
 import { validateVitConfig, type ViTConfig } from '../src/model/arch/vit/config.js';
 import { vitPreset } from '../src/model/arch/vit/presets.js';
 import type { ModelConfig } from '../src/model/config.js';
@@ -66,6 +67,16 @@ for (const name of GOLDEN_MODELS) {
       const ref = await withEngine(tfjs(m.config, m.weights), (e) => e.run(x, batch));
       assertClose(`${name}/${layout} onnx vs tfjs`, diffs(got, ref), TOL);
 
+      // Runs that read only the class token's outputs (classify, embed --pool cls) take the graph whose last
+      // block computes the prefix tokens alone: torchvision's values all the same, on both engines.
+      for (const engine of [onnx, tfjs]) {
+        const prefix = await withEngine(engine(m.config, m.weights), (e) => e.run(x, batch, { pools: ['cls', 'pre-logits'] }));
+        assertClose(`${name}/${layout} ${engine.name}, prefix tokens only, vs torchvision`, {
+          logits: maxAbsDiff(prefix.logits!.data, g.logits), cls: maxAbsDiff(prefix.features.cls.data, g.cls),
+          preLogits: maxAbsDiff(prefix.features['pre-logits'].data, g.preLogits),
+        }, TOL);
+      }
+
       // Attention probabilities come from the second graph; the goldens hold them for the first image.
       const first = x.subarray(0, x.length / batch);
       const att = await withEngine(onnx(m.config, m.weights), (e) => e.run(first, 1, { attentions: true }));
@@ -92,13 +103,14 @@ function busyWeights(cfg: ViTConfig, seed: number): TensorMap {
 const VARIANTS: { label: string; change: Partial<ViTConfig> }[] = [
   { label: 'distilled (DeiT)', change: { distilled: true } },
   { label: 'avg pool + fc_norm, no class token', change: { classToken: false, globalPool: 'avg', fcNorm: true } },
+  { label: 'class token through fc_norm', change: { globalPool: 'token', fcNorm: true } },
   { label: 'headless with pre-logits, no qkv bias', change: { numClasses: 0, labels: null, representationSize: 12, qkvBias: false } },
   // The preprocessing follows the size, as --image-size makes it (a config whose resize misses its input is refused).
   { label: 'non-square input', change: { imgSize: [24, 40], preprocess: { ...vitPreset('B/16').preprocess, resize: { height: 24, width: 40 }, crop: null } } },
 ];
 
 for (const v of VARIANTS) {
-  test(`onnx: ${v.label} matches the tfjs engine, with attentions`, async () => {
+  test(`onnx: ${v.label} matches the tfjs engine, with attentions, without, and with the prefix tokens only`, async () => {
     const base = (await loadModel({ model: modelDir('eps32', 'hf') })).config;
     const cfg = validateVitConfig({ ...(base as ViTConfig), ...v.change, name: v.label });
     const w = busyWeights(cfg, 7);
@@ -108,6 +120,21 @@ for (const v of VARIANTS) {
     const ref = await withEngine(tfjs(cfg, w), (e) => e.run(x, batch, { attentions: true }));
     assertClose(`${v.label} onnx vs tfjs`, diffs(got, ref), TOL);
     assert.equal(got.logits === null, cfg.numClasses === 0);
+    // The plain graph (fused attention kernels, which a model without a qkv bias once crashed) gives the same.
+    const plain = await withEngine(onnx(cfg, w), (e) => e.run(x, batch));
+    assertClose(`${v.label} onnx plain graph vs tfjs`, diffs(plain, { ...ref, attentions: [] }), TOL);
+
+    // A run that reads only the logits and the class token's features gives the same values on both engines;
+    // where the model pools by class token, without the average over patches (its last block skipped them).
+    const kept = archOf(cfg).prefixPools(cfg);
+    for (const engine of [onnx, tfjs]) {
+      const prefix = await withEngine(engine(cfg, w), (e) => e.run(x, batch, { pools: ['cls', 'pre-logits'] }));
+      const errs: Record<string, number> = { cls: maxAbsDiff(prefix.features.cls.data, Array.from(got.features.cls.data)) };
+      errs.preLogits = maxAbsDiff(prefix.features['pre-logits'].data, Array.from(got.features['pre-logits'].data));
+      if (cfg.numClasses > 0) errs.logits = maxAbsDiff(prefix.logits!.data, Array.from(got.logits!.data));
+      assertClose(`${v.label} ${engine.name}, prefix tokens only`, errs, TOL);
+      assert.equal('avg' in prefix.features, kept === null, `${v.label} ${engine.name}: avg ${kept === null ? 'missing' : 'computed'}`);
+    }
   });
 }
 
@@ -131,7 +158,7 @@ test('onnx: a stored graph is reused without loading the weights, and other weig
   const out1 = await withEngine(onnx(m1.config, m1.weights, store, notes1), (e) => e.run(x, batch));
   const first = entryOf(notes1)!;
   assert.equal(first.reused, false);
-  assert.deepEqual(readdirSync(first.dir).sort(), ['entry.json', 'model-attn.onnx', 'model.onnx', 'weights.bin']);
+  assert.deepEqual(readdirSync(first.dir).sort(), ['entry.json', 'model-attn.onnx', 'model-prefix.onnx', 'model.onnx', 'weights.bin']);
   assert.ok(maxAbsDiff(out1.logits!.data, g.logits) < TOL);
 
   // The same identity again: the stored graph runs and the weights are never asked for.
@@ -246,8 +273,9 @@ test('vit classify: a later run starts from the cached graph without the checkpo
   // Garble the stored graph, keeping its size (a complete-looking entry that
   // onnxruntime cannot load): the run must load the checkpoint instead and give the same rows.
   const root = join(env.XDG_CACHE_HOME, 'vit', 'onnx');
-  const entry = readdirSync(root).find((d) => existsSync(join(root, d, 'model.onnx')))!;
-  const graph = join(root, entry, 'model.onnx');
+  // The graph classify opens: the one for logits alone (the class token's rows only in the last block).
+  const entry = readdirSync(root).find((d) => existsSync(join(root, d, 'model-prefix.onnx')))!;
+  const graph = join(root, entry, 'model-prefix.onnx');
   writeFileSync(graph, Buffer.alloc(statSync(graph).size, 0xff));
   const third = await runVit(args, { env });
   assert.equal(third.code, 0, third.stderr);

@@ -213,6 +213,16 @@ for (const layout of ['timm', 'hf'] as const) {
     assert.ok(r.errLogits < TOL, `logits off by ${r.errLogits}`);
     assert.ok(r.errCls < TOL, `cls off by ${r.errCls}`);
     assert.ok(maxAbsDiff(r.out.features.avg.data, deit.avg!) < TOL, 'patch-token mean off');
+    // Logits alone (classify): the last block computes the class and distillation tokens only, same values.
+    const engine = await TfjsEngine.create(r.model.config, r.model.weights);
+    try {
+      const prefix = await engine.run(Float32Array.from(deit.inputs.data), deit.inputs.shape[0], { pools: ['cls'] });
+      assert.ok(maxAbsDiff(prefix.logits!.data, deit.logits) < TOL, 'logits off with the prefix tokens only');
+      assert.ok(maxAbsDiff(prefix.features.cls.data, deit.cls) < TOL, 'cls off with the prefix tokens only');
+      assert.equal('avg' in prefix.features, false);
+    } finally {
+      await engine.dispose();
+    }
   });
 }
 

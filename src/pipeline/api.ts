@@ -54,14 +54,15 @@ function collect<R extends { path: string }>(rows: (R | ErrorRow)[]): RowWriter<
 async function* records<R extends { path: string }>(inputs: Iterable<string> | AsyncIterable<string>, kind: RowKind<R>, o: RunOptions): AsyncGenerator<object> {
   const batchSize = o.batchSize ?? 8;
   const model = await prepareModel(o, o);
-  const engine = await model.start();
+  const runOptions = kind.runOptions(model.config);
+  const engine = await model.start(runOptions);
   const pool = new PreprocessPool(model.config, model.settings.threads);
   try {
     const makeRow = kind.prepare(engine.config);
     // Several batches a chunk, so that decoding overlaps inference within it as in a CLI run.
     for await (const chunk of chunks(inputs, batchSize * 4)) {
       const rows: (R | ErrorRow)[] = [];
-      await processBatches({ queue: new BatchQueue(chunk, batchSize, model.config, pool), engine, writer: collect(rows), makeRow, stopped: () => false });
+      await processBatches({ queue: new BatchQueue(chunk, batchSize, model.config, pool), engine, writer: collect(rows), runOptions, makeRow, stopped: () => false });
       for (const r of rows) yield JSON.parse(toJson(isErrorRow(r) ? { path: r.path, error: r.error } : kind.schema.json(r)));
     }
   } finally {

@@ -179,7 +179,7 @@ export function attentionRows(o: AttentionOptions, ctx: Context): RowKind<Rollou
       return make(r, b, path);
     };
   };
-  const runOptions = { attentions: true };
+  const runOptions = () => ({ attentions: true });
   const command = 'attention';
   const rereads = o.heatmap === undefined ? undefined : '--heatmap';
   if (o.raw) {

@@ -9,7 +9,7 @@
 import { createHash } from 'node:crypto';
 import { join } from 'node:path';
 import type { ModelConfig } from '../model/config.js';
-import { DEVICES, DTYPES, type Device, type Dtype, type Engine, type GraphStore } from '../model/engines/engine.js';
+import { DEVICES, DTYPES, type Device, type Dtype, type Engine, type GraphStore, type RunOptions } from '../model/engines/engine.js';
 import { deviceMissing } from '../model/engines/execution.js';
 import { ENGINE_NAMES, startEngine, type EngineChoice } from '../model/engines/index.js';
 import { providerInstalled } from '../io/onnx-binaries.js';
@@ -55,8 +55,8 @@ export interface PreparedModel {
    */
   modelId: string;
   settings: { dtype: Dtype; device: Device; threads: number; engine: EngineChoice };
-  /** Start the engine (loading the weights unless its graph is stored). */
-  start(): Promise<Engine>;
+  /** Start the engine (loading the weights unless its graph is stored), readied for runs like `expect`. */
+  start(expect?: RunOptions): Promise<Engine>;
 }
 
 /** The sha256 of the weights, or a name for seeded random ones. */
@@ -91,21 +91,22 @@ export async function prepareModel(spec: ModelSpec, opts: OpenOptions = {}): Pro
     config: resolved.config,
     modelId,
     settings,
-    start: () => startEngine(settings.engine, {
+    start: (expect) => startEngine(settings.engine, {
       config: resolved.config,
       // Unknown weights (a missing file is reported by load) are never looked up in the store.
       identity: weights === null ? null : `vit ${toolVersion()}\n${modelId}`,
       load: () => loadWeights(resolved, spec, verbose),
       settings,
       cache,
+      expect,
       verbose,
     }),
   };
 }
 
-/** Resolve, identify, load, check and start: an engine ready to run. */
-export async function openModel(spec: ModelSpec, opts: OpenOptions = {}): Promise<Engine> {
-  return (await prepareModel(spec, opts)).start();
+/** Resolve, identify, load, check and start: an engine ready to run (readied for runs like `opts.expect`). */
+export async function openModel(spec: ModelSpec, opts: OpenOptions & { expect?: RunOptions } = {}): Promise<Engine> {
+  return (await prepareModel(spec, opts)).start(opts.expect);
 }
 
 /** The model options as the command line gives them. */

@@ -49,6 +49,7 @@ export function classifyRows(opts: { topK: number; labels?: string }): RowKind<C
     command: 'classify',
     schema: CLASSIFY_SCHEMA,
     options: (config) => ({ topK: opts.topK, labels, scores: scoreFunction(config) }),
+    runOptions: () => ({ pools: [] }),
     prepare(config: ModelConfig) {
       if (config.numClasses === 0) throw new ModelError(`model "${config.name}" has no classifier head; use \`vit embed\` for its features`);
       const labels = resolveLabels(config, opts.labels);
@@ -75,6 +76,7 @@ export function embedRows(opts: { pool?: string; normalize: boolean }): RowKind<
     command: 'embed',
     schema: EMBED_SCHEMA,
     options: (config) => ({ pool: opts.pool ?? archOf(config).pools[0], normalize: opts.normalize }),
+    runOptions: (config) => ({ pools: [opts.pool ?? archOf(config).pools[0]] }),
     prepare(config: ModelConfig) {
       const pools = archOf(config).pools;
       const pool = opts.pool ?? pools[0];

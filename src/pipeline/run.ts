@@ -56,7 +56,8 @@ export interface RowKind<R extends { path: string }> {
   schema: RowSchema<R>;
   /** The options that shape this command's rows, for provenance (the model's own config is in its id). */
   options(config: ModelConfig): Record<string, unknown>;
-  runOptions?: RunOptions;
+  /** What each run reads (attentions, which features), from the config as resolved. */
+  runOptions(config: ModelConfig): RunOptions;
   /**
    * Once the engine is up (its config fitted to the checkpoint): check that the model suits the command, and
    * return the function that makes the row of image `row` of a batch's result.
@@ -150,7 +151,8 @@ export async function runPipeline<R extends { path: string }>(a: RunArgs, ctx: C
   const pool = new PreprocessPool(config, threads);
   const loader = new InputLoader(pool, inputs, paths);
   const queue = new BatchQueue(paths, a.batchSize, config, loader);
-  const starting = model.start();
+  const runOptions = kind.runOptions(config);
+  const starting = model.start(runOptions);
   starting.catch(() => undefined);
   queue.fill(1);
   const progress = createBar(paths.length, { stderr: ctx.stderr, stdout: ctx.stdout, quiet: ctx.quiet, unit: 'images', write: ctx.note });
@@ -161,7 +163,7 @@ export async function runPipeline<R extends { path: string }>(a: RunArgs, ctx: C
     const engine = await starting;
     // 5. Batch by batch.
     stats = await processBatches({
-      queue, engine, writer, runOptions: kind.runOptions, makeRow: kind.prepare(engine.config),
+      queue, engine, writer, runOptions, makeRow: kind.prepare(engine.config),
       stopped: () => signals.caught() !== null,
       onInput: (path, error) => {
         progress.tick(1);

@@ -19,6 +19,15 @@ export function archOf<C extends ModelConfig>(cfg: C): Architecture<C> {
   return a as Architecture<C>;
 }
 
+/**
+ * Whether a run that reads only these outputs can use the forward with `prefixOnly`: no attentions, and the
+ * features it names (none for logits alone) all among those that forward still gives.
+ */
+export function prefixOnlyRun(cfg: ModelConfig, run: { attentions?: boolean; pools?: readonly string[] }): boolean {
+  const kept = archOf(cfg).prefixPools(cfg);
+  return !run.attentions && kept !== null && run.pools !== undefined && run.pools.every((p) => kept.includes(p));
+}
+
 /** A config.json (either dialect) with its optional preprocessor config, read by its architecture's record. */
 export function configFromJson(cfg: Json, preprocessor: Json | null, name: string): ModelConfig {
   const { dialect, key } = dialectOf(cfg, name);

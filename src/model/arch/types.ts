@@ -28,6 +28,12 @@ export interface ModelOutputs<T> {
 
 export interface ForwardOptions {
   attentions?: boolean;
+  /**
+   * Only the logits and the features that read the prefix (class, distillation) tokens alone, where the
+   * architecture can then skip work (ViT with token pooling: the last block for those tokens only); features
+   * that need every token (avg) are then absent. Ignored with attentions, and where nothing can be skipped.
+   */
+  prefixOnly?: boolean;
 }
 
 /**
@@ -88,6 +94,11 @@ export interface Architecture<C extends ModelConfig = ModelConfig> {
   forward<T>(ops: Ops<T>, cfg: C, images: T, opts?: ForwardOptions): ModelOutputs<T>;
   /** The feature names `forward` returns, the default (what `vit embed` gives) first. */
   pools: readonly string[];
+  /**
+   * The features a forward with `prefixOnly` still returns (logits as ever), where that skips work for this
+   * config; null where it would skip nothing.
+   */
+  prefixPools(cfg: C): readonly string[] | null;
   attention: AttentionLayout<C>;
   /** The summary row a parameter belongs to (e.g. blocks.3.mlp.fc1.weight → blocks.3). */
   layerOf(param: string): string;

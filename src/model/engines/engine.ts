@@ -17,6 +17,12 @@ export interface ExecutionSettings {
 export interface RunOptions {
   /** Also return the per-layer attention probabilities. */
   attentions?: boolean;
+  /**
+   * The features the caller reads (default: all of the architecture's pools; [] for logits alone). Naming
+   * them lets an engine skip work only other features need (ViT: see ForwardOptions.prefixOnly); the result
+   * may then lack the others.
+   */
+  pools?: readonly string[];
 }
 
 /** Host copies of what a forward produced for one batch. */
@@ -72,6 +78,8 @@ export interface EngineRequest {
   settings: ExecutionSettings;
   /** Built graphs kept between runs (onnx); null builds every model in memory. */
   cache: GraphStore | null;
+  /** The runs to come, if known: the engine readies what they need first (onnx: that graph's session). */
+  expect?: RunOptions;
   verbose(msg: string): void;
 }
 

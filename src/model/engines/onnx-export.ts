@@ -19,7 +19,8 @@ export const EXPORT_FILES: Record<Dtype, string> = { fp32: 'model.onnx', int8: '
 
 /**
  * A model as an ONNX file other runtimes load (onnxruntime anywhere, transformers.js): the portable graph
- * (standard ops only), input `pixel_values` [batch, C, H, W], output `logits` [batch, classes]. Its weights are
+ * (standard ops only), input `pixel_values` [batch, C, H, W], output `logits` [batch, classes]; built with
+ * ForwardOptions.prefixOnly, since the logits are all it gives. Its weights are
  * inline when they fit in the message, else in `<file>_data` beside it (transformers.js's name for a model's
  * external data). Returns the files, named relative to the folder they go in.
  */
@@ -29,7 +30,7 @@ export function exportOnnx(cfg: ModelConfig, weights: TensorMap, dtype: Dtype, i
     const t = weights.get(p);
     if (!t) throw new ModelError(`vit export: the weights have no "${p}" for model ${cfg.name}`);
     return t.shape;
-  }, { dtype, portable: true, inputName: 'pixel_values', logitsOnly: true });
+  }, { dtype, portable: true, inputName: 'pixel_values', logitsOnly: true, prefixOnly: true });
   const file = EXPORT_FILES[dtype];
   const size = weightFileSize(g.slots);
   const inits = new Map(g.model.graph!.initializer!.map((t) => [t.name!, t]));

@@ -10,9 +10,10 @@ export const WEIGHTS_FILE = 'weights.bin';
 /**
  * Bumped whenever the emitted graph changes, so cached graphs from an older build are never reused.
  * 3: int8 graphs (int8 weight slots with per-channel scales); fp32 graphs with the fused Attention kernel and
- * linear layers as Gemm. 4: int8 graphs with the fused QAttention kernel.
+ * linear layers as Gemm. 4: int8 graphs with the fused QAttention kernel. 5: the prefix-only graph
+ * (model-prefix.onnx) beside the plain one; fc_norm on the class token of token-pooled models that have one.
  */
-export const GRAPH_FORMAT = 4;
+export const GRAPH_FORMAT = 5;
 
 /** The id of the worker's first message, saying whether onnxruntime-node loaded; requests count from 1. */
 export const LOADED_ID = 0;

@@ -51,6 +51,8 @@ export interface GraphOptions {
   inputName?: string;
   /** Only the logits as output, not the pooled features too. */
   logitsOnly?: boolean;
+  /** Only the outputs that read the prefix tokens alone (ForwardOptions.prefixOnly). */
+  prefixOnly?: boolean;
 }
 
 /**
@@ -228,11 +230,19 @@ export class OnnxGraphOps implements Ops<string> {
   /**
    * com.microsoft Attention: the qkv projection (w as [D, 3D], columns q | k | v), the dot products scaled by
    * 1/√(D/H) (its default), softmax and the weighted sum of v in one kernel: x [B, T, D] → [B, T, D], with none
-   * of the slices and transposes that split and merge the heads op by op.
+   * of the slices and transposes that split and merge the heads op by op. The bias is optional in the schema,
+   * but onnxruntime 1.30's CPU kernel crashes the process without one (SIGSEGV): a model without gets zeros.
    */
   private attentionNode(x: string, w: string, b: string | undefined, numHeads: number): string {
-    const inputs = [x, this.transposedWeight(w), ...(b === undefined ? [] : [b])];
-    return this.node('Attention', inputs, 3, [attr.int('num_heads', numHeads)], undefined, MS_DOMAIN);
+    const wt = this.transposedWeight(w);
+    return this.node('Attention', [x, wt, this.qkvBias(w, b)], 3, [attr.int('num_heads', numHeads)], undefined, MS_DOMAIN);
+  }
+
+  /** The qkv bias for the fused kernels, which need one: b, or zeros where the model has none. */
+  private qkvBias(w: string, b: string | undefined): string {
+    if (b !== undefined) return b;
+    const out = this.shapeOf(this.params.get(w)!)[0];
+    return this.constant(`zeros_${out}`, () => ({ dims: [out], dataType: onnx.TensorProto.DataType.FLOAT, raw: bytesOf(new Float32Array(out)) }));
   }
 
   /**
@@ -245,11 +255,8 @@ export class OnnxGraphOps implements Ops<string> {
   private quantizedAttentionNode(x: string, w: string, b: string | undefined, numHeads: number): string {
     const param = this.params.get(w);
     if (param === undefined) throw new ModelError('onnx graph: QAttention needs the qkv weight as a parameter');
-    const out = this.shapeOf(param)[0];
     const [q, wScale] = this.int8Weight(w, param);
-    const bias = b ?? this.constant(`zeros_${out}`, () => ({
-      dims: [out], dataType: onnx.TensorProto.DataType.FLOAT, raw: bytesOf(new Float32Array(out)),
-    }));
+    const bias = this.qkvBias(w, b);
     if (b !== undefined) this.use(b);
     const [xq, xScale, xZero] = this.quantizeInput(x);
     // Inputs 5 (mask) and 7 (weight zero point: symmetric, so 0) are left out.
@@ -401,7 +408,7 @@ export function buildGraph(
   const [h, w] = cfg.imgSize;
   const inputName = opts.inputName ?? INPUT_NAME;
   const pixels = ops.input(inputName, 4);
-  const o = archOf(cfg).forward(ops, cfg, pixels, { attentions: opts.attentions });
+  const o = archOf(cfg).forward(ops, cfg, pixels, { attentions: opts.attentions, prefixOnly: opts.prefixOnly });
   const outputs: { name: string; value: string; dims: (number | string)[] | null }[] = [];
   if (o.logits !== null) outputs.push({ name: 'logits', value: o.logits, dims: [BATCH_DIM, cfg.numClasses] });
   if (!opts.logitsOnly) for (const [name, value] of Object.entries(o.features)) outputs.push({ name, value, dims: null });

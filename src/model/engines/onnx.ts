@@ -1,8 +1,11 @@
 /**
- * The model's forward as an ONNX graph on onnxruntime-node. Two graphs share one weights file: the plain
- * one, and one that also outputs each layer's attention probabilities; the second is only loaded when
- * attentions are first asked for, because keeping every layer's probabilities alive as graph outputs costs
- * memory on every batch (onnxruntime computes the whole graph whatever is fetched).
+ * The model's forward as an ONNX graph on onnxruntime-node. Up to three graphs share one weights file: the
+ * plain one (logits and every feature); where the architecture can skip work for runs that read only the
+ * prefix tokens' outputs (ViT: classify, embed --pool cls), one built with ForwardOptions.prefixOnly; and one
+ * that also outputs each layer's attention probabilities. A session is opened for a graph only when a run
+ * needs it (the one the expected runs need at start), because each holds its own packed copy of the weights,
+ * and keeping every layer's probabilities alive as graph outputs costs memory on every batch (onnxruntime
+ * computes the whole graph whatever is fetched).
  *
  * Graphs are kept in the injected GraphStore, keyed by the model's identity and the execution settings: a run
  * whose graph is stored starts onnxruntime on it without reading, converting or hashing the checkpoint, which
@@ -10,7 +13,7 @@
  */
 import { createHash } from 'node:crypto';
 import { ModelError } from '../../errors.js';
-import { archOf } from '../arch/index.js';
+import { archOf, prefixOnlyRun } from '../arch/index.js';
 import type { ModelConfig } from '../config.js';
 import type { HostTensor, TensorMap } from '../tensor.js';
 import type { Dtype, Engine, EngineRequest, ExecutionSettings, RunOptions, RunResult, StoreFile } from './engine.js';
@@ -34,51 +37,63 @@ function graphBuilder(): Promise<GraphBuilder> {
 }
 
 const MODEL_FILE = 'model.onnx';
+const PREFIX_MODEL_FILE = 'model-prefix.onnx';
 const ATTENTION_MODEL_FILE = 'model-attn.onnx';
-type GraphFile = typeof MODEL_FILE | typeof ATTENTION_MODEL_FILE;
+type GraphFile = typeof MODEL_FILE | typeof PREFIX_MODEL_FILE | typeof ATTENTION_MODEL_FILE;
+
+/** The graph a run with these options uses (the prefix graph exists exactly where prefixOnlyRun can hold). */
+function graphFor(cfg: ModelConfig, run: RunOptions): GraphFile {
+  if (run.attentions) return ATTENTION_MODEL_FILE;
+  return prefixOnlyRun(cfg, run) ? PREFIX_MODEL_FILE : MODEL_FILE;
+}
 
 /** The store key of a model run with these settings. */
 export function graphKey(identity: string, s: ExecutionSettings): string {
   return createHash('sha256').update(`graph ${GRAPH_FORMAT}\n${identity}\n${s.dtype}\n${s.device}`).digest('hex').slice(0, 32);
 }
 
-/** Both graphs, which must read the same weights file. */
-function buildGraphs(g: GraphBuilder, cfg: ModelConfig, weights: TensorMap, dtype: Dtype): Record<GraphFile, ModelGraph> {
+type Graphs = Partial<Record<GraphFile, ModelGraph>> & { [MODEL_FILE]: ModelGraph };
+
+/** The model's graphs, which must all read the same weights file. */
+function buildGraphs(g: GraphBuilder, cfg: ModelConfig, weights: TensorMap, dtype: Dtype): Graphs {
   const shapeOf = (param: string) => {
     const t = weights.get(param);
     if (!t) throw new ModelError(`onnx engine: the weights have no "${param}" for model ${cfg.name}`);
     return t.shape;
   };
-  const plain = g.buildGraph(cfg, shapeOf, { dtype });
-  const withAttentions = g.buildGraph(cfg, shapeOf, { dtype, attentions: true });
-  const [a, b] = [plain.slots, withAttentions.slots];
-  if (a.length !== b.length || a.some((s, i) => s.name !== b[i].name || s.offset !== b[i].offset)) {
-    throw new ModelError('onnx engine: the attention graph reads other weights than the plain one');
+  const graphs: Graphs = { [MODEL_FILE]: g.buildGraph(cfg, shapeOf, { dtype }) };
+  if (archOf(cfg).prefixPools(cfg) !== null) graphs[PREFIX_MODEL_FILE] = g.buildGraph(cfg, shapeOf, { dtype, prefixOnly: true });
+  graphs[ATTENTION_MODEL_FILE] = g.buildGraph(cfg, shapeOf, { dtype, attentions: true });
+  const a = graphs[MODEL_FILE].slots;
+  for (const [file, graph] of Object.entries(graphs)) {
+    const b = graph.slots;
+    if (a.length !== b.length || a.some((s, i) => s.name !== b[i].name || s.offset !== b[i].offset)) {
+      throw new ModelError(`onnx engine: ${file} reads other weights than ${MODEL_FILE}`);
+    }
   }
-  return { [MODEL_FILE]: plain, [ATTENTION_MODEL_FILE]: withAttentions };
+  return graphs;
 }
 
-/** The entry's files: both graphs and the weights file, streamed slot by slot (released as they go when asked). */
-function entryFiles(g: GraphBuilder, graphs: Record<GraphFile, ModelGraph>, weights: TensorMap, release: boolean): StoreFile[] {
+/** The graphs encoded, by file name. */
+function encodeGraphs(g: GraphBuilder, graphs: Graphs): Record<string, Uint8Array> {
+  return Object.fromEntries(Object.entries(graphs).map(([file, graph]) => [file, g.encodeModel(graph.model)]));
+}
+
+/** The entry's files: the graphs and the weights file, streamed slot by slot (released as they go when asked). */
+function entryFiles(g: GraphBuilder, graphs: Graphs, weights: TensorMap, release: boolean): StoreFile[] {
   const slots = graphs[MODEL_FILE].slots;
   return [
-    { name: MODEL_FILE, bytes: g.encodeModel(graphs[MODEL_FILE].model) },
-    { name: ATTENTION_MODEL_FILE, bytes: g.encodeModel(graphs[ATTENTION_MODEL_FILE].model) },
+    ...Object.entries(encodeGraphs(g, graphs)).map(([name, bytes]) => ({ name, bytes })),
     { name: WEIGHTS_FILE, size: g.weightFileSize(slots), chunks: g.weightChunks(slots, weights, release) },
   ];
 }
 
-/** Both graphs and the weights file as bytes, for sessions made in memory (no store, or one that cannot be written). */
-function inMemory(g: GraphBuilder, graphs: Record<GraphFile, ModelGraph>, weights: TensorMap): WorkerSource {
+/** The graphs and the weights file as bytes, for sessions made in memory (no store, or one that cannot be written). */
+function inMemory(g: GraphBuilder, graphs: Graphs, weights: TensorMap): WorkerSource {
   const slots: WeightSlot[] = graphs[MODEL_FILE].slots;
   const blob = new Uint8Array(g.weightFileSize(slots));
   for (const c of g.weightChunks(slots, weights)) blob.set(c.bytes, c.offset);
-  return {
-    kind: 'memory',
-    graphs: { [MODEL_FILE]: g.encodeModel(graphs[MODEL_FILE].model), [ATTENTION_MODEL_FILE]: g.encodeModel(graphs[ATTENTION_MODEL_FILE].model) },
-    weightsFile: WEIGHTS_FILE,
-    weights: blob,
-  };
+  return { kind: 'memory', graphs: encodeGraphs(g, graphs), weightsFile: WEIGHTS_FILE, weights: blob };
 }
 
 const firstLine = (e: unknown) => (e instanceof Error ? e.message : String(e)).split('\n')[0];
@@ -137,16 +152,26 @@ export async function startOnnx(req: EngineRequest): Promise<Engine> {
 
 class OnnxEngine implements Engine {
   readonly name = 'onnx' as const;
-  private attentionSession: Promise<{ outputs: string[] }> | null = null;
+  /** The sessions opened so far, each answering with its graph's output names. */
+  private readonly opened = new Map<GraphFile, Promise<{ outputs: string[] }>>();
 
   private constructor(
     readonly config: ModelConfig,
     readonly backend: string,
     private readonly sessions: SessionWorker,
-    private readonly outputs: string[],
   ) {}
 
-  /** A worker with the plain graph's session open. */
+  /** The session of one graph, opened on first use. */
+  private session(file: GraphFile): Promise<{ outputs: string[] }> {
+    let s = this.opened.get(file);
+    if (!s) {
+      s = this.sessions.open(file);
+      this.opened.set(file, s);
+    }
+    return s;
+  }
+
+  /** A worker with the session open of the graph the expected runs need (the plain one unless told). */
   static async open(config: ModelConfig, source: WorkerSource, req: EngineRequest): Promise<OnnxEngine> {
     const { threads, device, dtype } = req.settings;
     const transfer = source.kind === 'memory'
@@ -154,10 +179,14 @@ class OnnxEngine implements Engine {
       : [];
     const sessions = new SessionWorker({ source, threads, providers: providersFor(device) }, transfer);
     try {
-      const { version, outputs } = await sessions.open(MODEL_FILE);
+      const first = graphFor(config, req.expect ?? {});
+      const opening = sessions.open(first);
+      const { version } = await opening;
       const backend = `${device}, ${threads} thread${threads === 1 ? '' : 's'}${dtype === 'fp32' ? '' : `, ${dtype}`}`;
       req.verbose(`engine: onnx (onnxruntime-node ${version}, ${backend})`);
-      return new OnnxEngine(config, backend, sessions, outputs);
+      const engine = new OnnxEngine(config, backend, sessions);
+      engine.opened.set(first, opening);
+      return engine;
     } catch (e) {
       await sessions.close();
       throw e;
@@ -171,13 +200,8 @@ class OnnxEngine implements Engine {
     if (!Number.isInteger(batch) || batch < 1 || pixels.length < n) {
       throw new ModelError(`onnx engine: expected ${batch} images of ${cfg.inChans}x${h}x${w} (${n} floats), got ${pixels.length} floats`);
     }
-    let file: GraphFile = MODEL_FILE;
-    let fetches = this.outputs;
-    if (opts.attentions) {
-      this.attentionSession ??= this.sessions.open(ATTENTION_MODEL_FILE);
-      fetches = (await this.attentionSession).outputs;
-      file = ATTENTION_MODEL_FILE;
-    }
+    const file = graphFor(cfg, opts);
+    const fetches = (await this.session(file)).outputs;
     const out = await this.sessions.run(file, pixels.subarray(0, n), [batch, cfg.inChans, h, w], fetches);
     const host = (name: string): HostTensor => ({ shape: out[name].dims, data: out[name].data });
     const attentions: HostTensor[] = [];
@@ -190,7 +214,7 @@ class OnnxEngine implements Engine {
   }
 
   async dispose(): Promise<void> {
-    this.attentionSession = null;
+    this.opened.clear();
     await this.sessions.close();
   }
 }

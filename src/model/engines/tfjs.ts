@@ -1,5 +1,5 @@
 import type * as tfc from '@tensorflow/tfjs-core';
-import { archOf } from '../arch/index.js';
+import { archOf, prefixOnlyRun } from '../arch/index.js';
 import type { ModelConfig } from '../config.js';
 import type { HostTensor, TensorMap } from '../tensor.js';
 import type { Engine, EngineRequest, RunOptions, RunResult } from './engine.js';
@@ -50,11 +50,12 @@ export class TfjsEngine implements Engine {
     const cfg = this.config;
     const [h, w] = cfg.imgSize;
     // One flat list through tidy: [logits?, ...features, ...attentions]; everything else is freed.
-    const pools = archOf(cfg).pools;
+    const prefixOnly = prefixOnlyRun(cfg, opts);
+    const pools = archOf(cfg).pools.filter((p) => !prefixOnly || opts.pools!.includes(p));
     let hasHead = false;
     const outs = tf.tidy(() => {
       const x = tf.tensor4d(pixels.subarray(0, batch * cfg.inChans * h * w), [batch, cfg.inChans, h, w]);
-      const o = archOf(cfg).forward(this.ops, cfg, x, { attentions: opts.attentions });
+      const o = archOf(cfg).forward(this.ops, cfg, x, { attentions: opts.attentions, prefixOnly });
       hasHead = o.logits !== null;
       return [...(o.logits ? [o.logits] : []), ...pools.map((p) => o.features[p]), ...o.attentions];
     });

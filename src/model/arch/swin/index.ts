@@ -26,6 +26,8 @@ export const swin: Architecture<SwinConfig> = {
   prepareWeights: () => undefined,
   forward: swinForward,
   pools: SWIN_POOLS,
+  // Its features average every token of the last stage.
+  prefixPools: () => null,
   attention: {
     layers: (cfg) => cfg.depths.reduce((a, b) => a + b, 0),
     heads: (cfg, layer) => cfg.numHeads[stageOfBlock(cfg, layer)],

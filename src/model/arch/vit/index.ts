@@ -1,7 +1,7 @@
 /** The ViT architecture record (DeiT included: a distillation token and head are config fields). */
 import type { Architecture } from '../types.js';
 import { numPrefixTokens, numTokens, patchGrid, validateVitConfig, vitWithImageSize, type ViTConfig } from './config.js';
-import { VIT_POOLS, vitForward } from './forward.js';
+import { VIT_POOLS, vitForward, vitPrefixPools } from './forward.js';
 import { hfConfigJson } from './hf-export.js';
 import { vitParams } from './params.js';
 import { fitPosEmbed } from './pos-embed.js';
@@ -37,6 +37,7 @@ export const vit: Architecture<ViTConfig> = {
   prepareWeights: fitPosEmbed,
   forward: vitForward,
   pools: VIT_POOLS,
+  prefixPools: vitPrefixPools,
   attention: {
     layers: (cfg) => cfg.depth,
     heads: (cfg) => cfg.numHeads,
