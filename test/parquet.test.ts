@@ -130,8 +130,10 @@ test('parquet: memory stays flat over a 20,000-row write (row groups, not one ta
     const heaps = large.live.map((l) => l.heapMiB);
     assert.equal(heaps.length, 4);
     assert.ok(Math.max(...heaps) - Math.min(...heaps) < 8, `live heap ${live} MiB`);
-    // The peak levels off once the garbage collector has settled on its heap size (a few row groups in).
-    assert.ok(large.peakMiB - small.peakMiB < 64, `peak grew by ${(large.peakMiB - small.peakMiB).toFixed(0)} MiB from 2,000 to 20,000 rows`);
+    // The peak levels off once the garbage collector has settled on its heap size (a few row groups in). The
+    // embed rows' peak grew by 56–70 MiB in three runs of 2026-12-02 (garbage the collector let pile up, not rows
+    // held: the live heap above stays flat); holding the 20,000 rows would add 120+ MiB more.
+    assert.ok(large.peakMiB - small.peakMiB < 96, `peak grew by ${(large.peakMiB - small.peakMiB).toFixed(0)} MiB from 2,000 to 20,000 rows`);
     assert.ok(large.peakMiB < 400, `peak ${large.peakMiB.toFixed(0)} MiB`);
   }
 });
