@@ -72,14 +72,16 @@ export function l2normalize(v: Float32Array): Float32Array {
 export const POOLS = [...new Set(ARCHITECTURES.flatMap((a) => a.pools as string[]))];
 
 export function embedRows(opts: { pool?: string; normalize: boolean }): RowKind<EmbedRow> {
+  /** --pool, else the architecture's default. */
+  const poolOf = (config: ModelConfig) => opts.pool ?? archOf(config).pools[0];
   return {
     command: 'embed',
     schema: EMBED_SCHEMA,
-    options: (config) => ({ pool: opts.pool ?? archOf(config).pools[0], normalize: opts.normalize }),
-    runOptions: (config) => ({ pools: [opts.pool ?? archOf(config).pools[0]] }),
+    options: (config) => ({ pool: poolOf(config), normalize: opts.normalize }),
+    runOptions: (config) => ({ pools: [poolOf(config)] }),
     prepare(config: ModelConfig) {
       const pools = archOf(config).pools;
-      const pool = opts.pool ?? pools[0];
+      const pool = poolOf(config);
       if (!pools.includes(pool)) throw new UsageError(`--pool ${pool}: a ${archOf(config).title} model has ${pools.join(', ')}`);
       return (r, row, path) => {
         const v = rowOf(r.features[pool], row);

@@ -152,8 +152,8 @@ export async function startOnnx(req: EngineRequest): Promise<Engine> {
 
 class OnnxEngine implements Engine {
   readonly name = 'onnx' as const;
-  /** The sessions opened so far, each answering with its graph's output names. */
-  private readonly opened = new Map<GraphFile, Promise<{ outputs: string[] }>>();
+  /** The sessions opened so far, each answering with onnxruntime's version and its graph's output names. */
+  private readonly opened = new Map<GraphFile, Promise<{ version: string; outputs: string[] }>>();
 
   private constructor(
     readonly config: ModelConfig,
@@ -162,7 +162,7 @@ class OnnxEngine implements Engine {
   ) {}
 
   /** The session of one graph, opened on first use. */
-  private session(file: GraphFile): Promise<{ outputs: string[] }> {
+  private session(file: GraphFile): Promise<{ version: string; outputs: string[] }> {
     let s = this.opened.get(file);
     if (!s) {
       s = this.sessions.open(file);
@@ -179,13 +179,10 @@ class OnnxEngine implements Engine {
       : [];
     const sessions = new SessionWorker({ source, threads, providers: providersFor(device) }, transfer);
     try {
-      const first = graphFor(config, req.expect ?? {});
-      const opening = sessions.open(first);
-      const { version } = await opening;
       const backend = `${device}, ${threads} thread${threads === 1 ? '' : 's'}${dtype === 'fp32' ? '' : `, ${dtype}`}`;
-      req.verbose(`engine: onnx (onnxruntime-node ${version}, ${backend})`);
       const engine = new OnnxEngine(config, backend, sessions);
-      engine.opened.set(first, opening);
+      const { version } = await engine.session(graphFor(config, req.expect ?? {}));
+      req.verbose(`engine: onnx (onnxruntime-node ${version}, ${backend})`);
       return engine;
     } catch (e) {
       await sessions.close();
