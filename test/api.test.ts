@@ -1,8 +1,11 @@
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
 import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { PACKAGE_ROOT } from '../src/io/paths.js';
+import { workerExecArgv } from '../src/io/worker-thread.js';
 import { runVit } from './helpers/cli.js';
 import { modelDir } from './helpers/golden.js';
 
@@ -49,4 +52,35 @@ test('library: embed over an async iterable of paths, and openModel for pixel ba
   } finally {
     await engine.dispose();
   }
+});
+
+test('library: a script exits when its work is done, without dispose and after leaving classify early', async () => {
+  // The onnxruntime worker thread is released whenever no answer is due: a forgotten dispose() must not hang
+  // the script (it did: the worker was unref'd once, and Node refs it again when a listener is added).
+  const script = `
+    import { classify, openModel } from 'vit-cli';
+    const engine = await openModel({ model: ${JSON.stringify(modelDir('odd40', 'hf'))} });
+    const [h, w] = engine.config.imgSize;
+    const out = await engine.run(new Float32Array(3 * h * w), 1);
+    for await (const row of classify([${JSON.stringify(join(DIGITS, readdirSync(DIGITS).sort()[0]))}, ${JSON.stringify(join(DIGITS, readdirSync(DIGITS).sort()[1]))}])) break;
+    console.log('ran', out.logits.shape.join('x'));
+  `;
+  const child = spawn(process.execPath, ['--input-type=module', '-e', script], { cwd: PACKAGE_ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+  let stdout = '';
+  let stderr = '';
+  child.stdout.on('data', (d) => (stdout += d));
+  child.stderr.on('data', (d) => (stderr += d));
+  const timer = setTimeout(() => child.kill('SIGKILL'), 60_000);
+  const [code, signal] = await once(child, 'close');
+  clearTimeout(timer);
+  assert.equal(signal, null, `killed after 60 s: the script did not exit (${stdout}${stderr})`);
+  assert.equal(code, 0, stderr);
+  assert.match(stdout, /^ran 1x\d+$/m);
+});
+
+test('worker threads get the Node options of the process except those of an inline main script', () => {
+  assert.deepEqual(
+    workerExecArgv(['--input-type', 'module', '-e', 'x()', '--max-old-space-size=100', '--input-type=commonjs', '--print', 'y', '--import', 'hook.js']),
+    ['--max-old-space-size=100', '--import', 'hook.js'],
+  );
 });

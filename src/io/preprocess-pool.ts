@@ -8,9 +8,10 @@
  * B/32, 2 cores, 500 photos: 13.3–13.9 s end to end instead of 13.4–14.1 s with everything on the main thread.
  * Running these threads at a lower OS priority than inference made no difference beyond the noise.)
  */
-import { Worker } from 'node:worker_threads';
+import type { Worker } from 'node:worker_threads';
 import type { ModelConfig } from '../model/config.js';
 import type { PreprocessInit, PreprocessReply, PreprocessRequest } from './preprocess-worker.js';
+import { startWorker } from './worker-thread.js';
 
 
 interface Job {
@@ -33,12 +34,13 @@ export class PreprocessPool {
   constructor(config: Pick<ModelConfig, 'preprocess' | 'imgSize' | 'inChans'>, threads: number) {
     const init: PreprocessInit = { preprocess: config.preprocess, size: config.imgSize, channels: config.inChans };
     for (let i = 0; i < Math.max(1, threads); i++) {
-      const w = new Worker(new URL('./preprocess-worker.js', import.meta.url), { workerData: init });
-      // Idle pool threads must not keep a finished process alive.
-      w.unref();
+      const w = startWorker(new URL('./preprocess-worker.js', import.meta.url), { workerData: init });
       w.on('message', (r: PreprocessReply) => this.finished(w, r));
       w.on('error', (e) => this.fail(new Error(`preprocessing thread failed: ${e.message}`)));
       w.on('exit', (code) => this.fail(new Error(`preprocessing thread exited (${code})`)));
+      // Idle pool threads must not keep a finished process alive; a thread is ref'd while it decodes (see
+      // dispatch). This comes after the listeners, since Node 20 refs a worker again when one is added.
+      w.unref();
       this.workers.push(w);
       this.idle.push(w);
     }
@@ -78,6 +80,7 @@ export class PreprocessPool {
       const w = this.idle.pop()!;
       const job = this.queue.shift()!;
       this.running.set(w, job);
+      w.ref();
       const req: PreprocessRequest = { path: job.path, bytes: job.bytes, pixels: job.pixels, offset: job.offset };
       w.postMessage(req, job.bytes ? [job.bytes.buffer as ArrayBuffer] : []);
     }
@@ -86,6 +89,7 @@ export class PreprocessPool {
   private finished(w: Worker, r: PreprocessReply): void {
     const job = this.running.get(w);
     this.running.delete(w);
+    w.unref();
     this.idle.push(w);
     job?.resolve(r.error);
     this.dispatch();
@@ -95,6 +99,7 @@ export class PreprocessPool {
     if (this.failed) return;
     this.failed = e;
     for (const job of [...this.running.values(), ...this.queue.splice(0)]) job.reject(e);
+    for (const w of this.running.keys()) w.unref();
     this.running.clear();
   }
 }
