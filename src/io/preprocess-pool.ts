@@ -11,7 +11,7 @@
 import type { Worker } from 'node:worker_threads';
 import type { ModelConfig } from '../model/config.js';
 import type { PreprocessInit, PreprocessReply, PreprocessRequest } from './preprocess-worker.js';
-import { startWorker } from './worker-thread.js';
+import { startWorker } from '../worker-thread.js';
 
 
 interface Job {
@@ -35,12 +35,12 @@ export class PreprocessPool {
     const init: PreprocessInit = { preprocess: config.preprocess, size: config.imgSize, channels: config.inChans };
     for (let i = 0; i < Math.max(1, threads); i++) {
       const w = startWorker(new URL('./preprocess-worker.js', import.meta.url), { workerData: init });
+      // Node 20 refs the worker again when the 'message' listener below is added: the pool's threads live
+      // until close() (the pipeline always closes it).
+      w.unref();
       w.on('message', (r: PreprocessReply) => this.finished(w, r));
       w.on('error', (e) => this.fail(new Error(`preprocessing thread failed: ${e.message}`)));
       w.on('exit', (code) => this.fail(new Error(`preprocessing thread exited (${code})`)));
-      // Idle pool threads must not keep a finished process alive; a thread is ref'd while it decodes (see
-      // dispatch). This comes after the listeners, since Node 20 refs a worker again when one is added.
-      w.unref();
       this.workers.push(w);
       this.idle.push(w);
     }
@@ -80,7 +80,6 @@ export class PreprocessPool {
       const w = this.idle.pop()!;
       const job = this.queue.shift()!;
       this.running.set(w, job);
-      w.ref();
       const req: PreprocessRequest = { path: job.path, bytes: job.bytes, pixels: job.pixels, offset: job.offset };
       w.postMessage(req, job.bytes ? [job.bytes.buffer as ArrayBuffer] : []);
     }
@@ -89,7 +88,6 @@ export class PreprocessPool {
   private finished(w: Worker, r: PreprocessReply): void {
     const job = this.running.get(w);
     this.running.delete(w);
-    w.unref();
     this.idle.push(w);
     job?.resolve(r.error);
     this.dispatch();
@@ -99,7 +97,6 @@ export class PreprocessPool {
     if (this.failed) return;
     this.failed = e;
     for (const job of [...this.running.values(), ...this.queue.splice(0)]) job.reject(e);
-    for (const w of this.running.keys()) w.unref();
     this.running.clear();
   }
 }

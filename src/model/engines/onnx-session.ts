@@ -4,7 +4,7 @@
  */
 import type { Worker } from 'node:worker_threads';
 import { ModelError } from '../../errors.js';
-import { startWorker } from '../../io/worker-thread.js';
+import { startWorker } from '../../worker-thread.js';
 import { liveResources } from './live.js';
 import { LOADED_ID } from './onnx-format.js';
 import type { WorkerInit, WorkerOutputs, WorkerReply, WorkerRequest } from './onnx-worker.js';
@@ -16,30 +16,19 @@ interface Spawned {
   worker: Worker;
   /** onnxruntime-node's version, or a rejection with the reason it does not load. */
   loaded: Promise<string>;
-  /** How many things wait on the worker (its load, an engine's unanswered requests); see hold(). */
-  holds: number;
-}
-
-/**
- * The worker keeps the process alive only while something waits on it: a script that used the library exits
- * when its work is done, even if it never called dispose, and never while an answer is due. (Node 20 refs a
- * worker again whenever a 'message' listener is added, so a single unref() when it is made does not hold.)
- */
-function hold(s: Spawned, delta: 1 | -1): void {
-  s.holds += delta;
-  if (s.holds > 0) s.worker.ref();
-  else s.worker.unref();
 }
 
 function spawnWorker(): Spawned {
   const worker = startWorker(new URL('./onnx-worker.js', import.meta.url));
-  const spawned: Spawned = { worker, loaded: Promise.resolve(''), holds: 1 };
-  spawned.loaded = new Promise<string>((resolve, reject) => {
+  // Not a promise that the process exits without dispose(): Node 20 refs a worker again when a 'message'
+  // listener is added (below, and in SessionWorker), so the worker stays ref'd until it is terminated.
+  // Releasing it between requests instead made 4 of 200 quick failures exit 0 with nothing said (2026-12-02).
+  worker.unref();
+  const loaded = new Promise<string>((resolve, reject) => {
     const done = () => {
       worker.off('message', onMessage);
       worker.off('error', onError);
       worker.off('exit', onExit);
-      hold(spawned, -1);
     };
     const onMessage = (r: WorkerReply) => {
       if (r.id !== LOADED_ID) return;
@@ -59,8 +48,8 @@ function spawnWorker(): Spawned {
     worker.on('error', onError);
     worker.on('exit', onExit);
   });
-  spawned.loaded.catch(() => undefined);
-  return spawned;
+  loaded.catch(() => undefined);
+  return { worker, loaded };
 }
 
 /**
@@ -118,16 +107,14 @@ export class SessionWorker {
     const worker = this.spawned.worker;
     worker.on('message', (r: WorkerReply) => {
       const p = this.pending.get(r.id);
-      if (!p) return;
       this.pending.delete(r.id);
-      if (this.pending.size === 0) hold(this.spawned, -1);
+      if (!p) return;
       if ('error' in r) p.reject(new ModelError(`onnxruntime: ${r.error}`));
       else p.resolve(r);
     });
     const fail = (e: Error) => {
       this.failed = e;
       for (const p of this.pending.values()) p.reject(e);
-      if (this.pending.size > 0) hold(this.spawned, -1);
       this.pending.clear();
     };
     worker.on('error', (e) => fail(new ModelError(`onnxruntime worker failed: ${e.message}`)));
@@ -141,7 +128,6 @@ export class SessionWorker {
     if (this.failed) return Promise.reject(this.failed);
     const id = this.next++;
     return new Promise((resolve, reject) => {
-      if (this.pending.size === 0) hold(this.spawned, 1);
       this.pending.set(id, { resolve, reject });
       this.spawned.worker.postMessage({ ...msg, id }, transfer);
     });
