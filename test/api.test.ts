@@ -54,18 +54,8 @@ test('library: embed over an async iterable of paths, and openModel for pixel ba
   }
 });
 
-test('library: a one-line script (node --input-type=module -e) runs and exits, after leaving classify early', async () => {
-  // Worker threads inherit the process's Node options; --input-type made every worker refuse to start.
-  const first = readdirSync(DIGITS).sort().slice(0, 2).map((f) => join(DIGITS, f));
-  const script = `
-    import { classify, openModel } from 'vit-cli';
-    const engine = await openModel({ model: ${JSON.stringify(modelDir('odd40', 'hf'))} });
-    const [h, w] = engine.config.imgSize;
-    const out = await engine.run(new Float32Array(3 * h * w), 1);
-    await engine.dispose();
-    for await (const row of classify(${JSON.stringify(first)})) break;
-    console.log('ran', out.logits.shape.join('x'));
-  `;
+/** Run an inline ES module script from the package root; a script still alive after 60 s is killed. */
+async function runInline(script: string): Promise<{ code: number | null; signal: string | null; stdout: string; stderr: string }> {
   const child = spawn(process.execPath, ['--input-type=module', '-e', script], { cwd: PACKAGE_ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
   let stdout = '';
   let stderr = '';
@@ -74,9 +64,41 @@ test('library: a one-line script (node --input-type=module -e) runs and exits, a
   const timer = setTimeout(() => child.kill('SIGKILL'), 60_000);
   const [code, signal] = await once(child, 'close');
   clearTimeout(timer);
-  assert.equal(signal, null, `killed after 60 s: the script did not exit (${stdout}${stderr})`);
-  assert.equal(code, 0, stderr);
-  assert.match(stdout, /^ran 1x\d+$/m);
+  return { code, signal, stdout, stderr };
+}
+
+test('library: a one-line script (node --input-type=module -e) runs and exits, after leaving classify early', async () => {
+  // Worker threads inherit the process's Node options; --input-type made every worker refuse to start.
+  const first = readdirSync(DIGITS).sort().slice(0, 2).map((f) => join(DIGITS, f));
+  const r = await runInline(`
+    import { classify, openModel } from 'vit-cli';
+    const engine = await openModel({ model: ${JSON.stringify(modelDir('odd40', 'hf'))} });
+    const [h, w] = engine.config.imgSize;
+    const out = await engine.run(new Float32Array(3 * h * w), 1);
+    await engine.dispose();
+    for await (const row of classify(${JSON.stringify(first)})) break;
+    console.log('ran', out.logits.shape.join('x'));
+  `);
+  assert.equal(r.signal, null, `killed after 60 s: the script did not exit (${r.stdout}${r.stderr})`);
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stdout, /^ran 1x\d+$/m);
+});
+
+test('library: a script that never calls dispose() exits when its work is done, and never before an answer', async () => {
+  const r = await runInline(`
+    import { openModel } from 'vit-cli';
+    const engine = await openModel({ model: ${JSON.stringify(modelDir('odd40', 'hf'))} });
+    const [h, w] = engine.config.imgSize;
+    const a = await engine.run(new Float32Array(3 * h * w), 1);
+    // Between requests nothing holds the process; a later request must still be answered.
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    const b = await engine.run(new Float32Array(2 * 3 * h * w), 2);
+    const second = await openModel({ model: ${JSON.stringify(modelDir('odd40', 'hf'))} });
+    console.log('ran', a.logits.shape.join('x'), b.logits.shape.join('x'), second.config.imgSize.join('x'));
+  `);
+  assert.equal(r.signal, null, `killed after 60 s: the script did not exit (${r.stdout}${r.stderr})`);
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stdout, /^ran 1x\d+ 2x\d+ \d+x\d+$/m);
 });
 
 test('worker threads get the Node options of the process except those of an inline main script', () => {

@@ -11,7 +11,7 @@
 import type { Worker } from 'node:worker_threads';
 import type { ModelConfig } from '../model/config.js';
 import type { PreprocessInit, PreprocessReply, PreprocessRequest } from './preprocess-worker.js';
-import { startWorker } from '../worker-thread.js';
+import { startWorker, WorkerHold } from '../worker-thread.js';
 
 
 interface Job {
@@ -25,23 +25,21 @@ interface Job {
 }
 
 export class PreprocessPool {
-  private readonly workers: Worker[] = [];
   private readonly idle: Worker[] = [];
   private readonly queue: Job[] = [];
   private readonly running = new Map<Worker, Job>();
+  private readonly holds = new Map<Worker, WorkerHold>();
   private failed: Error | null = null;
 
   constructor(config: Pick<ModelConfig, 'preprocess' | 'imgSize' | 'inChans'>, threads: number) {
     const init: PreprocessInit = { preprocess: config.preprocess, size: config.imgSize, channels: config.inChans };
     for (let i = 0; i < Math.max(1, threads); i++) {
       const w = startWorker(new URL('./preprocess-worker.js', import.meta.url), { workerData: init });
-      // Node 20 refs the worker again when the 'message' listener below is added: the pool's threads live
-      // until close() (the pipeline always closes it).
-      w.unref();
       w.on('message', (r: PreprocessReply) => this.finished(w, r));
       w.on('error', (e) => this.fail(new Error(`preprocessing thread failed: ${e.message}`)));
       w.on('exit', (code) => this.fail(new Error(`preprocessing thread exited (${code})`)));
-      this.workers.push(w);
+      // After the listeners: a thread keeps the process alive only while it decodes (see WorkerHold).
+      this.holds.set(w, new WorkerHold(w));
       this.idle.push(w);
     }
   }
@@ -72,7 +70,7 @@ export class PreprocessPool {
 
   async close(): Promise<void> {
     this.fail(new Error('preprocessing pool closed'));
-    await Promise.all(this.workers.map((w) => w.terminate()));
+    await Promise.all([...this.holds.values()].map((h) => h.end()));
   }
 
   private dispatch(): void {
@@ -80,6 +78,7 @@ export class PreprocessPool {
       const w = this.idle.pop()!;
       const job = this.queue.shift()!;
       this.running.set(w, job);
+      this.holds.get(w)!.take();
       const req: PreprocessRequest = { path: job.path, bytes: job.bytes, pixels: job.pixels, offset: job.offset };
       w.postMessage(req, job.bytes ? [job.bytes.buffer as ArrayBuffer] : []);
     }
@@ -87,6 +86,8 @@ export class PreprocessPool {
 
   private finished(w: Worker, r: PreprocessReply): void {
     const job = this.running.get(w);
+    // After fail() the job was already settled and its thread's hold released.
+    if (job) this.holds.get(w)!.release();
     this.running.delete(w);
     this.idle.push(w);
     job?.resolve(r.error);
@@ -97,6 +98,7 @@ export class PreprocessPool {
     if (this.failed) return;
     this.failed = e;
     for (const job of [...this.running.values(), ...this.queue.splice(0)]) job.reject(e);
+    for (const w of this.running.keys()) this.holds.get(w)!.release();
     this.running.clear();
   }
 }

@@ -4,7 +4,7 @@
  */
 import type { Worker } from 'node:worker_threads';
 import { ModelError } from '../../errors.js';
-import { startWorker } from '../../worker-thread.js';
+import { startWorker, WorkerHold } from '../../worker-thread.js';
 import { liveResources } from './live.js';
 import { LOADED_ID } from './onnx-format.js';
 import type { WorkerInit, WorkerOutputs, WorkerReply, WorkerRequest } from './onnx-worker.js';
@@ -16,19 +16,20 @@ interface Spawned {
   worker: Worker;
   /** onnxruntime-node's version, or a rejection with the reason it does not load. */
   loaded: Promise<string>;
+  /** Held while the load, or an engine's request, waits on the worker. */
+  hold: WorkerHold;
 }
 
 function spawnWorker(): Spawned {
   const worker = startWorker(new URL('./onnx-worker.js', import.meta.url));
-  // Not a promise that the process exits without dispose(): Node 20 refs a worker again when a 'message'
-  // listener is added (below, and in SessionWorker), so the worker stays ref'd until it is terminated.
-  // Releasing it between requests instead made 4 of 200 quick failures exit 0 with nothing said (2026-12-02).
-  worker.unref();
+  const hold = new WorkerHold(worker);
+  hold.take();
   const loaded = new Promise<string>((resolve, reject) => {
     const done = () => {
       worker.off('message', onMessage);
       worker.off('error', onError);
       worker.off('exit', onExit);
+      hold.release();
     };
     const onMessage = (r: WorkerReply) => {
       if (r.id !== LOADED_ID) return;
@@ -49,7 +50,7 @@ function spawnWorker(): Spawned {
     worker.on('exit', onExit);
   });
   loaded.catch(() => undefined);
-  return { worker, loaded };
+  return { worker, loaded, hold };
 }
 
 /**
@@ -60,7 +61,7 @@ function spawnWorker(): Spawned {
  */
 async function endWorker(s: Spawned): Promise<void> {
   await s.loaded.catch(() => undefined);
-  await s.worker.terminate();
+  await s.hold.end();
 }
 
 /** The worker the availability probe started, until an engine takes it. */
@@ -107,14 +108,18 @@ export class SessionWorker {
     const worker = this.spawned.worker;
     worker.on('message', (r: WorkerReply) => {
       const p = this.pending.get(r.id);
-      this.pending.delete(r.id);
       if (!p) return;
+      this.pending.delete(r.id);
+      this.spawned.hold.release();
       if ('error' in r) p.reject(new ModelError(`onnxruntime: ${r.error}`));
       else p.resolve(r);
     });
     const fail = (e: Error) => {
       this.failed = e;
-      for (const p of this.pending.values()) p.reject(e);
+      for (const p of this.pending.values()) {
+        p.reject(e);
+        this.spawned.hold.release();
+      }
       this.pending.clear();
     };
     worker.on('error', (e) => fail(new ModelError(`onnxruntime worker failed: ${e.message}`)));
@@ -129,6 +134,7 @@ export class SessionWorker {
     const id = this.next++;
     return new Promise((resolve, reject) => {
       this.pending.set(id, { resolve, reject });
+      this.spawned.hold.take();
       this.spawned.worker.postMessage({ ...msg, id }, transfer);
     });
   }
