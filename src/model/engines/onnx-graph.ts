@@ -250,7 +250,9 @@ export class OnnxGraphOps implements Ops<string> {
    * the qkv projection in int8 against the same per-column weight scales, then the same fused fp32 attention;
    * logits equal to the standard spelling's bit for bit. Measured model only (batch 8, 2 threads, raw
    * onnxruntime, interleaved rounds): B/16 0.951 of the standard int8 graph's time (8 rounds; 0.937 in 5
-   * more), B/32 0.981. The kernel requires a bias: a model without one gets zeros.
+   * more), B/32 0.981. The kernel requires a bias: a model without one gets zeros. Tried instead (AMD EPYC,
+   * B/16, 10 rounds): the int8 qkv projection, Split and com.microsoft MultiHeadAttention, 559 against 530 ms
+   * a batch; and in fp32, Gemm + Split + MultiHeadAttention against Attention, level (1519 against 1543 ms).
    */
   private quantizedAttentionNode(x: string, w: string, b: string | undefined, numHeads: number): string {
     const param = this.params.get(w);
