@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
@@ -103,6 +104,26 @@ test('vit export: a model without a classifier head is refused, and the output f
   assert.ok(!existsSync(join(scratch, 'headless')));
   const missing = await runVit(['export', '-m', odd40]);
   assert.equal(missing.code, 2);
+});
+
+test('vit export: a file or FIFO where the folder should be is refused before any work; a file in the place of its onnx/ is one line', async () => {
+  const file = join(scratch, 'a-file');
+  writeFileSync(file, 'keep');
+  const fifo = join(scratch, 'a-fifo');
+  execFileSync('mkfifo', [fifo]);
+  for (const target of [file, fifo]) {
+    const r = await runVit(['export', '-m', odd40, target]);
+    assert.equal(r.code, 2, r.stderr);
+    assert.equal(r.stderr.split('\n')[0], `vit: vit export: ${target} is not a folder: name a folder to write (created if needed)`);
+  }
+  assert.equal(readFileSync(file, 'utf8'), 'keep');
+  const blocked = join(scratch, 'blocked');
+  mkdirSync(blocked);
+  writeFileSync(join(blocked, 'onnx'), 'not a folder');
+  const r = await runVit(['export', '-m', odd40, blocked]);
+  assert.equal(r.code, 1, r.stderr);
+  assert.equal(r.stderr, `vit: cannot write ${join(blocked, 'onnx', 'model.onnx')}: EEXIST (file already exists)\n`);
+  assert.deepEqual(readdirSync(blocked), ['onnx']);
 });
 
 test('vit export: transformers.js loads both exports offline from the folder and classifies as vit does', async () => {

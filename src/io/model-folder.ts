@@ -1,8 +1,8 @@
 import { existsSync, mkdirSync, readFileSync, renameSync, rmSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { OutputError } from '../errors.js';
 import type { StoreFile } from '../model/engines/engine.js';
 import { writeEntryFile } from './graph-cache.js';
+import { writeError } from './sinks/target.js';
 
 /**
  * Write files (named relative to dir, e.g. `onnx/model.onnx`) into a model folder, creating it as needed. Each
@@ -19,8 +19,11 @@ export function writeModelFolder(dir: string, files: StoreFile[]): string[] {
       writeEntryFile(dirname(tmp), { ...f, name: tmp.slice(dirname(tmp).length + 1) });
       renameSync(tmp, path);
     } catch (e) {
-      rmSync(tmp, { force: true });
-      throw new OutputError(`${path}: cannot write (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
+      // The cleanup must not hide the reason (with a file where a folder should be, it fails too: ENOTDIR).
+      try {
+        rmSync(tmp, { force: true });
+      } catch {}
+      throw writeError(path, e);
     }
     written.push(path);
   }
