@@ -114,7 +114,7 @@ test('vit export: a file or FIFO where the folder should be is refused before an
   for (const target of [file, fifo]) {
     const r = await runVit(['export', '-m', odd40, target]);
     assert.equal(r.code, 2, r.stderr);
-    assert.equal(r.stderr.split('\n')[0], `vit: vit export: ${target} is not a folder: name a folder to write (created if needed)`);
+    assert.equal(r.stderr.split('\n')[0], `vit: ${target} is not a folder: vit export writes a folder (created if needed)`);
   }
   assert.equal(readFileSync(file, 'utf8'), 'keep');
   const blocked = join(scratch, 'blocked');

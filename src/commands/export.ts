@@ -38,7 +38,7 @@ export function exportCommand(ctx: Context): CommandBody {
       if (!a.outdir) throw new UsageError('vit export needs an output folder: vit export -m MODEL OUTDIR');
       // Before the model is read: a file, device or FIFO in the folder's place is refused (as -o refuses a directory).
       const st = statSync(a.outdir, { throwIfNoEntry: false });
-      if (st && !st.isDirectory()) throw new UsageError(`vit export: ${a.outdir} is not a folder: name a folder to write (created if needed)`);
+      if (st && !st.isDirectory()) throw new UsageError(`${a.outdir} is not a folder: vit export writes a folder (created if needed)`);
       const { config, weights } = await loadModel(modelSpec(a), ctx.verbose);
       const arch = archOf(config);
       if (!arch.hfConfig) throw new UsageError(`vit export does not write ${arch.title} models yet`);
