@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
-import { copyFileSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { copyFileSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import { test } from 'node:test';
@@ -138,6 +139,32 @@ test('vit attention --heatmap: one PNG per image, the size of the (EXIF-rotated)
     const order = rollout.rollout.map((v, i) => [v, i]).sort((x, y) => y[0] - x[0]).map(([, i]) => i);
     assert.ok(cellDiff(order[0]) > 60, `peak cell changed by ${cellDiff(order[0])}`);
     assert.ok(cellDiff(order[order.length - 1]) < 20, `weakest cell changed by ${cellDiff(order[order.length - 1])}`);
+  } finally {
+    rmSync(tmp, { recursive: true, force: true });
+  }
+});
+
+test('vit attention --heatmap onto a file, a FIFO or a path under a file: one usage line, exit 2, nothing made', async () => {
+  const tmp = mkdtempSync(join(tmpdir(), 'vit-heat-'));
+  try {
+    const image = join(PACKAGE_ROOT, 'examples', 'digits', '0_0800.png');
+    const file = join(tmp, 'a-file');
+    writeFileSync(file, 'keep');
+    const fifo = join(tmp, 'a-fifo');
+    execFileSync('mkfifo', [fifo]);
+    const cases: [string, string][] = [
+      [file, `vit: --heatmap ${file} is not a directory`],
+      [fifo, `vit: --heatmap ${fifo} is not a directory`],
+      [join(file, 'sub'), `vit: --heatmap ${join(file, 'sub')}: cannot make the directory: ENOTDIR (not a directory)`],
+    ];
+    for (const [dir, line] of cases) {
+      const r = await runVit(['attention', image, '--heatmap', dir]);
+      assert.equal(r.code, 2, r.stderr);
+      assert.equal(r.stderr.split('\n')[0], line);
+      assert.equal(r.stdout, '');
+    }
+    assert.equal(readFileSync(file, 'utf8'), 'keep');
+    assert.deepEqual(readdirSync(tmp).sort(), ['a-fifo', 'a-file']);
   } finally {
     rmSync(tmp, { recursive: true, force: true });
   }

@@ -6,7 +6,7 @@ import sharp from 'sharp';
 import { UsageError } from '../errors.js';
 import type { Preprocess } from '../model/config.js';
 import { decodeFsName, fsPath } from './fs-names.js';
-import { writeError } from './sinks/target.js';
+import { errnoText, writeError } from './sinks/target.js';
 
 /** Inferno, a perceptually uniform colour map (dark purple → yellow), as control points for linear blending. */
 const INFERNO: [number, number, number][] = [
@@ -136,12 +136,14 @@ function isVitHeatmap(path: string): boolean {
  * heatmap vit wrote (a regular PNG with vit's mark): a run never replaces what it did not write.
  */
 export function planHeatmaps(dir: string, inputs: readonly string[], outputs: readonly string[]): Map<string, string> {
+  let st;
   try {
-    mkdirSync(dir, { recursive: true });
+    st = statSync(dir, { throwIfNoEntry: false });
+    if (!st) mkdirSync(dir, { recursive: true });
   } catch (e) {
-    throw new UsageError(`--heatmap ${dir}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+    throw new UsageError(`--heatmap ${dir}: cannot make the directory: ${errnoText(e)}`);
   }
-  if (!statSync(dir).isDirectory()) throw new UsageError(`--heatmap ${dir} is not a directory`);
+  if (st && !st.isDirectory()) throw new UsageError(`--heatmap ${dir} is not a directory`);
   const taken = new Set([...inputs, ...outputs].map((p) => resolve(p)));
   const present = new Set(readdirSync(dir, { encoding: 'buffer' }).map(decodeFsName));
   const names = new HeatmapNames(dir);
