@@ -166,3 +166,10 @@ test('bad inputs: decompression bombs are refused from the header, fast and with
     assert.ok(g.grewKB < 50 * 1024, `${f}: peak RSS grew ${g.grewKB} kB`);
   }
 });
+
+test('bad inputs: a listed name with a NUL byte (no file can have one) is an error row saying so; the rest go on', async () => {
+  const r = await runVit(['classify', '-', ...MODEL], { input: `nul\0byte.png\n${GOOD[0]}\n` });
+  assert.equal(r.code, 3, r.stderr);
+  const got = r.stdout.split('\n').filter(Boolean).map((l) => JSON.parse(l) as Row);
+  assert.deepEqual(got.map((row) => [row.path, row.error ?? null]), [['nul\0byte.png', 'not a file name (has a NUL byte)'], [GOOD[0], null]]);
+});

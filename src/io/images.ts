@@ -71,6 +71,8 @@ export function fsReason(e: unknown): InputError {
     case 'EISDIR':
       return new InputError('is a directory');
     default:
+      // Node refuses a name with a NUL byte, which no file can have, before asking the system.
+      if (code === 'ERR_INVALID_ARG_VALUE' && /null bytes/.test((e as Error).message)) return new InputError('not a file name (has a NUL byte)');
       return new InputError(`cannot read file (${code ?? (e as Error).message})`);
   }
 }
