@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PassThrough, Writable } from 'node:stream';
 import { after, test } from 'node:test';
+import { main } from '../src/cli.js';
 import { OutputError, UsageError } from '../src/errors.js';
 import { PACKAGE_ROOT } from '../src/io/paths.js';
 import { readStoredOutput } from '../src/io/sinks/index.js';
@@ -392,4 +393,29 @@ test('stored outputs: merge mode refuses a part its run did not finish', async (
   assert.equal((await readStoredOutput(npy, 'npy', 'merge')).rows.length, 2);
   writeFileSync(npy, data.subarray(0, data.length - 12));
   await assert.rejects(readStoredOutput(npy, 'npy', 'merge'), (e: unknown) => e instanceof OutputError && /header says 2 rows/.test(e.message));
+});
+
+test('npy is not written to a terminal (as gzip refuses): one usage line, exit 2, no bytes; text formats and -o still are', async () => {
+  const run = async (args: string[]) => {
+    const out = Object.assign(new PassThrough(), { isTTY: true, columns: 100 });
+    const err = new PassThrough();
+    const chunks: Buffer[] = [];
+    const errs: Buffer[] = [];
+    out.on('data', (d: Buffer) => chunks.push(d));
+    err.on('data', (d: Buffer) => errs.push(d));
+    const code = await main(args, out, err);
+    return { code, stdout: Buffer.concat(chunks).toString('latin1'), stderr: Buffer.concat(errs).toString() };
+  };
+  const digit = join(PACKAGE_ROOT, 'examples', 'digits', '0_0800.png');
+  const npy = await run(['embed', digit, '-f', 'npy', '-q']);
+  assert.equal(npy.code, 2, npy.stderr);
+  assert.equal(npy.stderr.split('\n')[0], 'vit: npy is binary and stdout is a terminal: name the output file with -o (e.g. -o out.npy) or redirect stdout');
+  assert.equal(npy.stdout, '');
+  const jsonl = await run(['embed', digit, '-f', 'jsonl', '-q']);
+  assert.equal(jsonl.code, 0, jsonl.stderr);
+  assert.match(jsonl.stdout, /^\{"path":/);
+  const file = join(tmp, 'tty.npy');
+  const toFile = await run(['embed', digit, '-f', 'npy', '-o', file, '-q']);
+  assert.equal(toFile.code, 0, toFile.stderr);
+  assert.equal(readFileSync(file).subarray(1, 6).toString(), 'NUMPY');
 });

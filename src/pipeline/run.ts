@@ -71,7 +71,7 @@ export interface RowKind<R extends { path: string }> {
   rereads?: string;
 }
 
-function checkArgs(a: RunArgs, kind: RowKind<{ path: string }>): void {
+function checkArgs(a: RunArgs, kind: RowKind<{ path: string }>, stdout: NodeJS.WritableStream): void {
   const badBatch = batchSizeProblem(a.batchSize);
   if (badBatch !== null) throw new UsageError(badBatch);
   if (a.threads !== undefined && (!Number.isInteger(a.threads) || a.threads < 1)) throw new UsageError(`--threads must be a positive integer, not ${a.threads}`);
@@ -80,7 +80,7 @@ function checkArgs(a: RunArgs, kind: RowKind<{ path: string }>): void {
   if (!(formatsFor(kind.schema) as string[]).includes(a.format)) {
     throw new UsageError(`format "${a.format}" is not available for ${kind.schema.kind}; choose one of: ${formatsFor(kind.schema).join(', ')}`);
   }
-  if (kind.writer === undefined) checkOutputFormat(a.format as Format, a.output);
+  if (kind.writer === undefined) checkOutputFormat(a.format as Format, a.output, '-o', stdout);
 }
 
 /**
@@ -105,7 +105,7 @@ async function release(engine: Promise<Engine>): Promise<void> {
 }
 
 export async function runPipeline<R extends { path: string }>(a: RunArgs, ctx: Context, kind: RowKind<R>): Promise<void> {
-  checkArgs(a, kind as unknown as RowKind<{ path: string }>);
+  checkArgs(a, kind as unknown as RowKind<{ path: string }>, ctx.stdout);
   // 1. The model, resolved and identified.
   const model = await prepareModel(modelSpec(a), {
     engine: a.engine as 'auto', dtype: a.dtype as 'fp32', device: a.device as 'cpu', threads: a.threads, verbose: ctx.verbose,

@@ -38,6 +38,8 @@ export interface ResumeTarget {
 export interface FormatModule {
   /** Written only to a file, FIFO or device given with -o, never to stdout (binary with a footer: parquet). */
   needsFile?: boolean;
+  /** Bytes, not text (npy): refused for stdout when stdout is a terminal, as gzip refuses. */
+  binary?: boolean;
   writer<R extends { path: string }>(schema: RowSchema<R>, parts: WriterParts): Promise<RowWriter<R>>;
   /**
    * For a format that cannot be continued in place (parquet: the footer ends the file), the writer of a

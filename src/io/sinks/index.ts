@@ -18,10 +18,17 @@ import { AtomicFileSink, InPlaceFileSink, openSink, resolveOutput, type FileSink
 
 export const FORMAT_MODULES: Record<Format, FormatModule> = { csv: CSV, json: JSON_ARRAY, jsonl: JSONL, npy: NPY, parquet: PARQUET };
 
-/** Refuse stdout for a format written only to files (parquet), before any work is done. */
-export function checkOutputFormat(format: Format, output: string | undefined, flag = '-o'): void {
-  if (FORMAT_MODULES[format].needsFile && (output === undefined || output === '-' || output === '')) {
+/**
+ * Refuse stdout for a format written only to files (parquet), and for a binary format when stdout is a
+ * terminal (given `stdout`), before any work is done.
+ */
+export function checkOutputFormat(format: Format, output: string | undefined, flag = '-o', stdout?: NodeJS.WritableStream): void {
+  const toStdout = output === undefined || output === '-' || output === '';
+  if (FORMAT_MODULES[format].needsFile && toStdout) {
     throw new UsageError(`${format} is not written to stdout: name the output file with ${flag} (e.g. ${flag} out.${format})`);
+  }
+  if (FORMAT_MODULES[format].binary && toStdout && (stdout as { isTTY?: boolean } | undefined)?.isTTY) {
+    throw new UsageError(`${format} is binary and stdout is a terminal: name the output file with ${flag} (e.g. ${flag} out.${format}) or redirect stdout`);
   }
 }
 
@@ -108,7 +115,7 @@ function withManifest<R extends { path: string }>(w: RowWriter<R>, output: strin
  * (another model, command or option) is thrown here, with the file left as it was.
  */
 export async function openOutput<R extends { path: string }>(schema: RowSchema<R>, o: OutputOptions): Promise<OpenOutput<R>> {
-  checkOutputFormat(o.format, o.output);
+  checkOutputFormat(o.format, o.output, '-o', o.stdout);
   const target = resolveOutput(o.output, o.inputs);
   const side = sidecars(target, o.format, o.inputs);
   const mod = FORMAT_MODULES[o.format];

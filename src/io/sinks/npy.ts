@@ -191,6 +191,7 @@ async function readNpy(fh: FileHandle, file: string, mode: ReadMode, size: numbe
 }
 
 export const NPY: FormatModule = {
+  binary: true,
   // A file output is its own data file; stdout and streams get a spool copied out at close.
   writer: async (schema, { sink, paths, prior, spool }) => new NpyWriter(schema, sink, sink instanceof FileSink ? sink : await spool(), paths, prior),
   read: readNpy,
