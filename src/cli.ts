@@ -109,6 +109,13 @@ export async function main(args: string[], stdout: NodeJS.WritableStream, stderr
     .wrap(Math.min(100, process.stdout.columns ?? 100))
     .exitProcess(false)
     .fail((msg, err) => {
+      // yargs' suggestion alone ("Did you mean classify?") does not say what was wrong.
+      const word = args.find((x) => !x.startsWith('-'));
+      const names = COMMANDS.map((c) => c.command.split(' ')[0]);
+      if (!err && word !== undefined && !names.includes(word)) {
+        if (/^Did you mean /.test(msg)) throw new UsageError(`unknown command "${word}". ${msg}`);
+        if (/^Unknown arguments?: /.test(msg) && msg.replace(/^Unknown arguments?: /, '').split(', ')[0] === word) throw new UsageError(`unknown command "${word}"; the commands are ${names.join(', ')}`);
+      }
       throw err ?? new UsageError(msg);
     });
   for (const c of COMMANDS) cli.command(lazyCommand(c, ctx));

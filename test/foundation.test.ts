@@ -142,6 +142,10 @@ test('cli: usage errors exit 2 and list the valid choices', async () => {
   assert.equal(u.code, 2);
   const c = await runVit(['frobnicate']);
   assert.equal(c.code, 2);
+  assert.equal(c.stderr.split('\n')[0], 'vit: unknown command "frobnicate"; the commands are classify, embed, attention, summary, export, fetch, merge');
+  const near = await runVit(['-q', 'clasify', 'x.jpg']);
+  assert.equal(near.code, 2);
+  assert.equal(near.stderr.split('\n')[0], 'vit: unknown command "clasify". Did you mean classify?');
 });
 
 test('a sharded safetensors checkpoint (model.safetensors.index.json) loads like the single file', async () => {
