@@ -5,6 +5,7 @@ import { dirname, join } from 'node:path';
 import { Readable } from 'node:stream';
 import { after, before, test } from 'node:test';
 import { UsageError } from '../src/errors.js';
+import { runVit } from './helpers/cli.js';
 import {
   collectInputs, imageExtensions, parseShard, readPathList, resolveShard, selectShard, shardOf, uniquePaths, type Shard,
 } from '../src/io/inputs.js';
@@ -86,6 +87,13 @@ test('inputs: globs are expanded and sorted; no match and missing files are kept
 test('inputs: the order of arguments is kept', async () => {
   const got = await collectInputs(['other', 'missing.png', 'photos/Z', 'other/o.png'], opts);
   assert.deepEqual(got, ['other/o.png', 'missing.png', 'photos/Z/z.tif', 'other/o.png']);
+});
+
+test('inputs: an empty argument is one input that names no file, never the working directory', async () => {
+  assert.deepEqual(await collectInputs(['', 'other'], opts), ['', ...await collectInputs(['other'], opts)]);
+  const r = await runVit(['classify', '', '-f', 'jsonl', '-q'], { cwd: root });
+  assert.equal(r.code, 3, r.stderr);
+  assert.deepEqual(r.stdout.trim().split('\n').map((l) => JSON.parse(l)), [{ path: '', error: 'no such file' }]);
 });
 
 test('inputs: - reads a newline-separated list from stdin, in order, CRLF and trailing newline handled', async () => {

@@ -235,6 +235,12 @@ export async function collectInputs(args: string[], opts: CollectOptions = {}): 
       out.push(...await readPathList(stdin, opts.nul));
       continue;
     }
+    // An empty argument names no file (as for ls or cat); resolved, it would be the working directory, listed
+    // with names rooted at "/" instead of "./".
+    if (arg === '') {
+      out.push(arg);
+      continue;
+    }
     const kind = await kindOf(resolve(cwd, arg));
     if (kind === 'dir') out.push(...await walkDirectory(arg, cwd));
     else if (kind === 'missing') out.push(...await expandGlob(arg, cwd));
