@@ -114,7 +114,7 @@ export async function main(args: string[], stdout: NodeJS.WritableStream, stderr
       const names = COMMANDS.map((c) => c.command.split(' ')[0]);
       if (!err && word !== undefined && !names.includes(word)) {
         if (/^Did you mean /.test(msg)) throw new UsageError(`unknown command "${word}". ${msg}`);
-        if (/^Unknown arguments?: /.test(msg) && msg.replace(/^Unknown arguments?: /, '').split(', ')[0] === word) throw new UsageError(`unknown command "${word}"; the commands are ${names.join(', ')}`);
+        if (/^Unknown arguments?: ([^,]*)/.exec(msg)?.[1] === word) throw new UsageError(`unknown command "${word}"; the commands are ${names.join(', ')}`);
       }
       throw err ?? new UsageError(msg);
     });

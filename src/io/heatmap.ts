@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { closeSync, constants, lstatSync, mkdirSync, openSync, readdirSync, readSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { closeSync, constants, lstatSync, mkdirSync, openSync, readdirSync, readSync, renameSync, rmSync, statSync, writeFileSync, type Stats } from 'node:fs';
 import { basename, dirname, extname, join, resolve } from 'node:path';
 import { crc32 } from 'node:zlib';
 import sharp from 'sharp';
@@ -136,7 +136,7 @@ function isVitHeatmap(path: string): boolean {
  * heatmap vit wrote (a regular PNG with vit's mark): a run never replaces what it did not write.
  */
 export function planHeatmaps(dir: string, inputs: readonly string[], outputs: readonly string[]): Map<string, string> {
-  let st;
+  let st: Stats | undefined;
   try {
     st = statSync(dir, { throwIfNoEntry: false });
     if (!st) mkdirSync(dir, { recursive: true });
