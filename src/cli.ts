@@ -6,6 +6,7 @@ import type { CommandBody } from './commands/options.js';
 import { UsageError, VitError } from './errors.js';
 import { ExitStatus } from './exit.js';
 import { closeLiveResources } from './model/engines/live.js';
+import { escapeControls } from './io/progress.js';
 import { writeError } from './io/sinks/target.js';
 import { isBrokenPipe } from './io/streams.js';
 import { toolVersion } from './io/paths.js';
@@ -80,8 +81,10 @@ export async function main(args: string[], stdout: NodeJS.WritableStream, stderr
     stdout,
     stderr,
     quiet: flags.quiet,
-    note: (m) => { if (!flags.quiet) stderr.write(`vit: ${m}\n`); },
-    verbose: (m) => { if (flags.verbose) stderr.write(`vit: ${m}\n`); },
+    // What reaches the terminal is escaped here, once: names and messages come from files (a config's
+    // model_type, a checkpoint's tensor names, a JSON parser quoting the file), which must not drive it.
+    note: (m) => { if (!flags.quiet) stderr.write(`vit: ${escapeControls(m, true)}\n`); },
+    verbose: (m) => { if (flags.verbose) stderr.write(`vit: ${escapeControls(m, true)}\n`); },
   };
   enableHubModels(ctx);
   // A reader that goes away (`| head -1`) is a normal end, not an error. Other stdout errors (a full disk)
@@ -131,11 +134,12 @@ export async function main(args: string[], stdout: NodeJS.WritableStream, stderr
     if (e instanceof ExitStatus) return e.code;
     if (pipeClosed || isBrokenPipe(e)) return 0;
     if (e instanceof VitError) {
-      stderr.write(`vit: ${e.message}\n`);
+      // One line each: the message, then its details (a newline quoted from a file shows as \n).
+      stderr.write(`vit: ${[e.headline, ...e.details].map((l) => escapeControls(l)).join('\n  ')}\n`);
       if (e instanceof UsageError) stderr.write('Run `vit --help` (or `vit <command> --help`) for usage.\n');
       return e.exitCode;
     }
-    stderr.write(`vit: ${flags.verbose ? (e as Error).stack : (e as Error).message}\n`);
+    stderr.write(`vit: ${flags.verbose ? escapeControls(String((e as Error).stack), true) : escapeControls((e as Error).message)}\n`);
     return 1;
   } finally {
     await closeLiveResources();

@@ -1,9 +1,14 @@
 /** Errors carry the exit status they map to, so the CLI can turn any of them into the right code. */
 export abstract class VitError extends Error {
   abstract readonly exitCode: number;
-  constructor(message: string) {
-    super(message);
+  /** The first line of the message; `details` are the lines under it (the CLI prints each on its own line). */
+  readonly headline: string;
+  readonly details: readonly string[];
+  constructor(message: string, details: readonly string[] = []) {
+    super(details.length === 0 ? message : `${message}\n  ${details.join('\n  ')}`);
     this.name = new.target.name;
+    this.headline = message;
+    this.details = details;
   }
 }
 

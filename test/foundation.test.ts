@@ -112,6 +112,32 @@ test('weights check: one error lists the missing, the unexpected and the mis-sha
   }
 });
 
+test('cli: what a file puts in a message reaches stderr with its control characters escaped, one line each', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'vit-bad-'));
+  try {
+    const src = modelDir('odd40', 'hf');
+    cpSync(src, dir, { recursive: true });
+    const cfg = JSON.parse(readFileSync(join(src, 'config.json'), 'utf8')) as Record<string, unknown>;
+    writeFileSync(join(dir, 'config.json'), JSON.stringify({ ...cfg, model_type: 'vit\u001b]0;title\u0007\u001b[2J' }));
+    let r = await runVit(['summary', dir]);
+    assert.equal(r.code, 1);
+    assert.equal(r.stderr, `vit: ${dir.split('/').pop()}: model_type "vit\\x1b]0;title\\x07\\x1b[2J" is not an architecture this tool runs (vit, deit, swin)\n`);
+
+    writeFileSync(join(dir, 'config.json'), JSON.stringify(cfg));
+    const w = readSafetensors(readFileSync(join(src, 'model.safetensors')));
+    w.set('extra\u001b[31m\nvit: a line of its own', { shape: [1], data: new Float32Array(1) });
+    writeFileSync(join(dir, 'model.safetensors'), writeSafetensors(w));
+    r = await runVit(['classify', join(tmpdir(), 'no-such-image.png'), '-m', dir]);
+    assert.equal(r.code, 1);
+    const lines = r.stderr.trimEnd().split('\n');
+    assert.equal(lines.length, 2, r.stderr);
+    assert.match(lines[0], /^vit: .* does not fit model .*:$/);
+    assert.match(lines[1], /^ {2}unexpected \(1\): .*extra\\x1b\[31m\\nvit: a line of its own$/);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 test('a forward without weights says how to give some', async () => {
   await assert.rejects(loadModel({ model: 'B/32' }), (e: unknown) => e instanceof UsageError && /--weights/.test(e.message) && /--random-weights/.test(e.message));
   const m = await loadModel({ model: 'Ti/16', randomWeights: true });

@@ -169,6 +169,24 @@ test('parquet: the writer: any path round-trips, --resume re-encodes the rows he
   await assert.rejects(readStoredOutput(join(tmp, 'not.parquet'), 'parquet', 'merge'), (err: unknown) => err instanceof OutputError && /is not a parquet file/.test(err.message));
 });
 
+test('parquet: a damaged output is refused in one line by --resume and merge, and never ends the process', async () => {
+  const out = join(tmp, 'damaged.parquet');
+  const args = ['classify', ...images, ...MODEL, '-f', 'parquet', '-o', out];
+  assert.equal((await runVit(args)).code, 0);
+  // The footer names each row group's column chunks after the schema; the last "logit" in the file is the
+  // chunk's path. Renamed, that chunk is in no column of the schema: hyparquet then left a failing read
+  // unawaited, and Node ended the process on it with a stack trace.
+  const bytes = readFileSync(out);
+  const at = bytes.lastIndexOf(Buffer.from('logit'));
+  assert.ok(at > 0);
+  bytes[at + 1] = 'x'.charCodeAt(0);
+  writeFileSync(out, bytes);
+  const r = await runVit([...args, '--resume']);
+  assert.equal(r.code, 1, r.stderr);
+  assert.equal(r.stderr, `vit: ${out} is damaged: row group 0 does not hold the columns its schema lists\n`);
+  await assert.rejects(readStoredOutput(out, 'parquet', 'merge'), (err: unknown) => err instanceof OutputError && /is damaged/.test(err.message));
+});
+
 /** The paths of a parquet output in file order, and whether its rows equal another's (DuckDB, both ways). */
 async function sameRows(a: string, b: string): Promise<void> {
   const order = async (f: string) => (await query(`SELECT path FROM ${lit(f)}`)).map((r) => r.path);

@@ -26,7 +26,7 @@ export function mergeCommand(ctx: Context): CommandBody {
     builder: (y) => y
       .positional('output', { type: 'string', describe: 'the merged file (- for stdout; npy needs a file, its paths file goes beside it)' })
       .positional('parts', { type: 'string', array: true, describe: 'the shard outputs (npy: each with its .paths.txt beside it)' })
-      .option('format', { alias: 'f', type: 'string', choices: FORMATS, describe: 'csv, json, jsonl or npy (default: from the output\'s extension)' })
+      .option('format', { alias: 'f', type: 'string', choices: FORMATS, describe: 'the output\'s format (default: from its extension)' })
       .option('inputs', {
         type: 'string', array: true,
         describe: 'the inputs the shards were given (as given to them: files, directories, globs, tar archives, - for a list on stdin): rows follow their order and must cover them exactly. Without it rows are sorted by path (byte order)',

@@ -36,9 +36,12 @@ export function progressEnabled(opts: ProgressOptions): boolean {
   return !(isTTY(opts.stdout) && sameTerminal(opts.stdout!, opts.stderr));
 }
 
-/** Control characters (and DEL, C1) as escapes, so a file name in a note cannot move the cursor or clear the screen. */
-export function escapeControls(s: string): string {
-  return s.replace(/[\u0000-\u001f\u007f-\u009f]/g, (c) => {
+/**
+ * Control characters (and DEL, C1) as escapes, so a file name in a note cannot move the cursor or clear the
+ * screen. `keepNewlines`: for text whose lines are its own (a note of several lines), not a name or a message.
+ */
+export function escapeControls(s: string, keepNewlines = false): string {
+  return s.replace(keepNewlines ? /[\u0000-\u0009\u000b-\u001f\u007f-\u009f]/g : /[\u0000-\u001f\u007f-\u009f]/g, (c) => {
     const named: Record<string, string> = { '\n': '\\n', '\r': '\\r', '\t': '\\t' };
     return named[c] ?? `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`;
   });

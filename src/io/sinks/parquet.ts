@@ -73,21 +73,37 @@ function schemaOf(columns: readonly Pick<Column<never>, 'name' | 'type'>[]): Sch
   ];
 }
 
+/**
+ * A flat parquet schema as a tree: the top-level column names, and the path of every leaf (a column chunk
+ * of each row group). Null when the elements do not form one tree (children past the end, elements left
+ * over): the schema of a damaged file.
+ */
+function schemaPaths(schema: readonly SchemaElement[]): { top: string[]; leaves: string[][] } | null {
+  const top: string[] = [];
+  const leaves: string[][] = [];
+  // The elements are stored depth first; `todo` holds the path above each element still to come.
+  const todo: string[][] = [];
+  let next = 1;
+  const children = (count: number, above: string[]): boolean => {
+    if (!Number.isInteger(count) || count < 0 || count > schema.length - next - todo.length) return false;
+    for (let c = 0; c < count; c++) todo.push(above);
+    return true;
+  };
+  if (schema.length === 0 || !children(schema[0].num_children ?? 0, [])) return null;
+  while (todo.length > 0) {
+    const above = todo.pop()!;
+    const e = schema[next++];
+    const path = [...above, e.name];
+    if (above.length === 0) top.push(e.name);
+    if ((e.num_children ?? 0) === 0) leaves.push(path);
+    else if (!children(e.num_children!, path)) return null;
+  }
+  return next === schema.length ? { top, leaves } : null;
+}
+
 /** The names of a schema's top-level columns (the root's children). */
 function topLevel(schema: readonly SchemaElement[]): string[] {
-  const names: string[] = [];
-  let i = 1;
-  // Skip element i and everything under it; returns the index after it.
-  const skip = (at: number): number => {
-    let next = at + 1;
-    for (let c = 0; c < (schema[at].num_children ?? 0); c++) next = skip(next);
-    return next;
-  };
-  for (let c = 0; c < (schema[0].num_children ?? 0); c++) {
-    names.push(schema[i].name);
-    i = skip(i);
-  }
-  return names;
+  return schemaPaths(schema)?.top ?? [];
 }
 
 /** A value as the encoder takes it: lists as plain arrays (hyparquet-writer walks them with Array.isArray). */
@@ -285,11 +301,33 @@ async function metadataOf(file: string, buffer: AsyncBuffer): Promise<FileMetaDa
   } catch (e) {
     throw new OutputError(`${file} is not a parquet file (${(e as Error).message})`);
   }
-  const names = topLevel(md.schema);
+  const paths = schemaPaths(md.schema);
+  if (paths === null) throw new OutputError(`${file} is not a parquet file (its schema is not a tree of columns)`);
+  const names = paths.top;
   if (names[0] !== 'path' || names[names.length - 1] !== 'error') {
     throw new OutputError(`${file} is not a parquet output of vit: its columns are ${names.join(', ')}, not path, …, error`);
   }
+  // Every row group holds one chunk per leaf column, in the schema's order. (hyparquet leaves a chunk that
+  // is in no column of the schema unread but failing on its own, which Node reports as an unhandled
+  // rejection and ends the process for.)
+  const want = paths.leaves.map((p) => p.join('.'));
+  for (const [g, rg] of md.row_groups.entries()) {
+    const got = rg.columns.map((c) => c.meta_data?.path_in_schema.join('.'));
+    if (got.length !== want.length || got.some((p, i) => p !== want[i])) {
+      throw new OutputError(`${file} is damaged: row group ${g} does not hold the columns its schema lists`);
+    }
+  }
   return md;
+}
+
+/** Rows of a file hyparquet can decode; what it cannot decode is a damaged file, said in one line. */
+async function readRows(file: string, options: Parameters<typeof parquetReadObjects>[0]): Promise<Record<string, unknown>[]> {
+  try {
+    return await parquetReadObjects(options);
+  } catch (e) {
+    if (e instanceof OutputError) throw e;
+    throw new OutputError(`${file} is damaged (${(e as Error).message})`);
+  }
 }
 
 /** The rows of a parquet file (all columns, or those named), a row group at a time, with the index of its first row. */
@@ -298,7 +336,7 @@ async function* rowGroups(file: string, buffer: AsyncBuffer, columns?: string[])
   let start = 0;
   for (const rg of metadata.row_groups) {
     const end = start + Number(rg.num_rows);
-    yield { start, rows: await parquetReadObjects({ file: buffer, metadata, columns, rowStart: start, rowEnd: end }) };
+    yield { start, rows: await readRows(file, { file: buffer, metadata, columns, rowStart: start, rowEnd: end }) };
     start = end;
   }
 }
@@ -351,7 +389,7 @@ class PartRows {
     while (g > 0 && this.starts[g] > index) g--;
     const start = this.starts[g];
     const end = start + Number(this.metadata.row_groups[g].num_rows);
-    const rows = await parquetReadObjects({ file: this.buffer!, metadata: this.metadata, rowStart: start, rowEnd: end });
+    const rows = await readRows(this.file, { file: this.buffer!, metadata: this.metadata, rowStart: start, rowEnd: end });
     this.cached = { start, rows };
     return rows[index - start];
   }

@@ -30,5 +30,5 @@ export function checkWeights(cfg: ModelConfig, weights: TensorMap, source: strin
   if (missing.length) parts.push(`missing (${missing.length}): ${shortList(missing)}`);
   if (unexpected.length) parts.push(`unexpected (${unexpected.length}): ${shortList(unexpected)}`);
   if (misShaped.length) parts.push(`wrong shape (${misShaped.length}): ${shortList(misShaped, '; ')}`);
-  throw new WeightsError(`${source} does not fit model "${cfg.name}":\n  ${parts.join('\n  ')}`);
+  throw new WeightsError(`${source} does not fit model "${cfg.name}":`, parts);
 }
