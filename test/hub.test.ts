@@ -531,3 +531,25 @@ test('hub limits: a config.json announced larger than any config is not download
     assert.equal(hub.bodyGets('config.json').length, 0);
   });
 });
+
+test('hub: a model-info answer of the wrong shape is a clear error, not a TypeError', async () => {
+  const answers: unknown[] = [
+    { sha: COMMIT, siblings: 5 },
+    { sha: COMMIT, siblings: [{ rfilename: 'config.json' }, { name: 'model.safetensors' }] },
+    { sha: COMMIT, siblings: 'config.json' },
+  ];
+  for (const answer of answers) {
+    const server = createServer((req, res) => {
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end(JSON.stringify(answer));
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const endpoint = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    try {
+      await assert.rejects(fetchModel('acme/odd', { settings: { cacheDir: freshDir(), endpoint, token: null, offline: false } }), (e: unknown) =>
+        e instanceof ModelError && /^the hub's model info for acme\/odd@main (is not in the form|has no list of file names)/.test(e.message));
+    } finally {
+      await new Promise((r) => server.close(r));
+    }
+  }
+});

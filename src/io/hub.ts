@@ -173,9 +173,15 @@ class HubClient {
       if (typeof info.sha !== 'string' || !/^[0-9a-f]{40}$/.test(info.sha)) {
         throw new ModelError(`the hub's model info for ${repo}@${revision} has no commit hash ("sha")`);
       }
-      return { commit: info.sha, files: info.filePaths ?? [] };
+      const files: unknown = info.filePaths ?? [];
+      if (!Array.isArray(files) || files.some((f) => typeof f !== 'string')) {
+        throw new ModelError(`the hub's model info for ${repo}@${revision} has no list of file names ("filePaths")`);
+      }
+      return { commit: info.sha, files: files as string[] };
     } catch (e) {
       if (e instanceof hub.HubApiError) throw statusError(e.statusCode, `${repo}@${revision}`, e.url);
+      // The library reading an answer of the wrong shape (siblings that are not a list, say).
+      if (e instanceof TypeError) throw new ModelError(`the hub's model info for ${repo}@${revision} is not in the form the hub's API has (${e.message})`);
       throw e;
     }
   }
