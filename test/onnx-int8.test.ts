@@ -4,16 +4,18 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
 import * as ort from 'onnxruntime-node';
+import protoPkg from 'onnx-proto';
 import { argmaxRows, digitsToPixels, splitDigits } from '../scripts/digits-data.js';
 import { UsageError } from '../src/errors.js';
+import { int8WeightsFor } from '../src/io/cpus.js';
 import { openGraphCache, writeEntryFile } from '../src/io/graph-cache.js';
 import { loadModel } from '../src/io/model-source.js';
 import { validateVitConfig, type ViTConfig } from '../src/model/arch/vit/config.js';
 import type { ModelConfig } from '../src/model/config.js';
-import type { Dtype, Engine } from '../src/model/engines/engine.js';
-import { exportOnnx } from '../src/model/engines/onnx-export.js';
+import type { Dtype, Engine, Int8Weights } from '../src/model/engines/engine.js';
+import { exportOnnx, INLINE_LIMIT } from '../src/model/engines/onnx-export.js';
 import { buildGraph, type GraphOptions } from '../src/model/engines/onnx-graph.js';
-import { quantizeLinear } from '../src/model/engines/onnx-weights.js';
+import { quantizeLinear, weightChunks } from '../src/model/engines/onnx-weights.js';
 import type { TensorMap } from '../src/model/tensor.js';
 import { randomWeights } from '../src/model/weights/random.js';
 import { engineFor, GOLDEN_MODELS, identityOf, maxAbsDiff, modelDir, readGolden, withEngine } from './helpers/golden.js';
@@ -34,16 +36,23 @@ const INT8_ATTENTION_TOL = 0.06;
 /** The bundled digits model at fp32 reads 1961 of the 2004 held-out digits; int8 must not lose more than 4. */
 const MIN_INT8_DIGITS = 1957;
 
+const onnxProto = protoPkg.onnx;
 const scratch = mkdtempSync(join(tmpdir(), 'vit-int8-test-'));
 after(() => rmSync(scratch, { recursive: true, force: true }));
 
 const shapes = (w: TensorMap) => (p: string) => w.get(p)!.shape;
-const onnx = (cfg: ModelConfig, w: TensorMap, dtype: Dtype) => engineFor('onnx', cfg, w, { dtype });
+const onnx = (cfg: ModelConfig, w: TensorMap, dtype: Dtype, int8Weights?: Int8Weights) => engineFor('onnx', cfg, w, { dtype, int8Weights });
 const vit = (cfg: ModelConfig) => cfg as ViTConfig;
 
 function maxAbs(rows: number[][]): number {
   return Math.max(...rows.flat().map(Math.abs));
 }
+
+/**
+ * The weight encodings whose products are exact on this CPU: uint8 everywhere (u8·u8), int8 too where the CPU
+ * has VNNI or is not x86 (see int8WeightsFor); the one the CLI picks is among them.
+ */
+const EXACT_ENCODINGS: Int8Weights[] = int8WeightsFor() === 'int8' ? ['int8', 'uint8'] : ['uint8'];
 
 for (const name of GOLDEN_MODELS) {
   test(`int8: ${name} stays within ${INT8_LOGIT_TOL * 100}% of torchvision's logits, same top-1, attentions close`, async (t) => {
@@ -52,18 +61,28 @@ for (const name of GOLDEN_MODELS) {
     const x = Float32Array.from(g.inputs.data);
     const batch = g.inputs.shape[0];
     const first = x.subarray(0, x.length / batch);
-    const [got, att] = await withEngine(onnx(m.config, m.weights, 'int8'), async (e) => [await e.run(x, batch), await e.run(first, 1, { attentions: true })]);
-    const err = maxAbsDiff(got.logits!.data, g.logits);
-    const limit = INT8_LOGIT_TOL * maxAbs(g.logits);
-    t.diagnostic(`${name} int8 logits max |Δ| ${err.toExponential(2)} (limit ${limit.toExponential(2)}), cls ${maxAbsDiff(got.features.cls.data, g.cls).toExponential(2)}`);
-    assert.ok(err < limit, `${name}: int8 logits off by ${err}, limit ${limit}`);
-    assert.deepEqual(argmaxRows(got.logits!.data, g.config.numClasses), g.logits.map((row) => row.indexOf(Math.max(...row))));
-    g.attentions.forEach((layer, l) => {
-      const e = maxAbsDiff(att.attentions[l].data, layer);
-      assert.ok(e < INT8_ATTENTION_TOL, `${name} attn_${l} off by ${e}`);
-    });
+    for (const held of EXACT_ENCODINGS) {
+      const [got, att] = await withEngine(onnx(m.config, m.weights, 'int8', held), async (e) => [await e.run(x, batch), await e.run(first, 1, { attentions: true })]);
+      const err = maxAbsDiff(got.logits!.data, g.logits);
+      const limit = INT8_LOGIT_TOL * maxAbs(g.logits);
+      t.diagnostic(`${name} int8 (weights as ${held}) logits max |Δ| ${err.toExponential(2)} (limit ${limit.toExponential(2)}), cls ${maxAbsDiff(got.features.cls.data, g.cls).toExponential(2)}`);
+      assert.ok(err < limit, `${name}, weights as ${held}: int8 logits off by ${err}, limit ${limit}`);
+      assert.deepEqual(argmaxRows(got.logits!.data, g.config.numClasses), g.logits.map((row) => row.indexOf(Math.max(...row))));
+      g.attentions.forEach((layer, l) => {
+        const e = maxAbsDiff(att.attentions[l].data, layer);
+        assert.ok(e < INT8_ATTENTION_TOL, `${name} attn_${l} off by ${e}`);
+      });
+    }
   });
 }
+
+test('int8: where both encodings multiply exactly, int8 and uint8 weights give the same logits', { skip: EXACT_ENCODINGS.length < 2 && 'this CPU multiplies u8·s8 with saturation (no VNNI)' }, async () => {
+  const m = await loadModel({ model: modelDir('odd40', 'timm') });
+  const g = readGolden('odd40');
+  const x = Float32Array.from(g.inputs.data);
+  const [a, b] = await Promise.all((['int8', 'uint8'] as const).map((held) => withEngine(onnx(m.config, m.weights, 'int8', held), (e) => e.run(x, g.inputs.shape[0]))));
+  assert.ok(maxAbsDiff(a.logits!.data, Array.from(b.logits!.data)) < 1e-4 * maxAbs(g.logits));
+});
 
 test(`int8: the Swin goldens stay within ${SWIN_INT8_LOGIT_TOL * 100}% of the reference logits, the same top-1 where two classes are not closer than the error`, async (t) => {
   for (const name of SWIN_GOLDENS) {
@@ -142,6 +161,31 @@ test('int8 graph: every linear weight is an int8 initializer with one scale per 
   }
 });
 
+test('int8 graph, weights as uint8: the same numbers plus 128, zero point 128 in every integer product', async () => {
+  const m = await loadModel({ model: modelDir('repr24', 'timm') });
+  const cfg = vit(m.config);
+  for (const opts of [{}, { portable: true }]) {
+    const a = buildGraph(cfg, shapes(m.weights), { dtype: 'int8', ...opts });
+    const b = buildGraph(cfg, shapes(m.weights), { dtype: 'int8', int8Weights: 'uint8', ...opts });
+    assert.deepEqual(b.slots.map((s) => s.encoding), a.slots.map((s) => (s.encoding === 'int8-t' ? 'uint8-t' : s.encoding)));
+    const products = (g: typeof a) => g.model.graph!.node!.filter((n) => n.opType === 'MatMulInteger' || n.opType === 'QAttention');
+    // MatMulInteger's input 3 and QAttention's input 7 are the weights' zero point.
+    for (const n of products(b)) {
+      const zero = b.model.graph!.initializer!.find((t) => t.name === n.input![n.opType === 'QAttention' ? 7 : 3])!;
+      assert.deepEqual([zero.dataType, Array.from(zero.rawData!)], [onnxProto.TensorProto.DataType.UINT8, [128]]);
+    }
+    assert.ok(products(a).every((n) => n.input!.length === (n.opType === 'QAttention' ? 7 : 3)), 'int8 weights: zero point 0, left out');
+  }
+  const fc1 = 'blocks.0.mlp.fc1.weight';
+  const stored = (held: Int8Weights) => {
+    const slot = buildGraph(cfg, shapes(m.weights), { dtype: 'int8', int8Weights: held }).slots.find((s) => s.param === fc1 && s.encoding !== 'int8-scale')!;
+    return [...weightChunks([slot], new Map([[fc1, m.weights.get(fc1)!]]))][0].bytes;
+  };
+  const i8 = new Int8Array(stored('int8').slice().buffer);
+  const u8 = stored('uint8');
+  assert.deepEqual(Array.from(u8), Array.from(i8, (v) => v + 128));
+});
+
 test('int8: the fused QAttention graph gives the portable int8 graph\'s logits: with and without a qkv bias, distilled, pooled', async (t) => {
   const base = vit((await loadModel({ model: modelDir('odd40', 'hf') })).config);
   const variants: [string, Partial<ViTConfig>][] = [
@@ -160,7 +204,8 @@ test('int8: the fused QAttention graph gives the portable int8 graph\'s logits: 
     const fused = await withEngine(onnx(cfg, w, 'int8'), (e) => e.run(x, batch, { pools: [] }));
     const dir = join(scratch, `portable-${label.replace(/\W+/g, '-')}`);
     mkdirSync(dir);
-    for (const f of exportOnnx(cfg, w, 'int8')) writeEntryFile(dir, f);
+    // The portable graph with the weights as the engine holds them on this CPU.
+    for (const f of exportOnnx(cfg, w, 'int8', INLINE_LIMIT, int8WeightsFor())) writeEntryFile(dir, f);
     const s = await ort.InferenceSession.create(join(dir, 'model_quantized.onnx'));
     const dims = [batch, 3, ...cfg.imgSize];
     const portable = (await s.run({ pixel_values: new ort.Tensor('float32', x, dims) })).logits.data as Float32Array;

@@ -9,12 +9,12 @@
 import { createHash } from 'node:crypto';
 import { join } from 'node:path';
 import type { ModelConfig } from '../model/config.js';
-import { DEVICES, DTYPES, type Device, type Dtype, type Engine, type GraphStore, type RunOptions } from '../model/engines/engine.js';
+import { DEVICES, DTYPES, type Device, type Dtype, type Engine, type GraphStore, type Int8Weights, type RunOptions } from '../model/engines/engine.js';
 import { deviceMissing } from '../model/engines/execution.js';
 import { ENGINE_NAMES, startEngine, type EngineChoice } from '../model/engines/index.js';
 import { providerInstalled } from '../io/onnx-binaries.js';
 import { checkpointHash } from '../io/checkpoint-files.js';
-import { usableCpus } from '../io/cpus.js';
+import { int8WeightsFor, usableCpus } from '../io/cpus.js';
 import { defaultGraphCacheDir, openGraphCache } from '../io/graph-cache.js';
 import { loadWeights, resolveModel, type ModelSpec, type ResolvedModel } from '../io/model-source.js';
 import { toolVersion } from '../io/paths.js';
@@ -54,7 +54,7 @@ export interface PreparedModel {
    * the resolved config and the class count asked for. Equal ids give equal outputs.
    */
   modelId: string;
-  settings: { dtype: Dtype; device: Device; threads: number; engine: EngineChoice };
+  settings: { dtype: Dtype; device: Device; threads: number; int8Weights: Int8Weights; engine: EngineChoice };
   /** Start the engine (loading the weights unless its graph is stored), readied for runs like `expect`. */
   start(expect?: RunOptions): Promise<Engine>;
 }
@@ -78,6 +78,7 @@ export async function prepareModel(spec: ModelSpec, opts: OpenOptions = {}): Pro
     dtype: choice(opts.dtype, DTYPES, '--dtype', 'fp32'),
     device: choice(opts.device, DEVICES, '--device', 'cpu'),
     threads: opts.threads ?? defaultThreads(),
+    int8Weights: int8WeightsFor(),
   };
   if (!providerInstalled(settings.device)) throw deviceMissing(settings.device);
   const resolved = await resolveModel(spec);

@@ -1,9 +1,10 @@
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { int8WeightsFor } from '../../src/io/cpus.js';
 import { PACKAGE_ROOT } from '../../src/io/paths.js';
 import type { ModelConfig } from '../../src/model/config.js';
-import type { Dtype, Engine, GraphStore } from '../../src/model/engines/engine.js';
+import type { Dtype, Engine, GraphStore, Int8Weights } from '../../src/model/engines/engine.js';
 import { startEngine, type EngineChoice } from '../../src/model/engines/index.js';
 import type { TensorMap } from '../../src/model/tensor.js';
 
@@ -65,14 +66,15 @@ export async function withEngine<R>(make: Promise<Engine>, use: (e: Engine) => P
 /** An engine over weights already in memory (no identity, so nothing is looked up in a store unless given one). */
 export function engineFor(
   engine: EngineChoice, config: ModelConfig, weights: TensorMap,
-  opts: { cache?: GraphStore | null; identity?: string | null; verbose?: (m: string) => void; dtype?: Dtype } = {},
+  opts: { cache?: GraphStore | null; identity?: string | null; verbose?: (m: string) => void; dtype?: Dtype; int8Weights?: Int8Weights } = {},
 ): Promise<Engine> {
   return startEngine(engine, {
     config,
     identity: opts.identity ?? null,
     // A copy of the map: an engine empties the map it is given as the weights move into its own storage.
     load: async () => ({ config, weights: new Map(weights) }),
-    settings: { dtype: opts.dtype ?? 'fp32', device: 'cpu', threads: 2 },
+    // int8 weights as this CPU should hold them, as the CLI does (src/io/cpus.ts).
+    settings: { dtype: opts.dtype ?? 'fp32', device: 'cpu', threads: 2, int8Weights: opts.int8Weights ?? int8WeightsFor() },
     cache: opts.cache ?? null,
     verbose: opts.verbose ?? (() => {}),
   });

@@ -4,6 +4,12 @@ import type { HostTensor, TensorMap } from '../tensor.js';
 export type EngineName = 'onnx' | 'tfjs';
 export const DTYPES = ['fp32', 'int8'] as const;
 export type Dtype = (typeof DTYPES)[number];
+/**
+ * How int8 weights are stored. int8: zero point 0, multiplied as u8·s8. uint8: the same numbers plus 128
+ * (zero point 128), multiplied as u8·u8, for x86 CPUs without VNNI, where onnxruntime's u8·s8 kernel
+ * (AVX2 vpmaddubsw) adds pairs of products in saturating 16-bit sums and so loses large ones.
+ */
+export type Int8Weights = 'int8' | 'uint8';
 export const DEVICES = ['cpu', 'cuda'] as const;
 export type Device = (typeof DEVICES)[number];
 
@@ -12,6 +18,8 @@ export interface ExecutionSettings {
   dtype: Dtype;
   device: Device;
   threads: number;
+  /** How int8 weights are held on this CPU (src/io/cpus.ts decides); default int8. */
+  int8Weights?: Int8Weights;
 }
 
 export interface RunOptions {

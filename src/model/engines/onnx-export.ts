@@ -2,7 +2,7 @@ import protoPkg from 'onnx-proto';
 import { ModelError } from '../../errors.js';
 import type { ModelConfig } from '../config.js';
 import type { TensorMap } from '../tensor.js';
-import type { Dtype, StoreFile } from './engine.js';
+import type { Dtype, Int8Weights, StoreFile } from './engine.js';
 import { buildGraph, encodeModel } from './onnx-graph.js';
 import { weightChunks, weightFileSize } from './onnx-weights.js';
 
@@ -22,15 +22,17 @@ export const EXPORT_FILES: Record<Dtype, string> = { fp32: 'model.onnx', int8: '
  * (standard ops only), input `pixel_values` [batch, C, H, W], output `logits` [batch, classes]; built with
  * ForwardOptions.prefixOnly, since the logits are all it gives. Its weights are
  * inline when they fit in the message, else in `<file>_data` beside it (transformers.js's name for a model's
- * external data). Returns the files, named relative to the folder they go in.
+ * external data). int8 weights are int8 (zero point 0), the same on every machine; `int8Weights` 'uint8' writes
+ * the same numbers plus 128 (for tests on CPUs whose u8·s8 products saturate). Returns the files, named
+ * relative to the folder they go in.
  */
-export function exportOnnx(cfg: ModelConfig, weights: TensorMap, dtype: Dtype, inlineLimit = INLINE_LIMIT): StoreFile[] {
+export function exportOnnx(cfg: ModelConfig, weights: TensorMap, dtype: Dtype, inlineLimit = INLINE_LIMIT, int8Weights: Int8Weights = 'int8'): StoreFile[] {
   if (cfg.numClasses === 0) throw new ModelError(`${cfg.name} has no classifier head; vit export writes image classifiers (logits)`);
   const g = buildGraph(cfg, (p) => {
     const t = weights.get(p);
     if (!t) throw new ModelError(`vit export: the weights have no "${p}" for model ${cfg.name}`);
     return t.shape;
-  }, { dtype, portable: true, inputName: 'pixel_values', logitsOnly: true, prefixOnly: true });
+  }, { dtype, int8Weights, portable: true, inputName: 'pixel_values', logitsOnly: true, prefixOnly: true });
   const file = EXPORT_FILES[dtype];
   const size = weightFileSize(g.slots);
   const inits = new Map(g.model.graph!.initializer!.map((t) => [t.name!, t]));

@@ -3,7 +3,7 @@ import { ModelError } from '../../errors.js';
 import { archOf } from '../arch/index.js';
 import type { ModelConfig } from '../config.js';
 import type { Ops } from '../ops.js';
-import type { Dtype } from './engine.js';
+import type { Dtype, Int8Weights } from './engine.js';
 import { GRAPH_FORMAT, WEIGHTS_FILE } from './onnx-format.js';
 import { layOut, SLOT_ENCODINGS, type SlotEncoding, type WeightSlot } from './onnx-weights.js';
 
@@ -31,7 +31,7 @@ function bytesOf(a: Float32Array | BigInt64Array): Uint8Array {
 /** onnxruntime's own operator domain (contrib ops). */
 const MS_DOMAIN = 'com.microsoft';
 
-const DATA_TYPES = { float32: onnx.TensorProto.DataType.FLOAT, int8: onnx.TensorProto.DataType.INT8 } as const;
+const DATA_TYPES = { float32: onnx.TensorProto.DataType.FLOAT, int8: onnx.TensorProto.DataType.INT8, uint8: onnx.TensorProto.DataType.UINT8 } as const;
 
 /** How the graph is spelled: which number format its linear layers compute in, which fused kernels it may use. */
 export interface GraphOptions {
@@ -42,6 +42,8 @@ export interface GraphOptions {
    * projection with the attention after it as QAttention). Everything else stays fp32.
    */
   dtype?: Dtype;
+  /** How int8 weights are stored: int8 (zero point 0), or the same numbers plus 128 as uint8 (see Int8Weights). */
+  int8Weights?: Int8Weights;
   /**
    * Spelled op by op in standard ONNX, for any ONNX runtime (`vit export`), instead of in the kernels that are
    * fastest on onnxruntime (its com.microsoft fused attention, linear layers as Gemm).
@@ -72,6 +74,7 @@ export class OnnxGraphOps implements Ops<string> {
   private readonly fixedNames = new WeakMap<Float32Array | Int32Array, string>();
   private counter = 0;
   private readonly dtype: Dtype;
+  private readonly int8Weights: Int8Weights;
   /** fp32 linear layers with a bias as Gemm (see gemmLinear). */
   private readonly gemm: boolean;
   readonly selfAttention?: Ops<string>['selfAttention'];
@@ -88,6 +91,7 @@ export class OnnxGraphOps implements Ops<string> {
    */
   constructor(private readonly shapeOf: (param: string) => number[], opts: GraphOptions & { attentions?: boolean } = {}) {
     this.dtype = opts.dtype ?? 'fp32';
+    this.int8Weights = opts.int8Weights ?? 'int8';
     this.gemm = this.dtype === 'fp32' && !opts.portable;
     if (!opts.portable && !opts.attentions) {
       this.selfAttention = this.dtype === 'int8'
@@ -185,7 +189,7 @@ export class OnnxGraphOps implements Ops<string> {
     const r = this.rank(x);
     const [q, wScale] = this.int8Weight(w, param);
     const [xq, xScale, xZero] = this.quantizeInput(x);
-    const acc = this.node('MatMulInteger', [xq, q, xZero], r); // int32 [..., in] · [in, out] → [..., out]
+    const acc = this.node('MatMulInteger', [xq, q, xZero, ...this.weightZero()], r); // int32 [..., in] · [in, out] → [..., out]
     const accF = this.node('Cast', [acc], r, [attr.int('to', onnx.TensorProto.DataType.FLOAT)]);
     const y = this.node('Mul', [accF, this.node('Mul', [xScale, wScale], 1)], r);
     return b === undefined ? y : this.node('Add', [y, b], r);
@@ -194,7 +198,14 @@ export class OnnxGraphOps implements Ops<string> {
   /** The int8 matrix [in, out] and per-output scales [out] of linear weight w (parameter `param`, [out, in]). */
   private int8Weight(w: string, param: string): [q: string, scale: string] {
     const [out, inDim] = this.shapeOf(param);
-    return [this.slot(`${w}.int8`, param, [inDim, out], 'int8-t'), this.slot(`${w}.scale`, param, [out], 'int8-scale')];
+    const q = this.int8Weights === 'uint8' ? this.slot(`${w}.uint8`, param, [inDim, out], 'uint8-t') : this.slot(`${w}.int8`, param, [inDim, out], 'int8-t');
+    return [q, this.slot(`${w}.scale`, param, [out], 'int8-scale')];
+  }
+
+  /** The weights' zero point as an input of the integer products: none for int8 (0), 128 for uint8. */
+  private weightZero(): string[] {
+    if (this.int8Weights === 'int8') return [];
+    return [this.constant('u8_128', () => ({ dims: [], dataType: onnx.TensorProto.DataType.UINT8, raw: Uint8Array.of(128) }))];
   }
 
   /** x quantized per tensor at run time: uint8 values, scale, zero point. */
@@ -261,8 +272,8 @@ export class OnnxGraphOps implements Ops<string> {
     const bias = this.qkvBias(w, b);
     if (b !== undefined) this.use(b);
     const [xq, xScale, xZero] = this.quantizeInput(x);
-    // Inputs 5 (mask) and 7 (weight zero point: symmetric, so 0) are left out.
-    return this.node('QAttention', [xq, q, bias, xScale, wScale, '', xZero], 3, [attr.int('num_heads', numHeads)], undefined, MS_DOMAIN);
+    // Input 5 (mask) is left out, and input 7 (the weights' zero point) for int8 weights (0).
+    return this.node('QAttention', [xq, q, bias, xScale, wScale, '', xZero, ...this.weightZero()], 3, [attr.int('num_heads', numHeads)], undefined, MS_DOMAIN);
   }
 
   layerNorm(x: string, gamma: string, beta: string, eps: number): string {

@@ -13,7 +13,9 @@ export const SLOT_ENCODINGS = {
   'float32-t': { bytesPerValue: 4, dataType: 'float32' },
   /** A 2-D [out, in] weight quantized symmetrically per output row (zero point 0), stored as int8 [in, out]. */
   'int8-t': { bytesPerValue: 1, dataType: 'int8' },
-  /** The float32 scale of each output row of the int8-t slot of the same parameter: [out]. */
+  /** The int8-t matrix plus 128, as uint8 [in, out] with zero point 128: the same numbers, for u8·u8 kernels. */
+  'uint8-t': { bytesPerValue: 1, dataType: 'uint8' },
+  /** The float32 scale of each output row of the int8-t (or uint8-t) slot of the same parameter: [out]. */
   'int8-scale': { bytesPerValue: 4, dataType: 'float32' },
 } as const;
 export type SlotEncoding = keyof typeof SLOT_ENCODINGS;
@@ -50,7 +52,7 @@ export function weightFileSize(slots: WeightSlot[]): number {
   return slots.length === 0 ? 0 : slots[slots.length - 1].offset + slots[slots.length - 1].length;
 }
 
-function bytesOf(a: Float32Array | Int8Array): Uint8Array {
+function bytesOf(a: Float32Array | Int8Array | Uint8Array): Uint8Array {
   return new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
 }
 
@@ -117,7 +119,7 @@ export function* weightChunks(slots: WeightSlot[], weights: TensorMap, release =
     if (sizeOf(t.shape) !== sizeOf(expected) || (s.encoding !== 'float32' && t.shape.length !== 2)) {
       throw new ModelError(`onnx engine: weight ${s.param} has shape ${shapeStr(t.shape)}, the graph expects ${shapeStr(expected)}`);
     }
-    let data: Float32Array | Int8Array;
+    let data: Float32Array | Int8Array | Uint8Array;
     if (s.encoding === 'float32') data = t.data;
     else if (s.encoding === 'float32-t') data = transpose2d(t.data, expected[0], expected[1]);
     else {
@@ -126,7 +128,7 @@ export function* weightChunks(slots: WeightSlot[], weights: TensorMap, release =
         qz = quantizeLinear(t.data, expected[0], expected[1]);
         quantized.set(s.param, qz);
       }
-      data = s.encoding === 'int8-t' ? qz.q : qz.scales;
+      data = s.encoding === 'int8-t' ? qz.q : s.encoding === 'uint8-t' ? Uint8Array.from(qz.q, (v) => v + 128) : qz.scales;
     }
     if (lastUse.get(s.param) === i) {
       quantized.delete(s.param);

@@ -49,21 +49,24 @@ function graphFor(cfg: ModelConfig, run: RunOptions): GraphFile {
 
 /** The store key of a model run with these settings. */
 export function graphKey(identity: string, s: ExecutionSettings): string {
-  return createHash('sha256').update(`graph ${GRAPH_FORMAT}\n${identity}\n${s.dtype}\n${s.device}`).digest('hex').slice(0, 32);
+  // The weights' encoding only where there are int8 weights (fp32 keys stay as they were).
+  const dtype = s.dtype === 'int8' && (s.int8Weights ?? 'int8') !== 'int8' ? `int8 as ${s.int8Weights}` : s.dtype;
+  return createHash('sha256').update(`graph ${GRAPH_FORMAT}\n${identity}\n${dtype}\n${s.device}`).digest('hex').slice(0, 32);
 }
 
 type Graphs = Partial<Record<GraphFile, ModelGraph>> & { [MODEL_FILE]: ModelGraph };
 
 /** The model's graphs, which must all read the same weights file. */
-function buildGraphs(g: GraphBuilder, cfg: ModelConfig, weights: TensorMap, dtype: Dtype): Graphs {
+function buildGraphs(g: GraphBuilder, cfg: ModelConfig, weights: TensorMap, s: ExecutionSettings): Graphs {
+  const { dtype, int8Weights } = s;
   const shapeOf = (param: string) => {
     const t = weights.get(param);
     if (!t) throw new ModelError(`onnx engine: the weights have no "${param}" for model ${cfg.name}`);
     return t.shape;
   };
-  const graphs: Graphs = { [MODEL_FILE]: g.buildGraph(cfg, shapeOf, { dtype }) };
-  if (archOf(cfg).prefixPools(cfg) !== null) graphs[PREFIX_MODEL_FILE] = g.buildGraph(cfg, shapeOf, { dtype, prefixOnly: true });
-  graphs[ATTENTION_MODEL_FILE] = g.buildGraph(cfg, shapeOf, { dtype, attentions: true });
+  const graphs: Graphs = { [MODEL_FILE]: g.buildGraph(cfg, shapeOf, { dtype, int8Weights }) };
+  if (archOf(cfg).prefixPools(cfg) !== null) graphs[PREFIX_MODEL_FILE] = g.buildGraph(cfg, shapeOf, { dtype, int8Weights, prefixOnly: true });
+  graphs[ATTENTION_MODEL_FILE] = g.buildGraph(cfg, shapeOf, { dtype, int8Weights, attentions: true });
   const a = graphs[MODEL_FILE].slots;
   for (const [file, graph] of Object.entries(graphs)) {
     const b = graph.slots;
@@ -122,7 +125,7 @@ export async function startOnnx(req: EngineRequest): Promise<Engine> {
   const { config, weights } = await req.load();
   const t1 = performance.now();
   const g = await graphBuilder();
-  const graphs = buildGraphs(g, config, weights, req.settings.dtype);
+  const graphs = buildGraphs(g, config, weights, req.settings);
   const t2 = performance.now();
   let source: WorkerSource | null = null;
   if (key) {
@@ -173,13 +176,14 @@ class OnnxEngine implements Engine {
 
   /** A worker with the session open of the graph the expected runs need (the plain one unless told). */
   static async open(config: ModelConfig, source: WorkerSource, req: EngineRequest): Promise<OnnxEngine> {
-    const { threads, device, dtype } = req.settings;
+    const { threads, device, dtype, int8Weights = 'int8' } = req.settings;
     const transfer = source.kind === 'memory'
       ? [source.weights.buffer as ArrayBuffer, ...Object.values(source.graphs).map((g) => g.buffer as ArrayBuffer)]
       : [];
     const sessions = new SessionWorker({ source, threads, providers: providersFor(device) }, transfer);
     try {
-      const backend = `${device}, ${threads} thread${threads === 1 ? '' : 's'}${dtype === 'fp32' ? '' : `, ${dtype}`}`;
+      const held = dtype === 'int8' && int8Weights !== 'int8' ? ` (weights as ${int8Weights}: this CPU has no VNNI)` : '';
+      const backend = `${device}, ${threads} thread${threads === 1 ? '' : 's'}${dtype === 'fp32' ? '' : `, ${dtype}${held}`}`;
       const engine = new OnnxEngine(config, backend, sessions);
       const { version } = await engine.session(graphFor(config, req.expect ?? {}));
       req.verbose(`engine: onnx (onnxruntime-node ${version}, ${backend})`);
