@@ -73,13 +73,14 @@ function choice<T extends string>(value: T | undefined, allowed: readonly T[], f
 
 export async function prepareModel(spec: ModelSpec, opts: OpenOptions = {}): Promise<PreparedModel> {
   const verbose = opts.verbose ?? (() => {});
-  const settings = {
+  const chosen = {
     engine: choice(opts.engine, ENGINE_NAMES, '--engine', 'auto'),
     dtype: choice(opts.dtype, DTYPES, '--dtype', 'fp32'),
     device: choice(opts.device, DEVICES, '--device', 'cpu'),
     threads: opts.threads ?? defaultThreads(),
-    int8Weights: int8WeightsFor(),
   };
+  // The CPU (/proc/cpuinfo) is asked only where there are int8 weights to hold.
+  const settings = { ...chosen, int8Weights: chosen.dtype === 'int8' ? int8WeightsFor() : 'int8' as const };
   if (!providerInstalled(settings.device)) throw deviceMissing(settings.device);
   const resolved = await resolveModel(spec);
   const cache = opts.graphCache === undefined ? openGraphCache() : opts.graphCache;

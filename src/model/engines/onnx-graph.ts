@@ -198,7 +198,7 @@ export class OnnxGraphOps implements Ops<string> {
   /** The int8 matrix [in, out] and per-output scales [out] of linear weight w (parameter `param`, [out, in]). */
   private int8Weight(w: string, param: string): [q: string, scale: string] {
     const [out, inDim] = this.shapeOf(param);
-    const q = this.int8Weights === 'uint8' ? this.slot(`${w}.uint8`, param, [inDim, out], 'uint8-t') : this.slot(`${w}.int8`, param, [inDim, out], 'int8-t');
+    const q = this.slot(`${w}.${this.int8Weights}`, param, [inDim, out], `${this.int8Weights}-t`);
     return [q, this.slot(`${w}.scale`, param, [out], 'int8-scale')];
   }
 

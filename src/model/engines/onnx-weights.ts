@@ -66,6 +66,16 @@ function transpose2d(src: Float32Array, rows: number, cols: number): Float32Arra
   return out;
 }
 
+/**
+ * int8 values as uint8 plus 128 (flipping the sign bit of each byte). A plain loop: Uint8Array.from with a
+ * mapping function took 21 s for B/16's 85 M weights here, this 0.36 s.
+ */
+function offsetBy128(q: Int8Array): Uint8Array {
+  const u = new Uint8Array(q.length);
+  for (let i = 0; i < q.length; i++) u[i] = q[i] ^ 0x80;
+  return u;
+}
+
 export interface QuantizedLinear {
   /** [in, out] int8, w[o, i] ≈ q[i, o] · scales[o]. */
   q: Int8Array;
@@ -128,7 +138,7 @@ export function* weightChunks(slots: WeightSlot[], weights: TensorMap, release =
         qz = quantizeLinear(t.data, expected[0], expected[1]);
         quantized.set(s.param, qz);
       }
-      data = s.encoding === 'int8-t' ? qz.q : s.encoding === 'uint8-t' ? Uint8Array.from(qz.q, (v) => v + 128) : qz.scales;
+      data = s.encoding === 'int8-t' ? qz.q : s.encoding === 'uint8-t' ? offsetBy128(qz.q) : qz.scales;
     }
     if (lastUse.get(s.param) === i) {
       quantized.delete(s.param);
