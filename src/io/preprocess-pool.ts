@@ -70,7 +70,8 @@ export class PreprocessPool {
 
   async close(): Promise<void> {
     this.fail(new Error('preprocessing pool closed'));
-    await Promise.all([...this.holds.values()].map((h) => h.end()));
+    // Each thread ends itself after the image in hand (terminating it could land inside a native addon's start).
+    await Promise.all([...this.holds].map(([w, h]) => h.end(() => w.postMessage(null))));
   }
 
   private dispatch(): void {

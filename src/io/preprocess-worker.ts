@@ -28,9 +28,26 @@ function reason(e: unknown): string {
   return (e as Error)?.message?.split('\n')[0] ?? String(e);
 }
 
-parentPort!.on('message', (req: PreprocessRequest) => {
+/** Whether an image is in hand, and whether the pool asked this thread to end once it is done. */
+let busy = false;
+let ending = false;
+
+function reply(error: string | null): void {
+  busy = false;
+  parentPort!.postMessage({ error } satisfies PreprocessReply);
+  if (ending) process.exit(0);
+}
+
+/** A request, or null: end the thread, after the image in hand if there is one (see WorkerHold.end). */
+parentPort!.on('message', (req: PreprocessRequest | null) => {
+  if (req === null) {
+    ending = true;
+    if (!busy) process.exit(0);
+    return;
+  }
+  busy = true;
   loadImage(req.bytes ?? req.path, { preprocess, size, channels }, req.pixels, req.offset, { blockingRead: true }).then(
-    () => parentPort!.postMessage({ error: null } satisfies PreprocessReply),
-    (e: unknown) => parentPort!.postMessage({ error: reason(e) } satisfies PreprocessReply),
+    () => reply(null),
+    (e: unknown) => reply(reason(e)),
   );
 });
