@@ -71,17 +71,19 @@ test('--device cuda without onnxruntime-node\'s CUDA binaries is one line, exit 
   assert.equal(graphKey('m', { ...s, threads: 1 }), graphKey('m', s), 'threads do not change the graph');
   const i8 = { ...s, dtype: 'int8' } as const;
   assert.notEqual(graphKey('m', { ...i8, int8Weights: 'uint8' }), graphKey('m', i8), 'int8 weights held as uint8 are another graph');
+  assert.notEqual(graphKey('m', { ...i8, int8Weights: 'int7' }), graphKey('m', i8), 'weights in 7 bits are another graph');
+  assert.notEqual(graphKey('m', { ...i8, int8Weights: 'int7' }), graphKey('m', { ...i8, int8Weights: 'uint8' }));
   assert.equal(graphKey('m', { ...i8, int8Weights: 'int8' }), graphKey('m', i8));
   assert.equal(graphKey('m', { ...s, int8Weights: 'uint8' }), graphKey('m', s), 'fp32 graphs have no int8 weights');
 });
 
-test('int8 weights: as int8 on x86 CPUs with VNNI or AMX and on other architectures, as uint8 on x86 without', () => {
+test('int8 weights: 8-bit on x86 CPUs with VNNI or AMX and on other architectures, in 7 bits on x86 without', () => {
   const cpu = (flags: string) => `processor\t: 0\nvendor_id\t: X\nflags\t\t: ${flags}\nbugs\t\t: spectre_v1\n\nprocessor\t: 1\nflags\t\t: ${flags}\n`;
   assert.equal(int8WeightsFor('x64', cpu('fpu sse2 avx avx2 fma avx512f avx512bw avx512_vnni')), 'int8');
   assert.equal(int8WeightsFor('x64', cpu('fpu sse2 avx avx2 fma avx_vnni')), 'int8');
   assert.equal(int8WeightsFor('x64', cpu('fpu avx2 avx512f amx_tile amx_int8')), 'int8');
-  assert.equal(int8WeightsFor('x64', cpu('fpu sse2 avx f16c avx2 fma')), 'uint8', 'AVX2 alone: vpmaddubsw saturates');
-  assert.equal(int8WeightsFor('x64', cpu('fpu avx2 avx512f avx512bw avx512_vnni_x')), 'uint8', 'whole flags only');
-  assert.equal(int8WeightsFor('x64', ''), 'uint8', 'unknown: the encoding exact everywhere');
+  assert.equal(int8WeightsFor('x64', cpu('fpu sse2 avx f16c avx2 fma')), 'int7', 'AVX2 alone: vpmaddubsw saturates');
+  assert.equal(int8WeightsFor('x64', cpu('fpu avx2 avx512f avx512bw avx512_vnni_x')), 'int7', 'whole flags only');
+  assert.equal(int8WeightsFor('x64', ''), 'int7', 'unknown: the encoding exact everywhere');
   assert.equal(int8WeightsFor('arm64', ''), 'int8');
 });

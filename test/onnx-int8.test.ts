@@ -31,6 +31,11 @@ const INT8_LOGIT_TOL = 0.03;
  * |logit| (swin_eps, swin_pad, swin_shift, swin_small).
  */
 const SWIN_INT8_LOGIT_TOL = 0.07;
+/**
+ * With weights in 7 bits (Int8Weights int7: twice the rounding step of 8 bits) the Swin goldens lose more
+ * still: measured 2.3–8.7% on an AVX2-only AMD EPYC. (The ViT goldens stay within INT8_LOGIT_TOL: 1.7–2.6%.)
+ */
+const SWIN_INT7_LOGIT_TOL = 0.11;
 /** Attention probabilities (each in [0, 1]) at int8, absolute; measured up to 0.044 (odd40, last block). */
 const INT8_ATTENTION_TOL = 0.06;
 /** The bundled digits model at fp32 reads 1961 of the 2004 held-out digits; int8 must not lose more than 4. */
@@ -49,10 +54,10 @@ function maxAbs(rows: number[][]): number {
 }
 
 /**
- * The weight encodings whose products are exact on this CPU: uint8 everywhere (u8·u8), int8 too where the CPU
- * has VNNI or is not x86 (see int8WeightsFor); the one the CLI picks is among them.
+ * The weight encodings whose products are exact on this CPU: int7 and uint8 everywhere, int8 too where the
+ * CPU has VNNI or is not x86 (see int8WeightsFor); the one the CLI picks is among them.
  */
-const EXACT_ENCODINGS: Int8Weights[] = int8WeightsFor() === 'int8' ? ['int8', 'uint8'] : ['uint8'];
+const EXACT_ENCODINGS: Int8Weights[] = int8WeightsFor() === 'int8' ? ['int8', 'int7', 'uint8'] : ['int7', 'uint8'];
 
 for (const name of GOLDEN_MODELS) {
   test(`int8: ${name} stays within ${INT8_LOGIT_TOL * 100}% of torchvision's logits, same top-1, attentions close`, async (t) => {
@@ -76,7 +81,7 @@ for (const name of GOLDEN_MODELS) {
   });
 }
 
-test('int8: where both encodings multiply exactly, int8 and uint8 weights give the same logits', { skip: EXACT_ENCODINGS.length < 2 && 'this CPU multiplies u8·s8 with saturation (no VNNI)' }, async () => {
+test('int8: where both encodings multiply exactly, int8 and uint8 weights give the same logits', { skip: !EXACT_ENCODINGS.includes('int8') && 'this CPU multiplies u8·s8 with saturation (no VNNI)' }, async () => {
   const m = await loadModel({ model: modelDir('odd40', 'timm') });
   const g = readGolden('odd40');
   const x = Float32Array.from(g.inputs.data);
@@ -84,7 +89,7 @@ test('int8: where both encodings multiply exactly, int8 and uint8 weights give t
   assert.ok(maxAbsDiff(a.logits!.data, Array.from(b.logits!.data)) < 1e-4 * maxAbs(g.logits));
 });
 
-test(`int8: the Swin goldens stay within ${SWIN_INT8_LOGIT_TOL * 100}% of the reference logits, the same top-1 where two classes are not closer than the error`, async (t) => {
+test(`int8: the Swin goldens stay within ${SWIN_INT8_LOGIT_TOL * 100}% of the reference logits (${SWIN_INT7_LOGIT_TOL * 100}% with weights in 7 bits), the same top-1 where two classes are not closer than the error`, async (t) => {
   for (const name of SWIN_GOLDENS) {
     const g = readSwinGolden(name);
     const [layout, l] = Object.entries(g.layouts)[0];
@@ -94,8 +99,8 @@ test(`int8: the Swin goldens stay within ${SWIN_INT8_LOGIT_TOL * 100}% of the re
     const got = await withEngine(onnx(cfg, weights, 'int8'), (e) => e.run(x, batch));
     const want = g.references[l.reference].logits;
     const err = maxAbsDiff(got.logits!.data, want);
-    const limit = SWIN_INT8_LOGIT_TOL * Math.max(...want.map(Math.abs));
-    t.diagnostic(`${name} (${layout}) int8 logits max |Δ| ${err.toExponential(2)} (limit ${limit.toExponential(2)})`);
+    const limit = (int8WeightsFor() === 'int7' ? SWIN_INT7_LOGIT_TOL : SWIN_INT8_LOGIT_TOL) * Math.max(...want.map(Math.abs));
+    t.diagnostic(`${name} (${layout}) int8 (weights as ${int8WeightsFor()}) logits max |Δ| ${err.toExponential(2)} (limit ${limit.toExponential(2)})`);
     assert.ok(err < limit, `${name}: int8 logits off by ${err}, limit ${limit}`);
     // Where two classes are closer than twice the error, int8 may swap them (swin_shift's second image: 0.039
     // apart, error 0.074); everywhere else its top-1 must be the reference's.
@@ -109,22 +114,75 @@ test(`int8: the Swin goldens stay within ${SWIN_INT8_LOGIT_TOL * 100}% of the re
   }
 });
 
-test('int8 quantization: per output row, symmetric, the largest |w| of a row at ±127, every weight within half a step', () => {
+test('int8 quantization: per output row, symmetric, the largest |w| of a row at ±127 (±64 in 7 bits), every weight within half a step', () => {
   const out = 3;
   const inDim = 5;
   const w = Float32Array.from([0.5, -1, 0.25, 0.1, 0, 0, 0, 0, 0, 0, 3e-3, 2e-3, -4e-3, 1e-3, 0]);
-  const { q, scales } = quantizeLinear(w, out, inDim);
-  [1, 0, 4e-3].forEach((max, o) => assert.ok(Math.abs(scales[o] * 127 - max) < 1e-7, `row ${o}: scale ${scales[o]}`));
-  for (let o = 0; o < out; o++) {
-    for (let i = 0; i < inDim; i++) {
-      const v = q[i * out + o]; // stored [in, out]
-      assert.ok(v >= -127 && v <= 127);
-      assert.ok(Math.abs(v * scales[o] - w[o * inDim + i]) <= scales[o] / 2 + 1e-9, `w[${o}, ${i}]`);
+  for (const qmax of [127, 64]) {
+    const { q, scales } = quantizeLinear(w, out, inDim, qmax);
+    [1, 0, 4e-3].forEach((max, o) => assert.ok(Math.abs(scales[o] * qmax - max) < 1e-7, `row ${o}: scale ${scales[o]}`));
+    for (let o = 0; o < out; o++) {
+      for (let i = 0; i < inDim; i++) {
+        const v = q[i * out + o]; // stored [in, out]
+        assert.ok(v >= -qmax && v <= qmax);
+        assert.ok(Math.abs(v * scales[o] - w[o * inDim + i]) <= scales[o] / 2 + 1e-9, `w[${o}, ${i}]`);
+      }
+    }
+    assert.equal(q[1 * out + 0], -qmax); // the row's largest |w|, negative
+    assert.equal(q[2 * out + 2], -qmax);
+    assert.deepEqual([0, 1, 2, 3, 4].map((i) => q[i * out + 1]), [0, 0, 0, 0, 0]); // a zero row stays zero
+  }
+});
+
+/**
+ * onnxruntime's integer product of activations quantized at run time by constant int8 weights, against the
+ * exact sum. The activations are 1 and -0.1, which DynamicQuantizeLinear makes 255 and 0 (zero point 23): the
+ * largest pair sums a u8·s8 kernel can meet.
+ */
+async function integerProduct(bound: number): Promise<{ got: Int32Array; exact: number[] }> {
+  const [m, k, n] = [4, 64, 8];
+  const x = Float32Array.from({ length: m * k }, (_, i) => ((i * 7) % 5 < 3 ? 1 : -0.1));
+  // Adjacent rows of w (pairs of products) share a sign in most columns, so pair sums reach 2·255·|w|.
+  const w = Int8Array.from({ length: k * n }, (_, i) => (Math.floor(i / n) % 4 < 3 === (i % n) < 5 ? bound : -bound)); // [k, n]
+  const model = {
+    irVersion: onnxProto.Version.IR_VERSION,
+    opsetImport: [{ domain: '', version: 17 }],
+    graph: {
+      name: 'product',
+      node: [
+        { opType: 'DynamicQuantizeLinear', input: ['x'], output: ['xq', 'scale', 'zero'] },
+        { opType: 'MatMulInteger', input: ['xq', 'w', 'zero'], output: ['y'] },
+      ],
+      initializer: [{ name: 'w', dims: [k, n], dataType: onnxProto.TensorProto.DataType.INT8, rawData: new Uint8Array(w.buffer) }],
+      input: [{ name: 'x', type: { tensorType: { elemType: onnxProto.TensorProto.DataType.FLOAT, shape: { dim: [{ dimValue: m }, { dimValue: k }] } } } }],
+      output: ['xq', 'zero', 'y'].map((name) => ({ name })),
+    },
+  };
+  const s = await ort.InferenceSession.create(onnxProto.ModelProto.encode(model).finish());
+  const r = await s.run({ x: new ort.Tensor('float32', x, [m, k]) });
+  await s.release();
+  const xq = r.xq.data as Uint8Array;
+  const zero = (r.zero.data as Uint8Array)[0];
+  const exact: number[] = [];
+  for (let i = 0; i < m; i++) {
+    for (let j = 0; j < n; j++) {
+      let sum = 0;
+      for (let c = 0; c < k; c++) sum += (xq[i * k + c] - zero) * w[c * n + j];
+      exact.push(sum);
     }
   }
-  assert.equal(q[1 * out + 0], -127); // the row's largest |w|, negative
-  assert.equal(q[2 * out + 2], -127);
-  assert.deepEqual([0, 1, 2, 3, 4].map((i) => q[i * out + 1]), [0, 0, 0, 0, 0]); // a zero row stays zero
+  assert.ok(xq.includes(255) && xq.includes(0), 'the activations span 0..255');
+  return { got: r.y.data as Int32Array, exact };
+}
+
+test('int8 products on this CPU: weights in 7 bits are exact everywhere; 8-bit weights exactly where int8WeightsFor picks them', async (t) => {
+  const int7 = await integerProduct(64);
+  assert.deepEqual(Array.from(int7.got), int7.exact, 'weights at ±64: exact');
+  const int8 = await integerProduct(127);
+  const off = Math.max(...int8.exact.map((v, i) => Math.abs(v - int8.got[i])));
+  t.diagnostic(`weights at ±127: largest error of a sum ${off} (sums up to ${Math.max(...int8.exact.map(Math.abs))}); int8WeightsFor: ${int8WeightsFor()}`);
+  // If a CPU picked for 8-bit weights saturated, or one given 7 bits no longer did, the choice would be wrong.
+  assert.equal(off === 0, int8WeightsFor() === 'int8');
 });
 
 test('int8 graph: every linear weight is an int8 initializer with one scale per output; attention, norms, GELU in fp32', async () => {

@@ -66,15 +66,19 @@ export function usableCpus(): number {
 /**
  * How this CPU should hold int8 weights (see Int8Weights). x86 CPUs with VNNI (AVX512-VNNI, AVX-VNNI) or AMX
  * multiply u8·s8 exactly; those without (AVX2 alone, or AVX-512 before Cascade Lake) run onnxruntime's
- * vpmaddubsw kernel, whose 16-bit pair sums saturate: measured on an AVX2-only AMD EPYC, int8 logits of the
- * golden models off by up to 6.9% of the largest |logit| with int8 weights, 1.9% as uint8 (the same as with
- * VNNI), at 0.85 of the speed (B/16 model only, batch 8, 5 interleaved rounds: 5.50–5.66 against 6.16–7.19
- * img/s). Other architectures (arm64) multiply either exactly.
+ * vpmaddubsw kernel, whose 16-bit pair sums saturate, so their weights go in 7 bits (±64), which cannot
+ * saturate. Measured on AVX2-only AMD EPYCs: with 8-bit weights the golden models' int8 logits were off by up
+ * to 6.9% of the largest |logit| (Swin: 120%). Weights in 7 bits against the exact u8·u8 products of the same
+ * 8-bit numbers stored as uint8 (the earlier choice): B/16 model only 1.24 times as fast (batch 8, 8
+ * interleaved rounds: 1051 against 1344 ms a batch; the saturating 8-bit kernel 1086 ms); the trained digits
+ * model's logits off fp32's by a mean 0.029 against 0.023 (top-1 as fp32's on 2001 and 2002 of 2004, right on
+ * 1960 and 1962); the golden models' logits by 1.7–2.6% against 1.7–1.9% (ViT) and 2.3–8.7% against 1.9–4.8%
+ * of the largest |logit| (the tiny Swins). Other architectures (arm64) multiply 8-bit weights exactly.
  * `cpuinfo`: the text of /proc/cpuinfo (read when not given; unreadable counts as no VNNI).
  */
 export function int8WeightsFor(arch: string = process.arch, cpuinfo?: string): Int8Weights {
   if (arch !== 'x64' && arch !== 'ia32') return 'int8';
   const text = cpuinfo ?? tryRead(() => readFileSync('/proc/cpuinfo', 'utf8')) ?? '';
   const flags = new Set((/^flags\s*:(.*)$/m.exec(text)?.[1] ?? '').trim().split(/\s+/));
-  return ['avx512_vnni', 'avx_vnni', 'amx_int8'].some((f) => flags.has(f)) ? 'int8' : 'uint8';
+  return ['avx512_vnni', 'avx_vnni', 'amx_int8'].some((f) => flags.has(f)) ? 'int8' : 'int7';
 }

@@ -5,11 +5,13 @@ export type EngineName = 'onnx' | 'tfjs';
 export const DTYPES = ['fp32', 'int8'] as const;
 export type Dtype = (typeof DTYPES)[number];
 /**
- * How int8 weights are stored. int8: zero point 0, multiplied as u8·s8. uint8: the same numbers plus 128
- * (zero point 128), multiplied as u8·u8, for x86 CPUs without VNNI, where onnxruntime's u8·s8 kernel
- * (AVX2 vpmaddubsw) adds pairs of products in saturating 16-bit sums and so loses large ones.
+ * How int8 weights are quantized and stored. int8: each row's largest |w| at ±127, zero point 0, multiplied as
+ * u8·s8. int7: the same with the largest |w| at ±64, for x86 CPUs without VNNI, where onnxruntime's u8·s8
+ * kernel (AVX2 vpmaddubsw) adds pairs of products in 16-bit sums that saturate: 2·255·64 = 32640 fits, so
+ * the products are exact (see src/io/cpus.ts). uint8: the int8 numbers plus 128 (zero point 128), multiplied
+ * as u8·u8, exact everywhere but slower; only to check an int8 export's numbers on such a CPU.
  */
-export type Int8Weights = 'int8' | 'uint8';
+export type Int8Weights = 'int8' | 'int7' | 'uint8';
 export const DEVICES = ['cpu', 'cuda'] as const;
 export type Device = (typeof DEVICES)[number];
 

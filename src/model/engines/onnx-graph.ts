@@ -42,7 +42,7 @@ export interface GraphOptions {
    * projection with the attention after it as QAttention). Everything else stays fp32.
    */
   dtype?: Dtype;
-  /** How int8 weights are stored: int8 (zero point 0), or the same numbers plus 128 as uint8 (see Int8Weights). */
+  /** How int8 weights are quantized and stored (see Int8Weights); default int8. */
   int8Weights?: Int8Weights;
   /**
    * Spelled op by op in standard ONNX, for any ONNX runtime (`vit export`), instead of in the kernels that are
@@ -202,9 +202,9 @@ export class OnnxGraphOps implements Ops<string> {
     return [q, this.slot(`${w}.scale`, param, [out], 'int8-scale')];
   }
 
-  /** The weights' zero point as an input of the integer products: none for int8 (0), 128 for uint8. */
+  /** The weights' zero point as an input of the integer products: none for int8 and int7 (0), 128 for uint8. */
   private weightZero(): string[] {
-    if (this.int8Weights === 'int8') return [];
+    if (this.int8Weights !== 'uint8') return [];
     return [this.constant('u8_128', () => ({ dims: [], dataType: onnx.TensorProto.DataType.UINT8, raw: Uint8Array.of(128) }))];
   }
 

@@ -11,11 +11,16 @@ export const SLOT_ENCODINGS = {
   float32: { bytesPerValue: 4, dataType: 'float32' },
   /** A 2-D [out, in] weight stored as [in, out]. */
   'float32-t': { bytesPerValue: 4, dataType: 'float32' },
-  /** A 2-D [out, in] weight quantized symmetrically per output row (zero point 0), stored as int8 [in, out]. */
-  'int8-t': { bytesPerValue: 1, dataType: 'int8' },
+  /**
+   * A 2-D [out, in] weight quantized symmetrically per output row (zero point 0), each row's largest |w| at
+   * ±qmax, stored as int8 [in, out].
+   */
+  'int8-t': { bytesPerValue: 1, dataType: 'int8', qmax: 127 },
+  /** As int8-t with the largest |w| at ±64 (Int8Weights int7). */
+  'int7-t': { bytesPerValue: 1, dataType: 'int8', qmax: 64 },
   /** The int8-t matrix plus 128, as uint8 [in, out] with zero point 128: the same numbers, for u8·u8 kernels. */
-  'uint8-t': { bytesPerValue: 1, dataType: 'uint8' },
-  /** The float32 scale of each output row of the int8-t (or uint8-t) slot of the same parameter: [out]. */
+  'uint8-t': { bytesPerValue: 1, dataType: 'uint8', qmax: 127 },
+  /** The float32 scale of each output row of the quantized matrix slot of the same parameter: [out]. */
   'int8-scale': { bytesPerValue: 4, dataType: 'float32' },
 } as const;
 export type SlotEncoding = keyof typeof SLOT_ENCODINGS;
@@ -85,17 +90,17 @@ export interface QuantizedLinear {
 
 /**
  * Symmetric per-output-channel int8 quantization of a linear weight w [out, in]: each row's scale maps its
- * largest |w| to 127, so no value clips and -128 is never used (the range stays symmetric about zero point 0).
- * A row of zeros gets scale 0 and quantizes to zeros.
+ * largest |w| to qmax (at most 127), so no value clips and -128 is never used (the range stays symmetric about
+ * zero point 0). A row of zeros gets scale 0 and quantizes to zeros.
  */
-export function quantizeLinear(w: Float32Array, out: number, inDim: number): QuantizedLinear {
+export function quantizeLinear(w: Float32Array, out: number, inDim: number, qmax = 127): QuantizedLinear {
   const q = new Int8Array(w.length);
   const scales = new Float32Array(out);
   for (let o = 0; o < out; o++) {
     const row = w.subarray(o * inDim, (o + 1) * inDim);
     let max = 0;
     for (const v of row) max = Math.max(max, Math.abs(v));
-    const scale = max / 127;
+    const scale = max / qmax;
     scales[o] = scale;
     if (scale === 0) continue;
     // Written transposed: element (o, i) goes to [i, o].
@@ -120,8 +125,14 @@ function paramShape(s: WeightSlot, actual: number[]): number[] {
 export function* weightChunks(slots: WeightSlot[], weights: TensorMap, release = false): Generator<{ offset: number; bytes: Uint8Array }> {
   const lastUse = new Map<string, number>();
   slots.forEach((s, i) => lastUse.set(s.param, i));
-  // A parameter's int8 matrix and scales come from one quantization, kept until both slots are written.
+  // A parameter's int8 matrix and scales come from one quantization, kept until both slots are written; its
+  // range is the matrix slot's.
   const quantized = new Map<string, QuantizedLinear>();
+  const qmax = new Map<string, number>();
+  for (const s of slots) {
+    const e = SLOT_ENCODINGS[s.encoding];
+    if ('qmax' in e) qmax.set(s.param, e.qmax);
+  }
   for (const [i, s] of slots.entries()) {
     const t = weights.get(s.param);
     if (!t) throw new ModelError(`onnx engine: no weight "${s.param}" for initializer ${s.name}`);
@@ -135,10 +146,10 @@ export function* weightChunks(slots: WeightSlot[], weights: TensorMap, release =
     else {
       let qz = quantized.get(s.param);
       if (!qz) {
-        qz = quantizeLinear(t.data, expected[0], expected[1]);
+        qz = quantizeLinear(t.data, expected[0], expected[1], qmax.get(s.param));
         quantized.set(s.param, qz);
       }
-      data = s.encoding === 'int8-t' ? qz.q : s.encoding === 'uint8-t' ? offsetBy128(qz.q) : qz.scales;
+      data = s.encoding === 'int8-scale' ? qz.scales : s.encoding === 'uint8-t' ? offsetBy128(qz.q) : qz.q;
     }
     if (lastUse.get(s.param) === i) {
       quantized.delete(s.param);

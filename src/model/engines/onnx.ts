@@ -182,7 +182,7 @@ class OnnxEngine implements Engine {
       : [];
     const sessions = new SessionWorker({ source, threads, providers: providersFor(device) }, transfer);
     try {
-      const held = dtype === 'int8' && int8Weights !== 'int8' ? ` (weights as ${int8Weights}: this CPU has no VNNI)` : '';
+      const held = dtype === 'int8' && int8Weights === 'int7' ? ' (weights in 7 bits: this CPU has no VNNI)' : dtype === 'int8' && int8Weights !== 'int8' ? ` (weights as ${int8Weights})` : '';
       const backend = `${device}, ${threads} thread${threads === 1 ? '' : 's'}${dtype === 'fp32' ? '' : `, ${dtype}${held}`}`;
       const engine = new OnnxEngine(config, backend, sessions);
       const { version } = await engine.session(graphFor(config, req.expect ?? {}));
