@@ -7,7 +7,9 @@ import { cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } f
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
+import { int8WeightsFor } from '../src/io/cpus.js';
 import { PACKAGE_ROOT } from '../src/io/paths.js';
+import { INT7_NOTE } from '../src/pipeline/run.js';
 import { runVit } from './helpers/cli.js';
 import { modelDir } from './helpers/golden.js';
 
@@ -80,6 +82,29 @@ test('merge refuses parts of different models or options, naming what differs', 
   const merged = join(tmp, 'm.csv');
   assert.equal((await runVit(['merge', merged, a, good])).code, 0);
   assert.equal(JSON.parse(readFileSync(`${merged}.vit.json`, 'utf8')).shard, null);
+});
+
+test('int8 parts made on CPUs that quantize weights differently (8 bits, or 7 without VNNI) do not merge', async () => {
+  const part = async (name: string, shard: string) => {
+    const out = join(tmp, name);
+    const r = await runVit(['classify', IMAGES, '-m', modelDir('odd40', 'hf'), '--dtype', 'int8', '-f', 'csv', '-o', out, '--shard', shard]);
+    assert.equal(r.code, 0, r.stderr);
+    return out;
+  };
+  const a = await part('q1.csv', '1/2');
+  const b = await part('q2.csv', '2/2');
+  const options = (f: string) => JSON.parse(readFileSync(`${f}.vit.json`, 'utf8')).options;
+  assert.equal(options(a).dtype, 'int8');
+  assert.equal(options(a).int8Weights, int8WeightsFor() === 'int7' ? INT7_NOTE : undefined, 'the manifest says how this CPU held the weights');
+  assert.equal((await runVit(['merge', join(tmp, 'q.csv'), a, b])).code, 0, 'parts of one CPU kind merge');
+  // Part 2 as the other kind of CPU would have written it.
+  const m = JSON.parse(readFileSync(`${b}.vit.json`, 'utf8'));
+  if (m.options.int8Weights) delete m.options.int8Weights;
+  else m.options.int8Weights = INT7_NOTE;
+  writeFileSync(`${b}.vit.json`, JSON.stringify(m));
+  const mixed = await runVit(['merge', join(tmp, 'q-mixed.csv'), a, b]);
+  assert.equal(mixed.code, 1);
+  assert.match(mixed.stderr, /int8Weights /);
 });
 
 test('--heatmap never replaces a file it did not write, nor an input; its own earlier heatmaps are replaced', async () => {

@@ -99,6 +99,9 @@ async function runInputs(a: RunArgs, ctx: Context, shard: Shard | null): Promise
   return inputs;
 }
 
+/** What a manifest says of int8 weights quantized in 7 bits. */
+export const INT7_NOTE = '7 bits (a CPU without VNNI)';
+
 /** Release an engine that may still be starting, however its start ends. */
 async function release(engine: Promise<Engine>): Promise<void> {
   await engine.then((e) => e.dispose(), () => undefined);
@@ -127,7 +130,14 @@ export async function runPipeline<R extends { path: string }>(a: RunArgs, ctx: C
     command: kind.command,
     format: a.format as Format,
     model: { name: config.name, id: model.modelId },
-    options: { ...kind.options(config), imageSize: config.imgSize, dtype: model.settings.dtype },
+    options: {
+      ...kind.options(config),
+      imageSize: config.imgSize,
+      dtype: model.settings.dtype,
+      // int8 weights in 7 bits (on a CPU without VNNI) quantize the model otherwise than 8-bit ones: their rows
+      // must not be mixed by --resume or merge. Absent for 8-bit, so those manifests read as before.
+      ...(model.settings.dtype === 'int8' && model.settings.int8Weights === 'int7' ? { int8Weights: INT7_NOTE } : {}),
+    },
     shard: shard === null ? null : { index: shard.index, count: shard.count },
   };
   kind.plan?.(paths, a.output === undefined || a.output === '-' ? [] : [a.output]);
