@@ -134,9 +134,10 @@ export async function runPipeline<R extends { path: string }>(a: RunArgs, ctx: C
       ...kind.options(config),
       imageSize: config.imgSize,
       dtype: model.settings.dtype,
-      // int8 weights in 7 bits (on a CPU without VNNI) quantize the model otherwise than 8-bit ones: their rows
-      // must not be mixed by --resume or merge. Absent for 8-bit, so those manifests read as before.
-      ...(model.settings.dtype === 'int8' && model.settings.int8Weights === 'int7' ? { int8Weights: INT7_NOTE } : {}),
+      // int8 weights in 7 bits (on a CPU without VNNI; settings hold int7 for int8 runs only) quantize the model
+      // otherwise than 8-bit ones: their rows must not be mixed by --resume or merge. Absent for 8-bit and fp32,
+      // so those manifests read as before.
+      ...(model.settings.int8Weights === 'int7' ? { int8Weights: INT7_NOTE } : {}),
     },
     shard: shard === null ? null : { index: shard.index, count: shard.count },
   };
