@@ -24,7 +24,7 @@ export function startWorker(file: URL, options: WorkerOptions = {}): Worker {
   return new Worker(file, { ...options, execArgv: workerExecArgv() });
 }
 
-/** How long a worker asked to end may take to finish its task (one image decode: milliseconds) before it is terminated. */
+/** How long a worker asked to end may take to finish its task (an image decode, a session's release: milliseconds) before it is terminated. */
 const END_GRACE_MS = 10_000;
 
 /**
@@ -58,20 +58,17 @@ export class WorkerHold {
    * failures exited 0 with nothing on stderr). From here on it stays ref'd: an answer that arrives after the
    * end began (a decode finishing) must not release it.
    *
-   * With `ask`, the worker is asked to end itself (ask posts it the message it understands so) and this waits
-   * for it to exit; only a worker that has not exited within END_GRACE_MS is terminated. terminate() stops a
-   * thread wherever it is, and inside a native addon's initialisation that aborts the whole process (koffi:
+   * The worker is asked to end itself (`ask` posts it the message it understands so) and this waits for it
+   * to exit; only a worker that has not exited within END_GRACE_MS is terminated. terminate() stops a thread
+   * wherever it is, and inside a native addon's initialisation that aborts the whole process (koffi:
    * "FATAL ERROR: Error::ThrowAsJavaScriptException napi_throw", SIGABRT; a pool closed while its thread
    * met its first JPEG aborted in 5 of 5 runs of 100 tries), while a worker that ends itself does so between
    * two of its own tasks.
    */
-  async end(ask?: () => void): Promise<void> {
+  async end(ask: () => void): Promise<void> {
     this.ended = true;
     this.worker.ref();
-    if (!ask || this.exited) {
-      await this.worker.terminate();
-      return;
-    }
+    if (this.exited) return;
     const exited = new Promise<void>((resolve) => this.worker.once('exit', () => resolve()));
     ask();
     const timer = setTimeout(() => void this.worker.terminate(), END_GRACE_MS);

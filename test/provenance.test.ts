@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { int8WeightsFor } from '../src/io/cpus.js';
 import { PACKAGE_ROOT } from '../src/io/paths.js';
-import { INT7_NOTE } from '../src/pipeline/run.js';
+import { INT8_WEIGHTS_WORDS } from '../src/model/engines/engine.js';
 import { runVit } from './helpers/cli.js';
 import { modelDir } from './helpers/golden.js';
 
@@ -95,12 +95,12 @@ test('int8 parts made on CPUs that quantize weights differently (8 bits, or 7 wi
   const b = await part('q2.csv', '2/2');
   const options = (f: string) => JSON.parse(readFileSync(`${f}.vit.json`, 'utf8')).options;
   assert.equal(options(a).dtype, 'int8');
-  assert.equal(options(a).int8Weights, int8WeightsFor() === 'int7' ? INT7_NOTE : undefined, 'the manifest says how this CPU held the weights');
+  assert.equal(options(a).int8Weights, int8WeightsFor() === 'int7' ? INT8_WEIGHTS_WORDS.int7 : undefined, 'the manifest says how this CPU held the weights');
   assert.equal((await runVit(['merge', join(tmp, 'q.csv'), a, b])).code, 0, 'parts of one CPU kind merge');
   // Part 2 as the other kind of CPU would have written it.
   const m = JSON.parse(readFileSync(`${b}.vit.json`, 'utf8'));
   if (m.options.int8Weights) delete m.options.int8Weights;
-  else m.options.int8Weights = INT7_NOTE;
+  else m.options.int8Weights = INT8_WEIGHTS_WORDS.int7;
   writeFileSync(`${b}.vit.json`, JSON.stringify(m));
   const mixed = await runVit(['merge', join(tmp, 'q-mixed.csv'), a, b]);
   assert.equal(mixed.code, 1);

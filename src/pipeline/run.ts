@@ -27,7 +27,7 @@ import type { Provenance } from '../io/sinks/manifest.js';
 import { formatsFor, type ErrorRow, type Format, type RowSchema, type RowWriter } from '../io/sinks/rows.js';
 import type { ModelConfig } from '../model/config.js';
 import { batchSizeProblem } from '../model/limits.js';
-import type { Engine, RunOptions, RunResult } from '../model/engines/engine.js';
+import { INT8_WEIGHTS_WORDS, type Engine, type RunOptions, type RunResult } from '../model/engines/engine.js';
 import { BatchQueue } from './batches.js';
 import type { Context } from './context.js';
 import { modelSpec, prepareModel, type ModelArgs } from './open-model.js';
@@ -99,9 +99,6 @@ async function runInputs(a: RunArgs, ctx: Context, shard: Shard | null): Promise
   return inputs;
 }
 
-/** What a manifest says of int8 weights quantized in 7 bits. */
-export const INT7_NOTE = '7 bits (a CPU without VNNI)';
-
 /** Release an engine that may still be starting, however its start ends. */
 async function release(engine: Promise<Engine>): Promise<void> {
   await engine.then((e) => e.dispose(), () => undefined);
@@ -137,7 +134,7 @@ export async function runPipeline<R extends { path: string }>(a: RunArgs, ctx: C
       // int8 weights in 7 bits (on a CPU without VNNI; settings hold int7 for int8 runs only) quantize the model
       // otherwise than 8-bit ones: their rows must not be mixed by --resume or merge. Absent for 8-bit and fp32,
       // so those manifests read as before.
-      ...(model.settings.int8Weights === 'int7' ? { int8Weights: INT7_NOTE } : {}),
+      ...(model.settings.int8Weights === 'int7' ? { int8Weights: INT8_WEIGHTS_WORDS.int7 } : {}),
     },
     shard: shard === null ? null : { index: shard.index, count: shard.count },
   };

@@ -12,6 +12,11 @@ export type Dtype = (typeof DTYPES)[number];
  * as u8·u8, exact everywhere but slower; only to check an int8 export's numbers on such a CPU.
  */
 export type Int8Weights = 'int8' | 'int7' | 'uint8';
+/**
+ * The weights of an int8 run in words, where they are not the usual 8 bits: for --verbose, and (int7 only)
+ * for a run's manifest, since those results then depend on the CPU kind.
+ */
+export const INT8_WEIGHTS_WORDS: Record<Exclude<Int8Weights, 'int8'>, string> = { int7: '7 bits (a CPU without VNNI)', uint8: '8 bits held as uint8' };
 export const DEVICES = ['cpu', 'cuda'] as const;
 export type Device = (typeof DEVICES)[number];
 

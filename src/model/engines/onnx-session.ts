@@ -54,14 +54,15 @@ function spawnWorker(): Spawned {
 }
 
 /**
- * End a worker, but never while onnxruntime-node's native library is still loading in it: terminating a
- * thread inside the addon's initialisation aborts the whole process (SIGABRT, "terminate called after
- * throwing an instance of 'Napi::Error'"; seen in about 1 of 15 quick usage errors when the load was started
- * early). Waiting for the load costs at most its ~60 ms.
+ * End a worker: it is asked to, and exits itself between requests (WorkerHold.end). The ask waits for
+ * onnxruntime-node's native library to load first, so that a slow load is not cut short by end's grace time:
+ * a thread terminated inside the addon's initialisation aborts the whole process (SIGABRT, "terminate called
+ * after throwing an instance of 'Napi::Error'"; seen in about 1 of 15 quick usage errors when the load was
+ * started early). Waiting for the load costs at most its ~60 ms.
  */
 async function endWorker(s: Spawned): Promise<void> {
   await s.loaded.catch(() => undefined);
-  await s.hold.end();
+  await s.hold.end(() => s.worker.postMessage(null));
 }
 
 /** The worker the availability probe started, until an engine takes it. */

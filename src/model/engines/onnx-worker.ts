@@ -8,8 +8,8 @@
  * `{ id: 0, error }` when the library does not load here (then every request is answered with that error).
  *
  * Messages in: init (where the graphs are, threads, execution providers), open (create the session of one
- * graph file; answered with its output names), run (one batch), close. Each is answered with the same id, as
- * `{ id, ok }`, `{ id, tensors }` or `{ id, error }`.
+ * graph file; answered with its output names), run (one batch), close (release the sessions). Each is answered
+ * with the same id, as `{ id, ok }`, `{ id, tensors }` or `{ id, error }`. A null message asks the thread to end.
  */
 import { join } from 'node:path';
 import { parentPort } from 'node:worker_threads';
@@ -95,9 +95,25 @@ async function handle(msg: WorkerRequest): Promise<{ reply: WorkerReply; transfe
   }
 }
 
-parentPort!.on('message', (msg: WorkerRequest) => {
+/** Requests being handled, and whether the engine asked this thread to end once they are answered. */
+let inFlight = 0;
+let ending = false;
+
+function answer(reply: WorkerReply, transfer: ArrayBuffer[] = []): void {
+  parentPort!.postMessage(reply, transfer);
+  if (--inFlight === 0 && ending) process.exit(0);
+}
+
+/** A request, or null: end the thread, once the requests in hand are answered (see WorkerHold.end). */
+parentPort!.on('message', (msg: WorkerRequest | null) => {
+  if (msg === null) {
+    ending = true;
+    if (inFlight === 0) process.exit(0);
+    return;
+  }
+  inFlight++;
   handle(msg).then(
-    ({ reply, transfer }) => parentPort!.postMessage(reply, transfer),
-    (e: unknown) => parentPort!.postMessage({ id: msg.id, error: e instanceof Error ? e.message : String(e) } satisfies WorkerReply),
+    ({ reply, transfer }) => answer(reply, transfer),
+    (e: unknown) => answer({ id: msg.id, error: e instanceof Error ? e.message : String(e) }),
   );
 });

@@ -16,7 +16,7 @@ import { ModelError } from '../../errors.js';
 import { archOf, prefixOnlyRun } from '../arch/index.js';
 import type { ModelConfig } from '../config.js';
 import type { HostTensor, TensorMap } from '../tensor.js';
-import type { Dtype, Engine, EngineRequest, ExecutionSettings, Int8Weights, RunOptions, RunResult, StoreFile } from './engine.js';
+import { INT8_WEIGHTS_WORDS, type Dtype, type Engine, type EngineRequest, type ExecutionSettings, type RunOptions, type RunResult, type StoreFile } from './engine.js';
 import { providersFor } from './execution.js';
 import { collectGarbage } from './gc.js';
 import { GRAPH_FORMAT, WEIGHTS_FILE } from './onnx-format.js';
@@ -99,8 +99,6 @@ function inMemory(g: GraphBuilder, graphs: Graphs, weights: TensorMap): WorkerSo
   return { kind: 'memory', graphs: encodeGraphs(g, graphs), weightsFile: WEIGHTS_FILE, weights: blob };
 }
 
-/** What --verbose adds to "int8" for each way of holding the weights. */
-const HELD: Record<Int8Weights, string> = { int8: '', int7: ' (weights in 7 bits: this CPU has no VNNI)', uint8: ' (weights as uint8)' };
 
 const firstLine = (e: unknown) => (e instanceof Error ? e.message : String(e)).split('\n')[0];
 
@@ -185,7 +183,7 @@ class OnnxEngine implements Engine {
       : [];
     const sessions = new SessionWorker({ source, threads, providers: providersFor(device) }, transfer);
     try {
-      const backend = `${device}, ${threads} thread${threads === 1 ? '' : 's'}${dtype === 'fp32' ? '' : `, ${dtype}${HELD[int8Weights]}`}`;
+      const backend = `${device}, ${threads} thread${threads === 1 ? '' : 's'}${dtype === 'fp32' ? '' : `, ${dtype}${int8Weights === 'int8' ? '' : `, weights in ${INT8_WEIGHTS_WORDS[int8Weights]}`}`}`;
       const engine = new OnnxEngine(config, backend, sessions);
       const { version } = await engine.session(graphFor(config, req.expect ?? {}));
       req.verbose(`engine: onnx (onnxruntime-node ${version}, ${backend})`);
