@@ -68,10 +68,53 @@ function lazyCommand(entry: CommandEntry, ctx: Context): CommandModule {
     describe: entry.describe,
     builder: async (y) => {
       const { builder } = await load();
-      return typeof builder === 'function' ? builder(y) : y.options(builder ?? {});
+      const built = await (typeof builder === 'function' ? builder(y) : y.options(builder ?? {}));
+      // An option that takes a value must be given one: yargs otherwise reads `-f` at the end of a line as ''
+      // (then the default) and `--threads` as absent. Not for positionals (<outdir>, [inputs..]), and not for
+      // options that take a list (requiresArg would make them take one value).
+      const positional = new Set([...entry.command.matchAll(/[<[]([^\]>.]+)/g)].map((m) => m[1]));
+      // getOptions() is yargs' own record of declared options (not in its type declarations).
+      const o = (built as unknown as { getOptions(): Record<'string' | 'number' | 'array', string[]> }).getOptions();
+      const list = new Set(o.array);
+      return built.requiresArg([...o.string, ...o.number].filter((k) => !positional.has(k) && !list.has(k)));
     },
     handler: async (argv) => (await load()).handler(argv),
   };
+}
+
+/**
+ * yargs reads a number option given as text (`--threads abc`) as NaN, which the checks after it would quote as
+ * "NaN": refuse it here, quoting what was typed.
+ */
+function refuseNonNumbers(args: string[], argv: Record<string, unknown>): void {
+  const nan = new Set(Object.keys(argv).filter((k) => typeof argv[k] === 'number' && Number.isNaN(argv[k])));
+  if (nan.size === 0) return;
+  for (let i = 0; i < args.length && args[i] !== '--'; i++) {
+    const m = /^(--?)([^=]+)(?:=(.*))?$/.exec(args[i]);
+    if (!m || !nan.has(m[2])) continue;
+    throw new UsageError(`${m[1]}${m[2]} takes a number, not "${m[3] ?? args[i + 1] ?? ''}"`);
+  }
+  throw new UsageError(`--${[...nan][0]} takes a number`);
+}
+
+/**
+ * yargs' message for a value outside an option's choices spans lines ("Invalid values:", then one
+ * "Argument: format, Given: "xml", Choices: "csv", …" per option): one line per option instead.
+ */
+function choicesMessage(msg: string): string | null {
+  const lines = msg.split('\n').slice(1).map((l) => /^\s*Argument: ([^,]+), Given: (.*), Choices: (.*)$/.exec(l));
+  if (!msg.startsWith('Invalid values:') || lines.length === 0 || lines.some((m) => !m)) return null;
+  return lines.map((m) => `--${m![1]} is one of ${m![3]}, not ${m![2]}`).join('; ');
+}
+
+/** A message of yargs' own (its errors are named YError) as the usage error the CLI reports. */
+function yargsUsage(text: string, args: string[]): UsageError {
+  const option = /^Not enough arguments following: (.+)$/.exec(text)?.[1];
+  if (option) return new UsageError(`${option.length === 1 ? '-' : '--'}${option} needs a value`);
+  const entry = COMMANDS.find((c) => c.command.split(' ')[0] === args.find((x) => !x.startsWith('-')));
+  const counts = /^Not enough non-option arguments: got (\d+), need at least (\d+)/.exec(text);
+  if (entry && counts) return new UsageError(`vit ${entry.command}: ${counts[1] === '0' ? 'no arguments' : `${counts[1]} argument${counts[1] === '1' ? '' : 's'}`}, at least ${counts[2]} needed`);
+  return new UsageError(choicesMessage(text) ?? text);
 }
 
 /** Run the CLI; resolves to the process exit status. */
@@ -119,8 +162,9 @@ export async function main(args: string[], stdout: NodeJS.WritableStream, stderr
         if (/^Did you mean /.test(msg)) throw new UsageError(`unknown command "${word}". ${msg}`);
         if (/^Unknown arguments?: ([^,]*)/.exec(msg)?.[1] === word) throw new UsageError(`unknown command "${word}"; the commands are ${names.join(', ')}`);
       }
-      throw err ?? new UsageError(msg);
-    });
+      throw err && err.name !== 'YError' ? err : yargsUsage(msg ?? err?.message ?? '', args);
+    })
+    .middleware((argv) => refuseNonNumbers(args, argv));
   for (const c of COMMANDS) cli.command(lazyCommand(c, ctx));
 
   try {
@@ -133,6 +177,8 @@ export async function main(args: string[], stdout: NodeJS.WritableStream, stderr
   } catch (e) {
     if (e instanceof ExitStatus) return e.code;
     if (pipeClosed || isBrokenPipe(e)) return 0;
+    // yargs rejects some errors of a command's own parse past .fail (an option's missing value).
+    if (e instanceof Error && e.name === 'YError') e = yargsUsage(e.message, args);
     if (e instanceof VitError) {
       // One line each: the message, then its details (a newline quoted from a file shows as \n).
       stderr.write(`vit: ${[e.headline, ...e.details].map((l) => escapeControls(l)).join('\n  ')}\n`);

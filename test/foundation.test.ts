@@ -174,6 +174,30 @@ test('cli: usage errors exit 2 and list the valid choices', async () => {
   assert.equal(near.stderr.split('\n')[0], 'vit: unknown command "clasify". Did you mean classify?');
 });
 
+test('cli: a bad option value is one line quoting what was typed, exit 2, before any work', async () => {
+  const cases: [string[], string][] = [
+    [['classify', 'x.jpg', '--threads', 'abc'], 'vit: --threads takes a number, not "abc"'],
+    [['classify', 'x.jpg', '-b', 'many'], 'vit: -b takes a number, not "many"'],
+    [['classify', 'x.jpg', '--top-k=two'], 'vit: --top-k takes a number, not "two"'],
+    [['classify', 'x.jpg', '--threads'], 'vit: --threads needs a value'],
+    [['classify', 'x.jpg', '-f'], 'vit: -f needs a value'],
+    [['embed', 'x.jpg', '-o'], 'vit: -o needs a value'],
+    [['classify', 'x.jpg', '-f', 'xml'], 'vit: --format is one of "csv", "json", "jsonl", "parquet", not "xml"'],
+    [['classify', 'x.jpg', '--device', 'gpu', '--dtype', 'int4'], 'vit: --device is one of "cpu", "cuda", not "gpu"; --dtype is one of "fp32", "int8", not "int4"'],
+    [['export', '-m', 'B/16'], 'vit: vit export <outdir>: no arguments, at least 1 needed'],
+    [['merge', 'all.csv'], 'vit: vit merge <output> <parts..>: 1 argument, at least 2 needed'],
+  ];
+  for (const [args, line] of cases) {
+    const r = await runVit(args);
+    assert.equal(r.code, 2, args.join(' '));
+    assert.equal(r.stdout, '', args.join(' '));
+    assert.deepEqual(r.stderr.split('\n').slice(0, 2), [line, 'Run `vit --help` (or `vit <command> --help`) for usage.'], args.join(' '));
+  }
+  // "-" and "=" forms still take their values.
+  const ok = await runVit(['classify', '-', '-k=1', '-o', '-', '-f', 'jsonl'], { input: '' });
+  assert.equal(ok.code, 0, ok.stderr);
+});
+
 test('a sharded safetensors checkpoint (model.safetensors.index.json) loads like the single file', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'vit-shards-'));
   try {
