@@ -94,7 +94,8 @@ function refuseNonNumbers(args: string[], argv: Record<string, unknown>): void {
     if (!m || !nan.has(m[2])) continue;
     throw new UsageError(`${m[1]}${m[2]} takes a number, not "${m[3] ?? args[i + 1] ?? ''}"`);
   }
-  throw new UsageError(`--${[...nan][0]} takes a number`);
+  // Not found as typed (inside a group of short flags, -qb x): the option's longest name.
+  throw new UsageError(`--${[...nan].sort((x, y) => y.length - x.length)[0]} takes a number`);
 }
 
 /**
