@@ -99,7 +99,6 @@ function inMemory(g: GraphBuilder, graphs: Graphs, weights: TensorMap): WorkerSo
   return { kind: 'memory', graphs: encodeGraphs(g, graphs), weightsFile: WEIGHTS_FILE, weights: blob };
 }
 
-
 const firstLine = (e: unknown) => (e instanceof Error ? e.message : String(e)).split('\n')[0];
 
 /**
