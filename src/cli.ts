@@ -69,14 +69,16 @@ function lazyCommand(entry: CommandEntry, ctx: Context): CommandModule {
     builder: async (y) => {
       const { builder } = await load();
       const built = await (typeof builder === 'function' ? builder(y) : y.options(builder ?? {}));
-      // An option that takes a value must be given one: yargs otherwise reads `-f` at the end of a line as ''
-      // (then the default) and `--threads` as absent. Not for positionals (<outdir>, [inputs..]), and not for
-      // options that take a list (requiresArg would make them take one value).
+      // An option that takes one value must be given one, and given twice (`-m B/16 … -m B/32`, as a wrapper
+      // script adds to a user's line) the last counts, as in most Unix tools: yargs otherwise reads `-f` at the
+      // end of a line as '' (then the default), `--threads` as absent, and a repeated option as a list that
+      // the command then fails on. Not for positionals (<outdir>, [inputs..]) nor options that take a list.
       const positional = new Set([...entry.command.matchAll(/[<[]([^\]>.]+)/g)].map((m) => m[1]));
       // getOptions() is yargs' own record of declared options (not in its type declarations).
       const o = (built as unknown as { getOptions(): Record<'string' | 'number' | 'array', string[]> }).getOptions();
       const list = new Set(o.array);
-      return built.requiresArg([...o.string, ...o.number].filter((k) => !positional.has(k) && !list.has(k)));
+      const single = [...o.string, ...o.number].filter((k) => !positional.has(k) && !list.has(k));
+      return built.requiresArg(single).coerce(single, (v: unknown) => (Array.isArray(v) ? v[v.length - 1] : v));
     },
     handler: async (argv) => (await load()).handler(argv),
   };
@@ -89,7 +91,9 @@ function lazyCommand(entry: CommandEntry, ctx: Context): CommandModule {
 function refuseNonNumbers(args: string[], argv: Record<string, unknown>): void {
   const nan = new Set(Object.keys(argv).filter((k) => typeof argv[k] === 'number' && Number.isNaN(argv[k])));
   if (nan.size === 0) return;
-  for (let i = 0; i < args.length && args[i] !== '--'; i++) {
+  // From the end: a repeated option's last value is the one taken.
+  const end = args.includes('--') ? args.indexOf('--') : args.length;
+  for (let i = end - 1; i >= 0; i--) {
     const m = /^(--?)([^=]+)(?:=(.*))?$/.exec(args[i]);
     if (!m || !nan.has(m[2])) continue;
     throw new UsageError(`${m[1]}${m[2]} takes a number, not "${m[3] ?? args[i + 1] ?? ''}"`);

@@ -180,6 +180,7 @@ test('cli: a bad option value is one line quoting what was typed, exit 2, before
     [['classify', 'x.jpg', '-b', 'many'], 'vit: -b takes a number, not "many"'],
     [['classify', 'x.jpg', '--top-k=two'], 'vit: --top-k takes a number, not "two"'],
     [['classify', 'x.jpg', '--threads'], 'vit: --threads needs a value'],
+    [['classify', 'x.jpg', '--threads', '2', '--threads', 'abc'], 'vit: --threads takes a number, not "abc"'],
     [['classify', 'x.jpg', '-f'], 'vit: -f needs a value'],
     [['embed', 'x.jpg', '-o'], 'vit: -o needs a value'],
     [['classify', 'x.jpg', '-f', 'xml'], 'vit: --format is one of "csv", "json", "jsonl", "parquet", not "xml"'],
@@ -196,6 +197,10 @@ test('cli: a bad option value is one line quoting what was typed, exit 2, before
   // "-" and "=" forms still take their values.
   const ok = await runVit(['classify', '-', '-k=1', '-o', '-', '-f', 'jsonl'], { input: '' });
   assert.equal(ok.code, 0, ok.stderr);
+  // An option given twice: the last counts (it was a list the command failed on: "name.trim is not a function").
+  const twice = await runVit(['classify', 'nothing.jpg', '-m', 'B/99', '-m', modelDir('odd40', 'hf'), '-f', 'csv', '-f', 'jsonl', '-q']);
+  assert.equal(twice.code, 3, twice.stderr);
+  assert.deepEqual(JSON.parse(twice.stdout), { path: 'nothing.jpg', error: 'no such file' });
 });
 
 test('a sharded safetensors checkpoint (model.safetensors.index.json) loads like the single file', async () => {
