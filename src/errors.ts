@@ -17,6 +17,15 @@ export class UsageError extends VitError {
   readonly exitCode = 2;
 }
 
+/** A whole number ≥ min, from an option's or an environment variable's value (`what` names it), or a UsageError. */
+export function wholeNumber(value: string | undefined, what: string, min: number): number {
+  const n = Number(value);
+  if (value === undefined || !/^\s*\d+\s*$/.test(value) || !Number.isSafeInteger(n) || n < min) {
+    throw new UsageError(`${what} must be a whole number ≥ ${min}, not "${value ?? ''}"`);
+  }
+  return n;
+}
+
 /** The model cannot be built or run: bad config, unsupported architecture. Exit 1. */
 export class ModelError extends VitError {
   readonly exitCode = 1;

@@ -56,7 +56,7 @@ test('--threads sizes onnxruntime\'s pool; the default follows the affinity mask
   assert.match(pinned.stderr, /cpu, 1 thread\)/, 'one CPU in the affinity mask: one thread');
   const r = await runVit(['classify', ONE, '--threads', '0']);
   assert.equal(r.code, 2);
-  assert.match(r.stderr, /--threads must be a positive integer/);
+  assert.match(r.stderr, /--threads must be a whole number ≥ 1, not "0"/);
 });
 
 test('--device cuda without onnxruntime-node\'s CUDA binaries is one line, exit 1; dtype and device key the graph cache', async () => {

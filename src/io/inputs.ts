@@ -11,7 +11,7 @@ import { dirname, resolve } from 'node:path';
 import { createRequire } from 'node:module';
 import type fg from 'fast-glob';
 import type sharpModule from 'sharp';
-import { UsageError } from '../errors.js';
+import { UsageError, wholeNumber } from '../errors.js';
 import { decodeFsName, pathBytes } from './fs-names.js';
 import { isTarName } from './tar.js';
 
@@ -287,14 +287,6 @@ export function shardOf(path: string, count: number): number {
  */
 export function selectShard(paths: string[], shard: Shard): string[] {
   return shard.count === 1 ? paths : paths.filter((p) => shardOf(p, shard.count) === shard.index);
-}
-
-function wholeNumber(value: string | undefined, what: string, min: number): number {
-  const n = Number(value);
-  if (value === undefined || !/^\s*\d+\s*$/.test(value) || !Number.isSafeInteger(n) || n < min) {
-    throw new UsageError(`${what} must be a whole number ≥ ${min}, not "${value ?? ''}"`);
-  }
-  return n;
 }
 
 function checkedShard(index: number, count: number, from: string): Shard {

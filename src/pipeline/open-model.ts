@@ -18,7 +18,7 @@ import { int8WeightsFor, usableCpus } from '../io/cpus.js';
 import { defaultGraphCacheDir, openGraphCache } from '../io/graph-cache.js';
 import { loadWeights, resolveModel, type ModelSpec, type ResolvedModel } from '../io/model-source.js';
 import { toolVersion } from '../io/paths.js';
-import { UsageError } from '../errors.js';
+import { UsageError, wholeNumber } from '../errors.js';
 import { imageSizeProblem } from '../model/limits.js';
 
 export interface OpenOptions {
@@ -37,9 +37,7 @@ export interface OpenOptions {
 export function defaultThreads(env: NodeJS.ProcessEnv = process.env): number {
   const v = env.VIT_THREADS;
   if (v !== undefined && v !== '') {
-    const n = Number(v);
-    if (!Number.isInteger(n) || n < 1) throw new UsageError(`VIT_THREADS must be a whole number ≥ 1, not "${v}"`);
-    return n;
+    return wholeNumber(v, 'VIT_THREADS', 1);
   }
   return usableCpus();
 }

@@ -1,7 +1,7 @@
 /**
  * The rows of `vit classify` and `vit embed`: how an engine result becomes one row per image.
  */
-import { ModelError, UsageError } from '../errors.js';
+import { ModelError, UsageError, wholeNumber } from '../errors.js';
 import { resolveLabels } from '../io/labels.js';
 import { CLASSIFY_SCHEMA, EMBED_SCHEMA, type ClassifyRow, type EmbedRow, type Prediction } from '../io/sinks/rows.js';
 import { createHash } from 'node:crypto';
@@ -42,7 +42,7 @@ export function topK(logits: Float32Array, k: number, labels: string[], score: S
 }
 
 export function classifyRows(opts: { topK: number; labels?: string }): RowKind<ClassifyRow> {
-  if (!Number.isInteger(opts.topK) || opts.topK < 1) throw new UsageError(`--top-k must be a positive integer, not ${opts.topK}`);
+  wholeNumber(String(opts.topK), '--top-k', 1);
   // The names, not the file: the same list in another file writes the same rows.
   const labels = opts.labels === undefined ? null : createHash('sha256').update(JSON.stringify(readLabelsFile(opts.labels))).digest('hex');
   return {

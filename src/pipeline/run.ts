@@ -15,7 +15,7 @@
  * 130 / 143 when stopped by SIGINT / SIGTERM (after the rows so far are written and the output closed);
  * 1 and 2 come from errors.
  */
-import { UsageError } from '../errors.js';
+import { UsageError, wholeNumber } from '../errors.js';
 import { ExitStatus } from '../exit.js';
 import { collectInputs, resolveShard, selectShard, uniquePaths, type Shard } from '../io/inputs.js';
 import { PreprocessPool } from '../io/preprocess-pool.js';
@@ -74,7 +74,7 @@ export interface RowKind<R extends { path: string }> {
 function checkArgs(a: RunArgs, kind: RowKind<{ path: string }>, stdout: NodeJS.WritableStream): void {
   const badBatch = batchSizeProblem(a.batchSize);
   if (badBatch !== null) throw new UsageError(badBatch);
-  if (a.threads !== undefined && (!Number.isInteger(a.threads) || a.threads < 1)) throw new UsageError(`--threads must be a positive integer, not ${a.threads}`);
+  if (a.threads !== undefined) wholeNumber(String(a.threads), '--threads', 1);
   if (a.resume && a.output === undefined) throw new UsageError('--resume continues an output file: give it with -o FILE');
   if (a.resume && kind.writer !== undefined) throw new UsageError('--resume continues a file of rows; this output is a summary over all inputs');
   if (!(formatsFor(kind.schema) as string[]).includes(a.format)) {
