@@ -8,7 +8,7 @@ import { after, test } from 'node:test';
 import { cgroupCpuQuota, int8WeightsFor } from '../src/io/cpus.js';
 import { PACKAGE_ROOT } from '../src/io/paths.js';
 import { graphKey } from '../src/model/engines/onnx.js';
-import { defaultThreads } from '../src/pipeline/open-model.js';
+import { defaultThreads, openModel } from '../src/pipeline/open-model.js';
 import { runVit, TEST_CACHE, VIT_BIN } from './helpers/cli.js';
 
 const tmp = mkdtempSync(join(tmpdir(), 'vit-exec-'));
@@ -57,6 +57,8 @@ test('--threads sizes onnxruntime\'s pool; the default follows the affinity mask
   const r = await runVit(['classify', ONE, '--threads', '0']);
   assert.equal(r.code, 2);
   assert.match(r.stderr, /--threads must be a whole number ≥ 1, not "0"/);
+  // The library checks the same way (onnxruntime took 0 as its default and said "'intraOpNumThreads' is invalid: -1").
+  for (const threads of [0, -1, 1.5]) await assert.rejects(openModel({ model: 'B/16' }, { threads }), { name: 'UsageError', message: `--threads must be a whole number ≥ 1, not "${threads}"` });
 });
 
 test('--device cuda without onnxruntime-node\'s CUDA binaries is one line, exit 1; dtype and device key the graph cache', async () => {

@@ -33,7 +33,12 @@ export interface OpenOptions {
   verbose?: (msg: string) => void;
 }
 
-/** The threads a run uses: --threads, else VIT_THREADS, else the CPUs this process may use. */
+/** The threads a run uses: --threads (checked), else VIT_THREADS, else the CPUs this process may use. */
+export function runThreads(threads: number | undefined): number {
+  return threads === undefined ? defaultThreads() : wholeNumber(String(threads), '--threads', 1);
+}
+
+/** VIT_THREADS, else the CPUs this process may use. */
 export function defaultThreads(env: NodeJS.ProcessEnv = process.env): number {
   const v = env.VIT_THREADS;
   if (v !== undefined && v !== '') {
@@ -75,7 +80,7 @@ export async function prepareModel(spec: ModelSpec, opts: OpenOptions = {}): Pro
     engine: choice(opts.engine, ENGINE_NAMES, '--engine', 'auto'),
     dtype: choice(opts.dtype, DTYPES, '--dtype', 'fp32'),
     device: choice(opts.device, DEVICES, '--device', 'cpu'),
-    threads: opts.threads ?? defaultThreads(),
+    threads: runThreads(opts.threads),
   };
   // The CPU (/proc/cpuinfo) is asked only where there are int8 weights to hold.
   const settings = { ...chosen, int8Weights: chosen.dtype === 'int8' ? int8WeightsFor() : 'int8' as const };

@@ -15,7 +15,7 @@
  * 130 / 143 when stopped by SIGINT / SIGTERM (after the rows so far are written and the output closed);
  * 1 and 2 come from errors.
  */
-import { UsageError, wholeNumber } from '../errors.js';
+import { UsageError } from '../errors.js';
 import { ExitStatus } from '../exit.js';
 import { collectInputs, resolveShard, selectShard, uniquePaths, type Shard } from '../io/inputs.js';
 import { PreprocessPool } from '../io/preprocess-pool.js';
@@ -30,7 +30,7 @@ import { batchSizeProblem } from '../model/limits.js';
 import { INT8_WEIGHTS_WORDS, type Engine, type RunOptions, type RunResult } from '../model/engines/engine.js';
 import { BatchQueue } from './batches.js';
 import type { Context } from './context.js';
-import { modelSpec, prepareModel, type ModelArgs } from './open-model.js';
+import { modelSpec, prepareModel, runThreads, type ModelArgs } from './open-model.js';
 import { catchStopSignals, STOP_SIGNALS } from './signals.js';
 
 /** What a run is asked to do: the command line's options (declared in src/commands/options.ts). */
@@ -74,7 +74,7 @@ export interface RowKind<R extends { path: string }> {
 function checkArgs(a: RunArgs, kind: RowKind<{ path: string }>, stdout: NodeJS.WritableStream): void {
   const badBatch = batchSizeProblem(a.batchSize);
   if (badBatch !== null) throw new UsageError(badBatch);
-  if (a.threads !== undefined) wholeNumber(String(a.threads), '--threads', 1);
+  runThreads(a.threads); // checked here, before any input is read
   if (a.resume && a.output === undefined) throw new UsageError('--resume continues an output file: give it with -o FILE');
   if (a.resume && kind.writer !== undefined) throw new UsageError('--resume continues a file of rows; this output is a summary over all inputs');
   if (!(formatsFor(kind.schema) as string[]).includes(a.format)) {
