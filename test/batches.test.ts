@@ -56,7 +56,7 @@ function keeper(rows: [string, string | number[]][]): RowWriter<Row> {
 /** Every row of a loop over paths, as [path, the two numbers or the error], and the loop's stats. */
 async function collect(paths: string[], engine: Engine, batchSize = 3, stopAfter = Infinity) {
   const rows: [string, string | number[]][] = [];
-  const pool = new PreprocessPool(cfg, 2);
+  const pool = new PreprocessPool(cfg, 2, batchSize);
   try {
     const stats: LoopStats = await processBatches({
       queue: new BatchQueue(paths, batchSize, cfg, pool),

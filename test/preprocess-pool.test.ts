@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { readdirSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { test } from 'node:test';
@@ -22,7 +22,7 @@ test('the preprocessing pool writes the same floats as loading in process, and t
     ...readdirSync(BAD).filter((f) => !f.endsWith('.json')).map((f) => join(BAD, f)),
     join(BAD, 'no-such-file.png'),
   ];
-  const pool = new PreprocessPool({ preprocess: pp, imgSize: size, inChans: 3 }, 2);
+  const pool = new PreprocessPool({ preprocess: pp, imgSize: size, inChans: 3 }, 2, 8);
   try {
     const shared = sharedFloats(paths.length * per);
     const reasons = await Promise.all(paths.map((p, i) => pool.load(p, shared, i * per)));
@@ -52,7 +52,7 @@ test('closing the pool while a thread starts on its first JPEG ends cleanly (nev
       rescale: 1 / 255, mean: [0.5, 0.5, 0.5], std: [0.5, 0.5, 0.5] }, imgSize: [32, 32], inChans: 3 };
     const pixels = sharedFloats(3 * 32 * 32);
     for (let i = 0; i < 100; i++) {
-      const pool = new PreprocessPool(config, 1);
+      const pool = new PreprocessPool(config, 1, 1);
       await pool.load(${JSON.stringify(join(PHOTOS, 'chelsea.png'))}, pixels, 0);
       pool.load(${JSON.stringify(join(BAD, 'truncated.jpg'))}, pixels, 0).catch(() => undefined);
       await new Promise((resolve) => setTimeout(resolve, (i * 7) % 21));
@@ -63,4 +63,18 @@ test('closing the pool while a thread starts on its first JPEG ends cleanly (nev
   assert.equal(r.signal, null, r.stderr.slice(0, 400));
   assert.equal(r.status, 0, r.stderr.slice(0, 400));
   assert.equal(r.stdout.trim(), 'done');
+});
+
+test('the pool starts no more threads than a batch has images', { skip: process.platform !== 'linux' && 'counts threads in /proc/self/status' }, async () => {
+  const osThreads = () => Number(/^Threads:\s+(\d+)/m.exec(readFileSync('/proc/self/status', 'utf8'))![1]);
+  const config = { preprocess: timmPreprocess([32, 32], 1, 'bilinear', [0.5, 0.5, 0.5], [0.5, 0.5, 0.5]), imgSize: [32, 32] as [number, number], inChans: 3 as const };
+  for (const [threads, batchSize, started] of [[16, 3, 3], [2, 8, 2], [4, 4, 4]]) {
+    const before = osThreads();
+    const pool = new PreprocessPool(config, threads, batchSize);
+    try {
+      assert.equal(osThreads() - before, started, `${threads} threads for batches of ${batchSize}`);
+    } finally {
+      await pool.close();
+    }
+  }
 });

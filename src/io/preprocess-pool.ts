@@ -31,9 +31,14 @@ export class PreprocessPool {
   private readonly holds = new Map<Worker, WorkerHold>();
   private failed: Error | null = null;
 
-  constructor(config: Pick<ModelConfig, 'preprocess' | 'imgSize' | 'inChans'>, threads: number) {
+  /**
+   * `threads` threads, but no more than a batch has images (`batchSize`: the most a batch will have): batches
+   * decode one at a time (BatchQueue), so a thread beyond those would only start, idle and hold memory
+   * (--threads 64 on one image: 4.1 s and 696 MB peak RSS, against 0.6 s and 138 MB with 2).
+   */
+  constructor(config: Pick<ModelConfig, 'preprocess' | 'imgSize' | 'inChans'>, threads: number, batchSize: number) {
     const init: PreprocessInit = { preprocess: config.preprocess, size: config.imgSize, channels: config.inChans };
-    for (let i = 0; i < Math.max(1, threads); i++) {
+    for (let i = 0; i < Math.max(1, Math.min(threads, batchSize)); i++) {
       const w = startWorker(new URL('./preprocess-worker.js', import.meta.url), { workerData: init });
       w.on('message', (r: PreprocessReply) => this.finished(w, r));
       w.on('error', (e) => this.fail(new Error(`preprocessing thread failed: ${e.message}`)));

@@ -56,7 +56,7 @@ async function* records<R extends { path: string }>(inputs: Iterable<string> | A
   const model = await prepareModel(o, o);
   const runOptions = kind.runOptions(model.config);
   const engine = await model.start(runOptions);
-  const pool = new PreprocessPool(model.config, model.settings.threads);
+  const pool = new PreprocessPool(model.config, model.settings.threads, batchSize);
   try {
     const makeRow = kind.prepare(engine.config);
     // Several batches a chunk, so that decoding overlaps inference within it as in a CLI run.

@@ -156,7 +156,7 @@ export async function runPipeline<R extends { path: string }>(a: RunArgs, ctx: C
   }
 
   // 4. The engine, starting while the first batch decodes.
-  const pool = new PreprocessPool(config, threads);
+  const pool = new PreprocessPool(config, threads, Math.min(a.batchSize, paths.length));
   const loader = new InputLoader(pool, inputs, paths);
   const queue = new BatchQueue(paths, a.batchSize, config, loader);
   const runOptions = kind.runOptions(config);
