@@ -9,7 +9,7 @@
  *   (c) time to first result: spawn → first row on stdout, for one image (cold cache, then warm)
  *   (d) peak RSS of the end-to-end run (/usr/bin/time's maximum resident set size)
  *
- * Rows: vit onnx fp32 and int8, transformers.js fp32 and q8 (the int8 export), tfjs. Per model, every row is
+ * Rows: vit onnx fp32 and int8, transformers.js fp32 and q8 (the int8 export, 7-bit where vit's are), tfjs. Per model, every row is
  * measured in each round, in turn: (a) then (b) of the first row, of the second, and so on, --rounds times (tfjs,
  * which is slow, once after them), with one more (a) of each row at the end; medians are reported, and each
  * ratio between two figures also as the median of its per-round values, since on a shared machine the speed
@@ -27,6 +27,7 @@ import { basename, join } from 'node:path';
 import sharp from 'sharp';
 import { PACKAGE_ROOT } from '../src/io/paths.js';
 import { turboJpeg } from '../src/io/jpeg-turbo.js';
+import { int8WeightsFor } from '../src/io/cpus.js';
 import { loadModel } from '../src/io/model-source.js';
 import { wasmResamplerAvailable } from '../src/io/resample-wasm.js';
 import type { Dtype } from '../src/model/engines/engine.js';
@@ -179,12 +180,17 @@ const vitRow = (key: string, name: string, engine: EngineChoice, dtype: Dtype): 
   endToEnd: (dir, input) => [VIT, 'classify', input, '-m', dir, '-f', 'jsonl', '-b', String(BATCH), '--engine', engine, '--dtype', dtype],
 });
 
-/** transformers.js on the folder `vit export` writes (both dtypes go to one folder, next to the model). */
+/**
+ * transformers.js on the folder `vit export` writes (both dtypes go to one folder, next to the model). On a CPU
+ * where vit holds int8 weights in 7 bits (x86 without VNNI), q8 runs the `--reduce-range` export of them, so
+ * both run the same numbers.
+ */
 const tjsRow = (key: string, dtype: 'fp32' | 'q8'): Runner => ({
   key, name: `transformers.js ${dtype}`, slow: false,
   setup: async (dir, cache) => {
     const folder = `${dir}-export`;
-    const run = await timed([VIT, 'export', '-m', dir, folder, '--dtype', dtype === 'q8' ? 'int8' : 'fp32'], cache);
+    const how = dtype === 'fp32' ? ['fp32'] : int8WeightsFor() === 'int7' ? ['int8', '--reduce-range'] : ['int8'];
+    const run = await timed([VIT, 'export', '-m', dir, folder, '--dtype', ...how], cache);
     if (run.code !== 0) throw new Error(`vit export exited ${run.code}`);
     return folder;
   },

@@ -180,3 +180,35 @@ test('vit export: transformers.js loads both exports offline from the folder and
     await classify.dispose();
   }
 });
+
+test('vit export --reduce-range: int8 weights at most ±64 per output row, exact on any CPU; without it a CPU without VNNI is told', async () => {
+  await ready;
+  const dir = join(scratch, 'odd40-r7');
+  const r = await runVit(['export', '-m', odd40, dir, '--dtype', 'int8', '--reduce-range']);
+  assert.equal(r.code, 0, r.stderr);
+  assert.doesNotMatch(r.stderr, /reduce-range/);
+  const proto = onnx.ModelProto.decode(readFileSync(join(dir, 'onnx', 'model_quantized.onnx')));
+  const q = proto.graph!.initializer!.filter((t) => t.dataType === onnx.TensorProto.DataType.INT8);
+  assert.ok(q.length > 0);
+  for (const t of q) {
+    const [rows, cols] = t.dims!.map(Number);
+    const v = new Int8Array(t.rawData!.buffer, t.rawData!.byteOffset, rows * cols);
+    const peak = new Array<number>(cols).fill(0);
+    v.forEach((x, i) => { peak[i % cols] = Math.max(peak[i % cols], Math.abs(x)); });
+    assert.deepEqual(new Set(peak), new Set([64]), `${t.name}: each output row's largest |w| at 64`);
+  }
+  const g = readGolden('odd40');
+  const x = Float32Array.from(g.inputs.data);
+  const int7 = await logitsOf(join(dir, 'onnx', 'model_quantized.onnx'), x, g.inputs.shape);
+  const limit = INT8_LOGIT_TOL * Math.max(...g.logits.flat().map(Math.abs));
+  assert.ok(maxAbsDiff(int7, g.logits) < limit, `7-bit export off by ${maxAbsDiff(int7, g.logits)}`);
+  assert.deepEqual(argmaxRows(int7, g.config.numClasses), argmaxRows(Float32Array.from(g.logits.flat()), g.config.numClasses));
+
+  const eight = await runVit(['export', '-m', odd40, join(scratch, 'odd40-8'), '--dtype', 'int8']);
+  assert.equal(eight.code, 0, eight.stderr);
+  assert.equal(/model_quantized.onnx holds 8-bit weights, .* --reduce-range writes them in 7 bits/.test(eight.stderr), int8WeightsFor() === 'int7', eight.stderr);
+  const fp32 = await runVit(['export', '-m', odd40, join(scratch, 'odd40-fp32'), '--reduce-range']);
+  assert.equal(fp32.code, 2);
+  assert.match(fp32.stderr, /^vit: --reduce-range is for --dtype int8/);
+  assert.ok(!existsSync(join(scratch, 'odd40-fp32')));
+});

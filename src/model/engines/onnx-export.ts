@@ -22,8 +22,10 @@ export const EXPORT_FILES: Record<Dtype, string> = { fp32: 'model.onnx', int8: '
  * (standard ops only), input `pixel_values` [batch, C, H, W], output `logits` [batch, classes]; built with
  * ForwardOptions.prefixOnly, since the logits are all it gives. Its weights are
  * inline when they fit in the message, else in `<file>_data` beside it (transformers.js's name for a model's
- * external data). int8 weights are int8 (zero point 0), the same on every machine; `int8Weights` 'uint8' writes
- * the same numbers plus 128 (for tests on CPUs whose u8·s8 products saturate). Returns the files, named
+ * external data). int8 weights are int8 (zero point 0), 8-bit by default; `int8Weights` 'int7' holds them in 7
+ * bits (`vit export --reduce-range`, for x86 CPUs without VNNI) and 'uint8' writes the 8-bit numbers plus 128
+ * (for tests on CPUs whose u8·s8 products saturate). The file never depends on the machine that writes it.
+ * Returns the files, named
  * relative to the folder they go in.
  */
 export function exportOnnx(cfg: ModelConfig, weights: TensorMap, dtype: Dtype, inlineLimit = INLINE_LIMIT, int8Weights: Int8Weights = 'int8'): StoreFile[] {
