@@ -212,3 +212,18 @@ test('vit export --reduce-range: int8 weights at most ±64 per output row, exact
   assert.match(fp32.stderr, /^vit: --reduce-range is for --dtype int8/);
   assert.ok(!existsSync(join(scratch, 'odd40-fp32')));
 });
+
+test('vit export: a FIFO or an oversized file in the place of the folder\'s config.json is replaced, not read', { timeout: 60_000 }, async () => {
+  const dir = join(scratch, 'fifo-config');
+  mkdirSync(dir);
+  execFileSync('mkfifo', [join(dir, 'config.json')]);
+  const r = await runVit(['export', '-m', odd40, dir]);
+  assert.equal(r.code, 0, r.stderr);
+  assert.equal(JSON.parse(readFileSync(join(dir, 'config.json'), 'utf8')).model_type, 'vit');
+  const big = join(scratch, 'big-config');
+  mkdirSync(big);
+  writeFileSync(join(big, 'config.json'), `{"pad": "${'x'.repeat(17 * 2 ** 20)}"}`);
+  const b = await runVit(['export', '-m', odd40, big]);
+  assert.equal(b.code, 0, b.stderr);
+  assert.equal(JSON.parse(readFileSync(join(big, 'config.json'), 'utf8')).pad, undefined);
+});

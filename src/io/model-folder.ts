@@ -1,7 +1,8 @@
-import { existsSync, mkdirSync, readFileSync, renameSync, rmSync } from 'node:fs';
+import { mkdirSync, renameSync, rmSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import type { StoreFile } from '../model/engines/engine.js';
 import { writeEntryFile } from './graph-cache.js';
+import { FILE_LIMITS, readRegularText } from './regular-file.js';
 import { writeError } from './sinks/target.js';
 
 /**
@@ -30,12 +31,13 @@ export function writeModelFolder(dir: string, files: StoreFile[]): string[] {
   return written;
 }
 
-/** A JSON file of the folder as an object, or null when there is none (or it is not JSON). */
+/**
+ * A JSON file of the folder as an object, or null when there is none, or it is not JSON, or not a regular file
+ * of a config's size (a FIFO or device in its place would block or never end; the export replaces it).
+ */
 export function readFolderJson(dir: string, name: string): Record<string, unknown> | null {
-  const path = join(dir, name);
-  if (!existsSync(path)) return null;
   try {
-    const v = JSON.parse(readFileSync(path, 'utf8'));
+    const v = JSON.parse(readRegularText(join(dir, name), FILE_LIMITS.config));
     return v && typeof v === 'object' && !Array.isArray(v) ? v : null;
   } catch {
     return null;
