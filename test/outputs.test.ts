@@ -161,3 +161,26 @@ test('200 usage errors in a row exit 2, and 200 quick failures after the engine 
   const misfit = ['classify', ONE, '-m', 'Ti/16', '-w', join(PACKAGE_ROOT, 'models', 'vit-digits', 'model.safetensors')];
   assert.deepEqual([...await statuses(misfit, 200)], [['exit 1', 200]]);
 });
+
+test('--resume and merge refuse a FIFO in the place of a sidecar (the manifest, an npy\'s paths file) at once, exit 1', { timeout: 60_000 }, async () => {
+  const dir = join(tmp, 'fifo-sidecars');
+  mkdirSync(dir);
+  const csv = join(dir, 'o.csv');
+  assert.equal((await runVit(['classify', ONE, '-o', csv, '-k', '1'])).code, 0);
+  rmSync(`${csv}.vit.json`);
+  execFileSync('mkfifo', [`${csv}.vit.json`]);
+  const resumed = await runVit(['classify', ONE, '-o', csv, '-k', '1', '--resume']);
+  assert.equal(resumed.code, 1);
+  assert.equal(resumed.stderr, `vit: ${csv}.vit.json is not a vit manifest (a FIFO (named pipe), not a regular file)\n`);
+  const npy = join(dir, 'e.npy');
+  assert.equal((await runVit(['embed', ONE, '-f', 'npy', '-o', npy])).code, 0);
+  const paths = join(dir, 'e.paths.txt');
+  rmSync(paths);
+  execFileSync('mkfifo', [paths]);
+  for (const args of [['embed', ONE, '-f', 'npy', '-o', npy, '--resume'], ['merge', join(dir, 'm.npy'), npy]]) {
+    const r = await runVit(args);
+    assert.equal(r.code, 1, args.join(' '));
+    assert.match(r.stderr, /^vit: \S*e\.paths\.txt is not a regular file: outputs to continue or merge are files written by vit\n$/);
+  }
+  assert.ok(lstatSync(paths).isFIFO());
+});

@@ -2,7 +2,6 @@
  * Outputs: the table of formats, opening an output under the -o contract (target.ts) with its provenance
  * (manifest.ts), reading one back for --resume, and joining shard outputs (`vit merge`).
  */
-import { constants } from 'node:fs';
 import { open, type FileHandle } from 'node:fs/promises';
 import { OutputError, UsageError } from '../../errors.js';
 import { CSV } from './csv.js';
@@ -12,7 +11,7 @@ import { JSONL } from './jsonl.js';
 import { checkResumable, differences, readManifest, writeManifest, type Manifest, type Provenance } from './manifest.js';
 import { NPY, pathsFileFor } from './npy.js';
 import { PARQUET } from './parquet.js';
-import { emptyOutput, type ReadMode, type StoredOutput, type StoredRow } from './records.js';
+import { emptyOutput, openStored, type ReadMode, type StoredOutput, type StoredRow } from './records.js';
 import { pathsLine, type Format, type RowSchema, type RowWriter } from './rows.js';
 import { AtomicFileSink, InPlaceFileSink, openSink, resolveOutput, type FileSink, type OutputTarget, type Sink } from './target.js';
 
@@ -30,26 +29,6 @@ export function checkOutputFormat(format: Format, output: string | undefined, fl
   if (FORMAT_MODULES[format].binary && toStdout && (stdout as { isTTY?: boolean } | undefined)?.isTTY) {
     throw new UsageError(`${format} is binary and stdout is a terminal: name the output file with ${flag} (e.g. ${flag} out.${format}) or redirect stdout`);
   }
-}
-
-/**
- * A stored output to read: a regular file (a FIFO or device given as --resume file or merge part would block
- * or never end), opened without waiting on a FIFO's writer. Null when it does not exist.
- */
-async function openStored(file: string): Promise<{ fh: FileHandle; size: number } | null> {
-  let fh: FileHandle;
-  try {
-    fh = await open(file, constants.O_RDONLY | constants.O_NONBLOCK);
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return null;
-    throw new OutputError(`cannot read ${file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
-  }
-  const st = await fh.stat();
-  if (!st.isFile()) {
-    await fh.close();
-    throw new OutputError(`${file} is not a regular file: outputs to continue or merge are files written by vit`);
-  }
-  return { fh, size: st.size };
 }
 
 /** The rows an output file holds. A file that does not exist holds nothing when resuming, and is an error when merging. */

@@ -4,9 +4,10 @@
  * every option that shapes the rows, and the shard K/N. `--resume` continues only a file made the same way;
  * `vit merge` joins only parts made the same way and knows from them how many shards there must be.
  */
-import { readFileSync, renameSync, unlinkSync, writeFileSync } from 'node:fs';
+import { renameSync, unlinkSync, writeFileSync } from 'node:fs';
 import { OutputError, UsageError } from '../../errors.js';
 import { toolVersion } from '../paths.js';
+import { FileRefusedError, readFailure, readRegularText } from '../regular-file.js';
 import type { Format } from './rows.js';
 import { writeError } from './target.js';
 
@@ -35,12 +36,11 @@ export function readManifest(output: string): Manifest | null {
   const path = manifestPath(output);
   let text: string;
   try {
-    const buf = readFileSync(path);
-    if (buf.length > MAX_MANIFEST_BYTES) throw new OutputError(`${path} is not a vit manifest (${buf.length} bytes)`);
-    text = buf.toString('utf8');
+    text = readRegularText(path, MAX_MANIFEST_BYTES);
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code === 'ENOENT') return null;
-    throw e instanceof OutputError ? e : new OutputError(`cannot read ${path}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+    if (e instanceof FileRefusedError) throw new OutputError(`${path} is not a vit manifest (${e.message})`);
+    throw new OutputError(`cannot read ${path}: ${readFailure(e)}`);
   }
   try {
     const m = JSON.parse(text) as Manifest;

@@ -4,10 +4,10 @@
  * a stream the array is spooled to a temporary file and copied out at close (N is only known then); there
  * is no paths file then. Each row's data is written before its paths line.
  */
-import { open, type FileHandle } from 'node:fs/promises';
+import type { FileHandle } from 'node:fs/promises';
 import { OutputError } from '../../errors.js';
 import { BaseWriter, type FormatModule } from './format.js';
-import { emptyOutput, records, unfinished, type ReadMode, type Rec, type StoredOutput } from './records.js';
+import { emptyOutput, openStored, records, unfinished, type ReadMode, type Rec, type StoredOutput } from './records.js';
 import { isErrorRow, pathsLine, type ErrorRow, type RowSchema } from './rows.js';
 import { undisplayPath } from '../fs-names.js';
 import { FileSink, InPlaceFileSink, type Sink } from './target.js';
@@ -160,10 +160,8 @@ async function readNpy(fh: FileHandle, file: string, mode: ReadMode, size: numbe
   const dataRows = Math.floor((size - layout.headerLength) / rowBytes);
   const paths: Rec[] = [];
   let tornPath = false;
-  const pf = await open(pathsFile, 'r').catch((e: NodeJS.ErrnoException) => {
-    if (e.code === 'ENOENT' && mode === 'resume') return null;
-    throw new OutputError(`cannot read ${pathsFile}, the paths of ${file}'s rows: ${e.code ?? e.message}`);
-  });
+  const pf = (await openStored(pathsFile))?.fh ?? null;
+  if (pf === null && mode === 'merge') throw new OutputError(`cannot read ${pathsFile}, the paths of ${file}'s rows: ENOENT (no such file)`);
   if (pf !== null) {
     try {
       for await (const rec of records(pf, false)) {

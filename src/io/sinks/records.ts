@@ -9,10 +9,31 @@
  * - 'merge': the file must be complete (a closed JSON array, an npy header that counts its rows, ...); an
  *   interrupted shard output is an error that says to finish it with --resume.
  */
-import type { FileHandle } from 'node:fs/promises';
+import { constants } from 'node:fs';
+import { open, type FileHandle } from 'node:fs/promises';
 import type { SchemaElement } from 'hyparquet';
 import { OutputError } from '../../errors.js';
 import type { Format } from './rows.js';
+
+/**
+ * A stored output (or an npy's paths file) to read: a regular file (a FIFO or device given as --resume file or
+ * merge part would block or never end), opened without waiting on a FIFO's writer. Null when it does not exist.
+ */
+export async function openStored(file: string): Promise<{ fh: FileHandle; size: number } | null> {
+  let fh: FileHandle;
+  try {
+    fh = await open(file, constants.O_RDONLY | constants.O_NONBLOCK);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return null;
+    throw new OutputError(`cannot read ${file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+  }
+  const st = await fh.stat();
+  if (!st.isFile()) {
+    await fh.close();
+    throw new OutputError(`${file} is not a regular file: outputs to continue or merge are files written by vit`);
+  }
+  return { fh, size: st.size };
+}
 
 /** One row of a stored output: its path and where its bytes are (the npy data range for npy, its index for parquet). */
 export interface StoredRow {
