@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -11,6 +12,7 @@ import { ModelError, UsageError } from '../src/errors.js';
 import { hubSettings, hubTimeouts, isHubId, parseHubId, type HubSettings } from '../src/io/hub-cache.js';
 import { fetchModel, resolveHubModel } from '../src/io/hub.js';
 import { loadModel } from '../src/io/model-source.js';
+import { VIT_BIN } from './helpers/cli.js';
 import { FIXTURES, modelDir } from './helpers/golden.js';
 import { gitSha1, sha256, startMockHub, type MockFile, type MockHub, type MockRepo } from './helpers/mock-hub.js';
 
@@ -552,4 +554,19 @@ test('hub: a model-info answer of the wrong shape is a clear error, not a TypeEr
       await new Promise((r) => server.close(r));
     }
   }
+});
+
+test('hub: a FIFO as the token file or a ref of the cache is passed over, not waited on', () => {
+  const home = freshDir();
+  execFileSync('mkfifo', [join(home, 'token')]);
+  const refs = join(home, 'hub', 'models--org--name', 'refs');
+  mkdirSync(refs, { recursive: true });
+  execFileSync('mkfifo', [join(refs, 'main')]);
+  // A child, killed if it hangs (a blocked read would stop this process's timers too).
+  const r = spawnSync(process.execPath, [VIT_BIN, 'fetch', 'org/name'], {
+    env: { PATH: process.env.PATH, HF_HOME: home, HF_HUB_OFFLINE: '1' }, encoding: 'utf8', timeout: 30_000,
+  });
+  assert.equal(r.signal, null, 'vit fetch hung');
+  assert.equal(r.status, 1, r.stderr);
+  assert.match(r.stderr, /^vit: offline \(HF_HUB_OFFLINE is set\) and not in cache: org\/name@main/);
 });

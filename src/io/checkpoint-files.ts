@@ -5,7 +5,7 @@
  * and other weights of the same size are not.
  */
 import { createHash } from 'node:crypto';
-import { closeSync, constants, fstatSync, mkdirSync, openSync, readFileSync, readSync, realpathSync, renameSync, writeFileSync } from 'node:fs';
+import { closeSync, constants, fstatSync, mkdirSync, openSync, readSync, realpathSync, renameSync, writeFileSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { WeightsError } from '../errors.js';
 import type { TensorMap } from '../model/tensor.js';
@@ -120,7 +120,7 @@ export function checkpointHash(path: string, memoDir: string | null): string {
       const memo = memoDir === null ? null : join(memoDir, `${createHash('sha256').update(identity).digest('hex').slice(0, 40)}.sha256`);
       let digest: string | null = null;
       try {
-        if (memo) digest = /^[0-9a-f]{64}$/.exec(readFileSync(memo, 'utf8').trim())?.[0] ?? null;
+        if (memo) digest = /^[0-9a-f]{64}$/.exec(readRegularText(memo, FILE_LIMITS.small).trim())?.[0] ?? null;
       } catch {
         // Not hashed before.
       }

@@ -1,4 +1,4 @@
-import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, renameSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { dirname, isAbsolute, join, relative } from 'node:path';
 import { ModelError, UsageError } from '../errors.js';
@@ -86,7 +86,7 @@ function readToken(env: NodeJS.ProcessEnv, hfHome: string): string | null {
   const fromEnv = (env.HF_TOKEN ?? env.HUGGING_FACE_HUB_TOKEN)?.trim();
   if (fromEnv) return fromEnv;
   try {
-    return readFileSync(expandPath(env.HF_TOKEN_PATH || join(hfHome, 'token'), env), 'utf8').trim() || null;
+    return readRegularText(expandPath(env.HF_TOKEN_PATH || join(hfHome, 'token'), env), FILE_LIMITS.small).trim() || null;
   } catch {
     return null;
   }
@@ -167,7 +167,7 @@ export class RepoCache {
   commitFor(revision: string): string | null {
     if (isCommitHash(revision)) return revision;
     try {
-      const c = readFileSync(join(this.dir, 'refs', revision), 'utf8').trim();
+      const c = readRegularText(join(this.dir, 'refs', revision), FILE_LIMITS.small).trim();
       return isCommitHash(c) ? c : null;
     } catch {
       return null;

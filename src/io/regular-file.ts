@@ -1,6 +1,6 @@
 /**
  * Reading the files that are not images — checkpoints, config.json, preprocessor_config.json, --labels,
- * shard indexes — from paths a user or a downloaded model directory names. Each must be a regular file of
+ * shard indexes, the caches' one-line files — from paths a user or a downloaded model directory names. Each must be a regular file of
  * bounded size: a FIFO would block the open (or the read) forever, /dev/zero never ends, a directory is a
  * mistake. The open is non-blocking, so even a FIFO with no writer returns at once, and fstat of the open
  * descriptor decides (no race with the path changing between a stat and the open).
@@ -15,6 +15,8 @@ export const FILE_LIMITS = {
   index: 64 * 2 ** 20,
   /** --labels (the bundled 21,843 ImageNet-21k names take 0.6 MB). */
   labels: 16 * 2 ** 20,
+  /** One line of a cache or credentials file: a hub token, a ref's commit hash, a remembered sha256. */
+  small: 64 * 2 ** 10,
 } as const;
 
 /** Why a file was refused: the message is the reason, for "<what> <path>: <reason>". */
