@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, rmSync, statSync, truncateSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -243,6 +244,16 @@ test('graph cache: entries unused for maxAgeDays go when a new one is written', 
   assert.equal((await store.find('recent'))?.dir, recent);
   assert.deepEqual((await store.find('recent'))?.config, cfg);
   assert.equal(await store.find('old'), null);
+});
+
+test('graph cache: an entry whose entry.json is a FIFO is no entry (not waited on)', async () => {
+  const root = freshDir();
+  const store = openGraphCache(root);
+  const cfg = (await loadModel({ model: modelDir('eps32', 'hf') })).config;
+  const dir = await store.save('k', cfg, [{ name: 'model.onnx', bytes: new Uint8Array([1, 2, 3]) }]);
+  rmSync(join(dir, 'entry.json'));
+  execFileSync('mkfifo', [join(dir, 'entry.json')]);
+  assert.equal(await store.find('k'), null);
 });
 
 test('startEngine: auto picks onnx here and says so; tfjs on request; unknown names and unsupported dtypes are usage errors', async () => {

@@ -4,7 +4,7 @@
  * keeps them: one directory per key (model.onnx, model-attn.onnx, weights.bin, entry.json).
  */
 import {
-  closeSync, existsSync, ftruncateSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmSync, statSync,
+  closeSync, existsSync, ftruncateSync, mkdirSync, openSync, readdirSync, renameSync, rmSync, statSync,
   utimesSync, writeFileSync, writeSync,
 } from 'node:fs';
 import { homedir } from 'node:os';
@@ -12,6 +12,7 @@ import { join } from 'node:path';
 import { OutputError } from '../errors.js';
 import type { ModelConfig } from '../model/config.js';
 import type { GraphStore, StoreFile } from '../model/engines/engine.js';
+import { FILE_LIMITS, readRegularText } from './regular-file.js';
 
 /** Lists every file of an entry with its size and the config built; written last, so an entry without it is incomplete. */
 const MANIFEST = 'entry.json';
@@ -54,7 +55,7 @@ interface Manifest { key: string; files: Record<string, number>; config: ModelCo
 /** The manifest of a complete entry (every file there with its recorded size), else null. */
 function completeEntry(dir: string): Manifest | null {
   try {
-    const m = JSON.parse(readFileSync(join(dir, MANIFEST), 'utf8')) as Manifest;
+    const m = JSON.parse(readRegularText(join(dir, MANIFEST), FILE_LIMITS.index)) as Manifest;
     return Object.entries(m.files).every(([name, size]) => statSync(join(dir, name)).size === size) ? m : null;
   } catch {
     return null;

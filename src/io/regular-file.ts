@@ -11,7 +11,7 @@ import { closeSync, constants, fstatSync, openSync, readSync, type BigIntStats, 
 export const FILE_LIMITS = {
   /** config.json, preprocessor_config.json (ImageNet-21k's id2label is 1.3 MB). */
   config: 16 * 2 ** 20,
-  /** A sharded checkpoint's *.index.json (tens of thousands of entries take a few MB). */
+  /** A sharded checkpoint's *.index.json (tens of thousands of entries take a few MB); a graph cache entry's entry.json. */
   index: 64 * 2 ** 20,
   /** --labels (the bundled 21,843 ImageNet-21k names take 0.6 MB). */
   labels: 16 * 2 ** 20,
