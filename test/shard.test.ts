@@ -116,6 +116,12 @@ test('merge: a path twice, a missing part (with --inputs), an unfinished part an
   const unfinished = await runVit(['merge', join(tmp, 'unfinished.csv'), parts[0], cut, parts[2]]);
   assert.equal(unfinished.code, 1);
   assert.match(unfinished.stderr, /cut\.csv is incomplete .*--resume/);
+  // The files beside a part are read too, so the merged output cannot go over them.
+  const manifest = readFileSync(`${parts[0]}.vit.json`);
+  const over = await runVit(['merge', '-f', 'csv', `${parts[0]}.vit.json`, ...parts]);
+  assert.equal(over.code, 2);
+  assert.match(over.stderr, /^vit: the merged output .*part1\.csv\.vit\.json is also an input: vit never writes over its inputs\n/);
+  assert.ok(readFileSync(`${parts[0]}.vit.json`).equals(manifest));
   const bad = await runVit(['classify', DIR, ...MODEL, '--shard', '4/3']);
   assert.equal(bad.code, 2);
   assert.match(bad.stderr, /shards go from 1 to 3/);

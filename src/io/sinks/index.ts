@@ -8,7 +8,7 @@ import { CSV } from './csv.js';
 import type { FormatModule } from './format.js';
 import { JSON_ARRAY } from './json.js';
 import { JSONL } from './jsonl.js';
-import { checkResumable, differences, readManifest, writeManifest, type Manifest, type Provenance } from './manifest.js';
+import { checkResumable, differences, manifestPath, readManifest, writeManifest, type Manifest, type Provenance } from './manifest.js';
 import { NPY, pathsFileFor } from './npy.js';
 import { PARQUET } from './parquet.js';
 import { emptyOutput, openStored, type ReadMode, type StoredOutput, type StoredRow } from './records.js';
@@ -247,7 +247,9 @@ class PartReader {
 export async function mergeOutputs(partFiles: string[], opts: MergeOptions): Promise<number> {
   if (partFiles.length === 0) throw new UsageError('name the shard outputs to merge');
   checkOutputFormat(opts.format, opts.output, 'the merged output');
-  const target = resolveOutput(opts.output, partFiles, 'the merged output');
+  // What the merge reads: the parts and the files beside them (manifests, npy paths files).
+  const read = partFiles.flatMap((f) => [f, manifestPath(f), ...(opts.format === 'npy' ? [pathsFileFor(f)] : [])]);
+  const target = resolveOutput(opts.output, read, 'the merged output');
   if (opts.format === 'npy' && target.kind !== 'file') throw new UsageError('merging npy needs an output file, for its paths file beside it');
   const provenance = mergedProvenance(partFiles, partFiles.map(readManifest), opts.inputs !== undefined, opts.note);
   if (provenance !== null && provenance.format !== opts.format) throw new UsageError(`the parts are ${provenance.format}, not ${opts.format}`);
