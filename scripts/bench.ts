@@ -9,13 +9,13 @@
  *   (c) time to first result: spawn → first row on stdout, for one image (cold cache, then warm)
  *   (d) peak RSS of the end-to-end run (/usr/bin/time's maximum resident set size)
  *
- * Rows: vit onnx fp32 and int8, transformers.js fp32 and q8 (the int8 export, 7-bit where vit's are), tfjs. Per model, every row is
- * measured in each round, in turn: (a) then (b) of the first row, of the second, and so on, --rounds times (tfjs,
- * which is slow, once after them), with one more (a) of each row at the end; medians are reported, and each
- * ratio between two figures also as the median of its per-round values, since on a shared machine the speed
- * drifts by several per cent from one minute to the next and rows measured far apart measure the drift as much
- * as the tool. Every round's figures are printed, with the load average. The top-1 of every row's last
- * end-to-end run is compared with vit fp32's.
+ * Rows: vit onnx fp32 and int8, transformers.js fp32 and q8 (the int8 export, 7-bit where vit's are), tfjs. Per
+ * model, every row is measured in each round, in turn: (a) then (b) of the first row, of the second, and so on,
+ * --rounds times (tfjs, which is slow, once after them), with one more (a) of each row at the end; medians are
+ * reported, and each ratio between two figures also as the median of its per-round values, since on a shared
+ * machine the speed drifts by several per cent from one minute to the next and rows measured far apart measure
+ * the drift as much as the tool. Every round's figures are printed, with the load average. The top-1 of every
+ * row's last end-to-end run is compared with vit fp32's.
  *
  * Options: --images N (default 500), --tfjs-images N (default 16), --models b32,b16, --batch N (default 8),
  * --rounds N (default 5), --rows onnx,onnx-int8,tjs-fp32,tjs-q8,tfjs (default all).

@@ -1,8 +1,8 @@
 /**
  * Reading the files that are not images — checkpoints, config.json, preprocessor_config.json, --labels,
- * shard indexes, the caches' one-line files — from paths a user or a downloaded model directory names. Each must be a regular file of
- * bounded size: a FIFO would block the open (or the read) forever, /dev/zero never ends, a directory is a
- * mistake. The open is non-blocking, so even a FIFO with no writer returns at once, and fstat of the open
+ * shard indexes, the caches' one-line files — from paths a user or a downloaded model directory names. Each
+ * must be a regular file of bounded size: a FIFO would block the open (or the read) forever, /dev/zero never
+ * ends, a directory is a mistake. The open is non-blocking, so even a FIFO with no writer returns at once, and fstat of the open
  * descriptor decides (no race with the path changing between a stat and the open).
  */
 import { closeSync, constants, fstatSync, openSync, readSync, type BigIntStats, type Stats } from 'node:fs';
