@@ -30,6 +30,18 @@ test('library: classify streams the rows -f jsonl writes, in input order, with e
   const got = await all(classify(paths, { topK: 3, batchSize: 4 }));
   assert.deepEqual(got, want);
   assert.deepEqual(got.at(-1), { path: join(DIGITS, 'missing.png'), error: 'no such file' });
+  // One path as a string is one input (a string is iterable by character: "/" and "w" were rows of their own).
+  assert.deepEqual(await all(classify(paths[0]!, { topK: 3 })), want.slice(0, 1));
+});
+
+test('library: a batch size out of bounds is a usage error before anything opens', async () => {
+  const { classify, embed } = await lib();
+  const one = join(DIGITS, readdirSync(DIGITS).sort()[0]!);
+  // 1e9 was "RangeError: Array buffer allocation failed" from inside the batch queue.
+  for (const batchSize of [1e9, 1025, 0, 2.5]) {
+    await assert.rejects(all(classify([one], { batchSize })), { name: 'UsageError', message: /^--batch-size .*\(the limit is 1 to 1024\)$/ });
+    await assert.rejects(all(embed([one], { batchSize })), { name: 'UsageError' });
+  }
 });
 
 test('library: embed over an async iterable of paths, and openModel for pixel batches', async () => {

@@ -43,6 +43,9 @@ test('VIT_THREADS sets the default; a bad value is a usage error', () => {
   assert.equal(defaultThreads({ VIT_THREADS: '3' }), 3);
   assert.throws(() => defaultThreads({ VIT_THREADS: 'lots' }), /VIT_THREADS must be a whole number/);
   assert.ok(defaultThreads({}) >= 1);
+  assert.equal(defaultThreads({ VIT_THREADS: '1024' }), 1024);
+  // Each thread is an OS thread with its stack: 100,000 of them took 16 GB and ignored SIGTERM.
+  assert.throws(() => defaultThreads({ VIT_THREADS: '5000' }), { name: 'UsageError', message: /VIT_THREADS 5000 is more than 1024 \(the limit is 1 to 1024\)/ });
 });
 
 test('--threads sizes onnxruntime\'s pool; the default follows the affinity mask (taskset)', async () => {
@@ -57,8 +60,13 @@ test('--threads sizes onnxruntime\'s pool; the default follows the affinity mask
   const r = await runVit(['classify', ONE, '--threads', '0']);
   assert.equal(r.code, 2);
   assert.match(r.stderr, /--threads must be a whole number ≥ 1, not "0"/);
+  const many = await runVit(['classify', ONE, '--threads', '100000']);
+  assert.equal(many.code, 2, many.stderr);
+  assert.match(many.stderr, /^vit: --threads 100000 is more than 1024 \(the limit is 1 to 1024\)\n/);
+  assert.equal(many.stdout, '');
   // The library checks the same way (onnxruntime took 0 as its default and said "'intraOpNumThreads' is invalid: -1").
   for (const threads of [0, -1, 1.5]) await assert.rejects(openModel({ model: 'B/16' }, { threads }), { name: 'UsageError', message: `--threads must be a whole number ≥ 1, not "${threads}"` });
+  await assert.rejects(openModel({ model: 'B/16' }, { threads: 1025 }), { name: 'UsageError', message: /--threads 1025 is more than 1024/ });
 });
 
 test('--device cuda without onnxruntime-node\'s CUDA binaries is one line, exit 1; dtype and device key the graph cache', async () => {

@@ -48,6 +48,8 @@ export const LIMITS = {
   std: { min: 0, max: Number.MAX_VALUE, integer: false, minExclusive: true, real: '0.229 to 0.5' },
   mean: { min: -Number.MAX_VALUE, max: Number.MAX_VALUE, integer: false, real: '0.406 to 0.5' },
   batchSize: whole(1, 1024, '256 (throughput runs on big GPUs)'),
+  /** --threads, VIT_THREADS: each is an OS thread with its stack (100,000 took 16 GB and ignored SIGTERM). */
+  threads: whole(1, 1024, '768 (two 192-core CPUs, two threads a core)'),
 } as const satisfies Record<string, Bound>;
 
 function show(v: unknown): string {
@@ -153,6 +155,12 @@ export function paramCount(params: Map<string, number[]>): number {
 export function batchSizeProblem(n: unknown): string | null {
   const p = fieldProblem('--batch-size', n, LIMITS.batchSize);
   return p === null ? null : `${p} (the limit is ${LIMITS.batchSize.min} to ${LIMITS.batchSize.max})`;
+}
+
+/** `--threads` or `VIT_THREADS` (named by `field`), once known to be a whole number. */
+export function threadsProblem(n: number, field: string): string | null {
+  const p = fieldProblem(field, n, LIMITS.threads);
+  return p === null ? null : `${p} (the limit is ${LIMITS.threads.min} to ${LIMITS.threads.max})`;
 }
 
 /** `--image-size H[xW]`: each side (the patch count is the architecture's to check, see patchesProblem). */

@@ -3,9 +3,11 @@
  * `-f jsonl` writes, one object per line (JSON.parse of that line): `{path, predictions: [{index, label,
  * score, logit}, …]}` or `{path, embedding: [...]}`, and `{path, error}` for an input that could not be read.
  */
+import { UsageError } from '../errors.js';
 import type { ModelSpec } from '../io/model-source.js';
 import { PreprocessPool } from '../io/preprocess-pool.js';
 import { isErrorRow, toJson, type ErrorRow, type RowWriter } from '../io/sinks/rows.js';
+import { batchSizeProblem } from '../model/limits.js';
 import { BatchQueue } from './batches.js';
 import { prepareModel, type OpenOptions } from './open-model.js';
 import { classifyRows, embedRows } from './rows.js';
@@ -51,8 +53,15 @@ function collect<R extends { path: string }>(rows: (R | ErrorRow)[]): RowWriter<
   return { closedByReader: false, write: async (r) => void rows.push(r), close: async () => {}, abort: async () => {} };
 }
 
-async function* records<R extends { path: string }>(inputs: Iterable<string> | AsyncIterable<string>, kind: RowKind<R>, o: RunOptions): AsyncGenerator<object> {
+/** What classify and embed take: one path, or paths from an array or any (async) iterable. */
+export type Inputs = string | Iterable<string> | AsyncIterable<string>;
+
+async function* records<R extends { path: string }>(inputs: Inputs, kind: RowKind<R>, o: RunOptions): AsyncGenerator<object> {
   const batchSize = o.batchSize ?? 8;
+  const badBatch = batchSizeProblem(batchSize);
+  if (badBatch !== null) throw new UsageError(badBatch);
+  // A string is iterable too, by character: one path is one input.
+  const paths = typeof inputs === 'string' ? [inputs] : inputs;
   const model = await prepareModel(o, o);
   const runOptions = kind.runOptions(model.config);
   const engine = await model.start(runOptions);
@@ -60,7 +69,7 @@ async function* records<R extends { path: string }>(inputs: Iterable<string> | A
   try {
     const makeRow = kind.prepare(engine.config);
     // Several batches a chunk, so that decoding overlaps inference within it as in a CLI run.
-    for await (const chunk of chunks(inputs, batchSize * 4)) {
+    for await (const chunk of chunks(paths, batchSize * 4)) {
       const rows: (R | ErrorRow)[] = [];
       await processBatches({ queue: new BatchQueue(chunk, batchSize, model.config, pool), engine, writer: collect(rows), runOptions, makeRow, stopped: () => false });
       for (const r of rows) yield JSON.parse(toJson(isErrorRow(r) ? { path: r.path, error: r.error } : kind.schema.json(r)));
@@ -72,11 +81,11 @@ async function* records<R extends { path: string }>(inputs: Iterable<string> | A
 }
 
 /** Top-k predictions per image, in input order, as they are ready. */
-export function classify(inputs: Iterable<string> | AsyncIterable<string>, opts: ClassifyOptions = {}): AsyncGenerator<ClassifyRecord> {
+export function classify(inputs: Inputs, opts: ClassifyOptions = {}): AsyncGenerator<ClassifyRecord> {
   return records(inputs, classifyRows({ topK: opts.topK ?? 5, labels: opts.labels }), opts) as AsyncGenerator<ClassifyRecord>;
 }
 
 /** One feature vector per image, in input order, as they are ready. */
-export function embed(inputs: Iterable<string> | AsyncIterable<string>, opts: EmbedOptions = {}): AsyncGenerator<EmbedRecord> {
+export function embed(inputs: Inputs, opts: EmbedOptions = {}): AsyncGenerator<EmbedRecord> {
   return records(inputs, embedRows({ pool: opts.pool, normalize: opts.normalize ?? false }), opts) as AsyncGenerator<EmbedRecord>;
 }

@@ -19,7 +19,7 @@ import { defaultGraphCacheDir, openGraphCache } from '../io/graph-cache.js';
 import { loadWeights, resolveModel, type ModelSpec, type ResolvedModel } from '../io/model-source.js';
 import { toolVersion } from '../io/paths.js';
 import { UsageError, wholeNumber } from '../errors.js';
-import { imageSizeProblem } from '../model/limits.js';
+import { imageSizeProblem, LIMITS, threadsProblem } from '../model/limits.js';
 
 export interface OpenOptions {
   /** onnx, tfjs, or auto (default): the first of them that runs the dtype on the device here. */
@@ -35,16 +35,21 @@ export interface OpenOptions {
 
 /** The threads a run uses: --threads (checked), else VIT_THREADS, else the CPUs this process may use. */
 export function runThreads(threads: number | undefined): number {
-  return threads === undefined ? defaultThreads() : wholeNumber(String(threads), '--threads', 1);
+  return threads === undefined ? defaultThreads() : checkedThreads(String(threads), '--threads');
 }
 
-/** VIT_THREADS, else the CPUs this process may use. */
+/** VIT_THREADS, else the CPUs this process may use (at most LIMITS.threads). */
 export function defaultThreads(env: NodeJS.ProcessEnv = process.env): number {
   const v = env.VIT_THREADS;
-  if (v !== undefined && v !== '') {
-    return wholeNumber(v, 'VIT_THREADS', 1);
-  }
-  return usableCpus();
+  if (v !== undefined && v !== '') return checkedThreads(v, 'VIT_THREADS');
+  return Math.min(usableCpus(), LIMITS.threads.max);
+}
+
+function checkedThreads(value: string, field: string): number {
+  const n = wholeNumber(value, field, LIMITS.threads.min);
+  const problem = threadsProblem(n, field);
+  if (problem !== null) throw new UsageError(problem);
+  return n;
 }
 
 /** A model resolved and identified, not started. */
