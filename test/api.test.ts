@@ -44,6 +44,28 @@ test('library: a batch size out of bounds is a usage error before anything opens
   }
 });
 
+test('library: arguments of the wrong type from plain JS are usage errors naming the field', async () => {
+  const { classify, openModel } = await lib();
+  const one = join(DIGITS, readdirSync(DIGITS).sort()[0]!);
+  // A number was read as a file descriptor ("truncated or corrupt image" for 42; 0 would read standard input).
+  await assert.rejects(all(classify([one, 0 as unknown as string])), { name: 'UsageError', message: 'each input must be a path (a string), not 0' });
+  await assert.rejects(all(classify(null as unknown as string[])), { name: 'UsageError', message: /inputs must be a path, or an array/ });
+  const wrong: [object, RegExp][] = [
+    [{ model: 42 }, /^model must be a non-empty string, not 42$/], // was "name.trim is not a function"
+    [{ model: '' }, /^model must be a non-empty string/],
+    [{ weights: ['a.pth'] }, /^weights must be a non-empty string, not \["a.pth"\]$/],
+    [{ imageSize: -1 }, /^imageSize must be \[height, width\], not -1$/], // was "imageSize.join is not a function"
+    [{ imageSize: [224, 1e6] }, /^--image-size 1000000 is more than 8192/],
+    [{ imageSize: [224, '224'] }, /^--image-size "224" is not a finite number/],
+    [{ numClasses: '10' }, /^numClasses must be a number, not "10"$/],
+    [{ randomWeights: 'yes' }, /^randomWeights must be true or false/],
+  ];
+  for (const [spec, message] of wrong) {
+    await assert.rejects(all(classify([one], spec)), { name: 'UsageError', message }, JSON.stringify(spec));
+    await assert.rejects(openModel(spec), { name: 'UsageError', message }, JSON.stringify(spec));
+  }
+});
+
 test('library: embed over an async iterable of paths, and openModel for pixel batches', async () => {
   const { embed, openModel } = await lib();
   const files = readdirSync(IMAGES).filter((f) => f.startsWith('odd40')).map((f) => join(IMAGES, f));

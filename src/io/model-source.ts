@@ -13,6 +13,7 @@ import type { ModelConfig } from '../model/config.js';
 import { WEIGHT_FILES, readCheckpoint } from './checkpoint-files.js';
 import { modelResolvers } from './model-resolvers.js';
 import { DEFAULT_MODEL_DIR } from './paths.js';
+import { imageSizeProblem } from '../model/limits.js';
 import { FILE_LIMITS, readFailure, readRegularText } from './regular-file.js';
 
 /** How a command names its model: the shared options of every command. */
@@ -84,7 +85,29 @@ function byOption<C>(option: string, make: () => C): C {
   }
 }
 
+/**
+ * The spec's fields have their types (the CLI builds it so; a library caller in plain JS may not):
+ * `model: 42` failed as "name.trim is not a function".
+ */
+function checkSpec(spec: ModelSpec): void {
+  const bad = (field: string, want: string, v: unknown) => new UsageError(`${field} must be ${want}, not ${JSON.stringify(v)?.slice(0, 40) ?? String(v)}`);
+  for (const field of ['model', 'weights'] as const) {
+    const v: unknown = spec[field];
+    if (v !== undefined && (typeof v !== 'string' || v === '')) throw bad(field, 'a non-empty string', v);
+  }
+  if (spec.randomWeights !== undefined && typeof spec.randomWeights !== 'boolean') throw bad('randomWeights', 'true or false', spec.randomWeights);
+  const size: unknown = spec.imageSize;
+  if (size !== undefined) {
+    if (!Array.isArray(size) || size.length !== 2) throw bad('imageSize', '[height, width]', size);
+    const problem = imageSizeProblem(size as [number, number]);
+    if (problem !== null) throw new UsageError(problem);
+  }
+  // Its bounds are the architecture's to check (with the config it changes).
+  if (spec.numClasses !== undefined && typeof spec.numClasses !== 'number') throw bad('numClasses', 'a number', spec.numClasses);
+}
+
 export async function resolveModel(spec: ModelSpec): Promise<ResolvedModel> {
+  checkSpec(spec);
   const name = spec.model ?? DEFAULT_MODEL_DIR;
   let resolved: ResolvedModel | null = null;
   const preset = isDir(name) ? null : findPreset(name);

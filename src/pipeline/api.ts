@@ -38,7 +38,9 @@ export type EmbedRecord = { path: string; embedding: number[] } | ErrorRecord;
 /** Paths from an array or any (async) iterable, `n` at a time. */
 async function* chunks(inputs: Iterable<string> | AsyncIterable<string>, n: number): AsyncGenerator<string[]> {
   let chunk: string[] = [];
-  for await (const p of inputs) {
+  for await (const p of inputs as AsyncIterable<unknown>) {
+    // A number would be read as a file descriptor (0 is standard input).
+    if (typeof p !== 'string') throw new UsageError(`each input must be a path (a string), not ${typeof p === 'object' ? JSON.stringify(p)?.slice(0, 40) : String(p)}`);
     chunk.push(p);
     if (chunk.length === n) {
       yield chunk;
@@ -46,6 +48,10 @@ async function* chunks(inputs: Iterable<string> | AsyncIterable<string>, n: numb
     }
   }
   if (chunk.length > 0) yield chunk;
+}
+
+function isIterable(v: unknown): v is Iterable<unknown> | AsyncIterable<unknown> {
+  return typeof v === 'object' && v !== null && (Symbol.iterator in v || Symbol.asyncIterator in v);
 }
 
 /** A writer that keeps the rows it is given, for the generator to hand out. */
@@ -62,6 +68,7 @@ async function* records<R extends { path: string }>(inputs: Inputs, kind: RowKin
   if (badBatch !== null) throw new UsageError(badBatch);
   // A string is iterable too, by character: one path is one input.
   const paths = typeof inputs === 'string' ? [inputs] : inputs;
+  if (!isIterable(paths)) throw new UsageError('the inputs must be a path, or an array or (async) iterable of paths');
   const model = await prepareModel(o, o);
   const runOptions = kind.runOptions(model.config);
   const engine = await model.start(runOptions);
