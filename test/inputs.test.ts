@@ -1,13 +1,14 @@
 import assert from 'node:assert/strict';
-import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { closeSync, mkdirSync, mkdtempSync, openSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { Readable } from 'node:stream';
 import { after, before, test } from 'node:test';
 import { UsageError } from '../src/errors.js';
-import { runVit } from './helpers/cli.js';
+import { runVit, TEST_CACHE, VIT_BIN } from './helpers/cli.js';
 import {
-  collectInputs, imageExtensions, parseShard, readPathList, resolveShard, selectShard, shardOf, uniquePaths, type Shard,
+  collectInputs, imageExtensions, parseShard, PATH_LIST_ENTRY_MAX, readPathList, resolveShard, selectShard, shardOf, uniquePaths, type Shard,
 } from '../src/io/inputs.js';
 
 const root = mkdtempSync(join(tmpdir(), 'vit-inputs-'));
@@ -102,6 +103,40 @@ test('inputs: - reads a newline-separated list from stdin, in order, CRLF and tr
   assert.deepEqual(got, ['other/o.png', 'photos/b.png', 'z/last first.jpg', 'photos/a.JPG', 'photos/dir with, comma/x.png', 'missing.png']);
   // The last line may lack its newline.
   assert.deepEqual(await readPathList(stdin('a.png\nb.png')), ['a.png', 'b.png']);
+});
+
+test('inputs: the entries of a stdin list are checked as they arrive; one past 64 KiB is a usage error, not a full memory', async () => {
+  // Entries and a CRLF split across chunk boundaries.
+  const split = Readable.from([Buffer.from('a/b'), Buffer.from('c.png\r'), Buffer.from('\nd.png\n\ne'), Buffer.from('.png')]);
+  assert.deepEqual(await readPathList(split), ['a/bc.png', 'd.png', 'e.png']);
+  const long = 'x'.repeat(PATH_LIST_ENTRY_MAX);
+  assert.deepEqual(await readPathList(stdin(`a.png\n${long}\n`)), ['a.png', long], 'exactly the limit is an entry');
+  const tooLong = /^the list on stdin has an entry longer than 65536 bytes after 1 paths: it is not a list of paths/;
+  await assert.rejects(readPathList(stdin(`a.png\n${long}x\nb.png\n`)), (e: unknown) => e instanceof UsageError && tooLong.test(e.message));
+  // An endless line (what /dev/zero gives) stops after the limit instead of being read to the end.
+  let given = 0;
+  const endless = Readable.from((function* () {
+    yield Buffer.from('a.png\n');
+    for (;;) {
+      given += 4096;
+      yield Buffer.alloc(4096);
+    }
+  })());
+  await assert.rejects(readPathList(endless), (e: unknown) => e instanceof UsageError && tooLong.test(e.message));
+  assert.ok(given < 1 << 20, `read ${given} bytes`);
+});
+
+test('inputs: /dev/zero as the stdin list is one line of usage error, at once (it filled 5.9 GB in 30 s)', () => {
+  const zero = openSync('/dev/zero', 'r');
+  try {
+    const r = spawnSync(process.execPath, [VIT_BIN, 'classify', '-'], { stdio: [zero, 'pipe', 'pipe'], encoding: 'utf8', timeout: 60_000, env: { ...process.env, CI: 'true', XDG_CACHE_HOME: TEST_CACHE } });
+    assert.equal(r.status, 2, r.stderr?.slice(0, 300));
+    assert.match(r.stderr, /^vit: the list on stdin has an entry longer than 65536 bytes after 0 paths/);
+    assert.ok(r.stderr.length < 1000);
+    assert.equal(r.stdout, '');
+  } finally {
+    closeSync(zero);
+  }
 });
 
 test('inputs: NUL-separated stdin keeps newlines and CRs inside names', async () => {
