@@ -10,10 +10,10 @@ import { ModelError, UsageError } from '../errors.js';
 import { archOf, configFromJson, findPreset, presetConfig } from '../model/arch/index.js';
 import { fromCheckpoint, fromRandom, weightsBudget, type LoadedWeights } from '../model/checkpoint.js';
 import type { ModelConfig } from '../model/config.js';
+import { imageSizeProblem } from '../model/limits.js';
 import { WEIGHT_FILES, readCheckpoint } from './checkpoint-files.js';
 import { modelResolvers } from './model-resolvers.js';
 import { DEFAULT_MODEL_DIR } from './paths.js';
-import { imageSizeProblem } from '../model/limits.js';
 import { FILE_LIMITS, readFailure, readRegularText } from './regular-file.js';
 
 /** How a command names its model: the shared options of every command. */
