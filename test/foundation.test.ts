@@ -164,6 +164,15 @@ test('cli: usage errors exit 2 and list the valid choices', async () => {
   assert.equal(r.stdout, '');
   assert.match(r.stderr, /unknown model "B\/99"/);
   assert.match(r.stderr, /B\/16/);
+  assert.doesNotMatch(r.stderr, /did you mean/, 'B/99 is near no preset');
+  // A name with the right letters and digits, or a typo away from one, is named first.
+  for (const [typed, meant] of [['B16', 'B/16'], ['swint', 'Swin-T'], ['vit-base-patch16-224', 'vit_base_patch16_224'], ['vit_base_patch16_244', 'vit_base_patch16_224']]) {
+    const t = await runVit(['summary', typed!]);
+    assert.equal(t.code, 2);
+    assert.ok(t.stderr.startsWith(`vit: unknown model "${typed}" (did you mean ${meant}?). Presets — `), t.stderr.slice(0, 120));
+  }
+  const tie = await runVit(['summary', 'Swin-X']); // as near Swin-T, -S, -B and -L: no guess
+  assert.match(tie.stderr, /^vit: unknown model "Swin-X"\. Presets — /);
   const u = await runVit(['summary', 'B/16', '--no-such-flag']);
   assert.equal(u.code, 2);
   const c = await runVit(['frobnicate']);

@@ -50,10 +50,42 @@ export function findPreset(name: string): ModelConfig | null {
   return null;
 }
 
+/** Edits (insertions, deletions, substitutions) from one string to another. */
+function editDistance(a: string, b: string): number {
+  let prev = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    const cur = [i];
+    for (let j = 1; j <= b.length; j++) cur[j] = Math.min(prev[j]! + 1, cur[j - 1]! + 1, prev[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1));
+    prev = cur;
+  }
+  return prev[b.length]!;
+}
+
+/**
+ * The preset a mistyped name most likely meant, compared by letters and digits alone ("b16" is B/16, "swint"
+ * Swin-T): the same ones, or one edit away (two for names of more than 4), else (or when two are as near) null.
+ */
+export function nearestPreset(name: string): string | null {
+  const fold = (s: string) => s.toLowerCase().replace(/[^a-z0-9]/g, '');
+  const want = fold(name);
+  let best: string | null = null;
+  let bestEdits = want.length > 4 ? 3 : 2;
+  let tied = false; // two names as near: no guess
+  for (const a of ARCHITECTURES) {
+    for (const n of [...a.presets.shortNames(), ...a.presets.names()]) {
+      const edits = editDistance(want, fold(n));
+      if (edits < bestEdits) [best, bestEdits, tied] = [n, edits, false];
+      else if (edits === bestEdits) tied = true;
+    }
+  }
+  return tied ? null : best;
+}
+
 /** The config of a preset; an unknown name is a usage error listing the valid ones. */
 export function presetConfig(name: string): ModelConfig {
   const c = findPreset(name);
   if (c) return c;
+  const near = nearestPreset(name);
   const lists = ARCHITECTURES.map((a) => `${a.title}: ${a.presets.shortNames().join(', ')}; timm names: ${a.presets.names().join(', ')}`);
-  throw new UsageError(`unknown model "${name}". Presets — ${lists.join(' — ')}; or a model directory (config.json + weights)`);
+  throw new UsageError(`unknown model "${name}"${near === null ? '' : ` (did you mean ${near}?)`}. Presets — ${lists.join(' — ')}; or a model directory (config.json + weights)`);
 }
