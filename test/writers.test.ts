@@ -212,6 +212,23 @@ test('writers: -o is atomic: nothing at the target until close, nothing left on 
     (e: unknown) => e instanceof OutputError && /ENOENT/.test(e.message));
 });
 
+test('writers: -o removes the temporary files that killed runs left beside the target, and only those', async () => {
+  const dir = mkdtempSync(join(tmp, 'stale-'));
+  const out = join(dir, 'out.csv');
+  // A process that has ended: its pid names a temporary file nobody will finish.
+  const gone = spawn(process.execPath, ['-e', '']);
+  await new Promise((r) => gone.on('close', r));
+  const dead = `.out.csv.${gone.pid}.tmp`;
+  const deadSnap = `.out.csv.${gone.pid}.snapshot.tmp`;
+  const live = `.out.csv.${process.ppid}.tmp`; // a running process's: still being written
+  const others = ['.out.csv.x1.tmp', `.other.csv.${gone.pid}.tmp`, `out.csv.${gone.pid}.tmp`];
+  for (const f of [dead, deadSnap, live, ...others]) writeFileSync(join(dir, f), 'partial');
+  const w = await testWriter('classify', 'csv', { output: out, stdout: collector().stream });
+  await w.write(classifyRow('a.jpg', 1));
+  await w.close();
+  assert.deepEqual(readdirSync(dir).sort(), [live, ...others, 'out.csv', 'out.csv.vit.json'].sort());
+});
+
 test('writers: the formats of a row kind; npy only where rows are vectors, parquet where the kind has typed columns', () => {
   assert.deepEqual(formatsFor(CLASSIFY_SCHEMA), ['csv', 'json', 'jsonl', 'parquet']);
   assert.deepEqual(formatsFor(EMBED_SCHEMA), ['csv', 'json', 'jsonl', 'npy', 'parquet']);

@@ -26,7 +26,7 @@ import { displayPath, undisplayPath } from '../fs-names.js';
 import { BaseWriter, type FormatModule, type ResumeTarget } from './format.js';
 import { emptyOutput, type ReadMode, type StoredOutput, type StoredRow } from './records.js';
 import { isErrorRow, type Column, type ColumnType, type ErrorRow, type RowSchema, type RowWriter } from './rows.js';
-import { AtomicFileSink, removeStaleTempFiles, type Sink } from './target.js';
+import { AtomicFileSink, type Sink } from './target.js';
 
 /** Rows per row group: small enough to hold while buffering, large enough for readers to scan fast. */
 const ROW_GROUP_ROWS = 4096;
@@ -426,8 +426,6 @@ export const PARQUET: FormatModule = {
   needsFile: true,
   writer: async (schema, { sink }) => new ParquetRowWriter(schema, sink),
   async resume<R extends { path: string }>(schema: RowSchema<R>, target: ResumeTarget, prior: StoredOutput): Promise<RowWriter<R>> {
-    // Temporary files of runs that were killed (kill -9, a lost machine) are as large as the output.
-    removeStaleTempFiles(target.path);
     const file = await AtomicFileSink.open(target.path, target.name, target.existing);
     const writer = new ResumedParquetWriter(schema, file);
     try {

@@ -239,7 +239,7 @@ function alive(pid: number): boolean {
  * Remove the temporary files beside `target` that AtomicFileSink left when its process was killed outright
  * (no exit handler ran): `.NAME.PID.tmp` and `.NAME.PID.snapshot.tmp` of a process no longer running.
  */
-export function removeStaleTempFiles(target: string): void {
+function removeStaleTempFiles(target: string): void {
   const dir = dirname(target);
   const name = basename(target);
   let entries: string[];
@@ -321,6 +321,8 @@ export class AtomicFileSink extends FileSink {
    * temporary directory, removed on close (an npy spooled for a stream).
    */
   static async open(target: string | null, name: string, existing: Stats | null = null): Promise<AtomicFileSink> {
+    // Those of runs that were killed (kill -9, a lost machine) would stay forever, as large as the output.
+    if (target !== null) removeStaleTempFiles(target);
     const tmp = target === null
       ? join(tmpdir(), `vit-spool.${process.pid}.${Date.now()}.${Math.random().toString(36).slice(2)}.tmp`)
       : join(dirname(target), `.${basename(target)}.${process.pid}.tmp`);
