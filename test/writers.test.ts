@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PassThrough, Writable } from 'node:stream';
@@ -10,7 +10,7 @@ import { OutputError, UsageError } from '../src/errors.js';
 import { PACKAGE_ROOT } from '../src/io/paths.js';
 import { readStoredOutput } from '../src/io/sinks/index.js';
 import { npyHeader, pathsFileFor } from '../src/io/sinks/npy.js';
-import { manifestPath } from '../src/io/sinks/manifest.js';
+import { manifestPath, writeManifest } from '../src/io/sinks/manifest.js';
 import {
   CLASSIFY_SCHEMA, EMBED_SCHEMA, formatFloat32, formatsFor, pathsLine,
   type ClassifyRow, type EmbedRow, type ErrorRow, type Format, type RowSchema,
@@ -227,6 +227,24 @@ test('writers: -o removes the temporary files that killed runs left beside the t
   await w.write(classifyRow('a.jpg', 1));
   await w.close();
   assert.deepEqual(readdirSync(dir).sort(), [live, ...others, 'out.csv', 'out.csv.vit.json'].sort());
+});
+
+test('writers: a link planted under a temporary file\'s name is replaced, never written through', async () => {
+  const dir = mkdtempSync(join(tmp, 'planted-'));
+  const victim = join(dir, 'victim');
+  writeFileSync(victim, 'precious\n');
+  const out = join(dir, 'out.jsonl');
+  // The names this process will use (as another user of a shared directory can work them out).
+  symlinkSync(victim, join(dir, `.out.jsonl.${process.pid}.tmp`));
+  symlinkSync(victim, join(dir, `out.jsonl.vit.json.${process.pid}.tmp`));
+  const w = await testWriter('classify', 'jsonl', { output: out, stdout: collector().stream });
+  await w.write(classifyRow('a.jpg', 1));
+  await w.close();
+  writeManifest(out, { command: 'classify', format: 'jsonl', model: { name: 'm', id: 'x' }, options: {}, shard: null });
+  assert.equal(readFileSync(victim, 'utf8'), 'precious\n');
+  assert.equal(JSON.parse(readFileSync(out, 'utf8')).path, 'a.jpg');
+  assert.equal(JSON.parse(readFileSync(manifestPath(out), 'utf8')).command, 'classify');
+  assert.deepEqual(readdirSync(dir).sort(), ['out.jsonl', 'out.jsonl.vit.json', 'victim']);
 });
 
 test('writers: the formats of a row kind; npy only where rows are vectors, parquet where the kind has typed columns', () => {

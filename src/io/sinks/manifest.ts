@@ -4,7 +4,7 @@
  * every option that shapes the rows, and the shard K/N. `--resume` continues only a file made the same way;
  * `vit merge` joins only parts made the same way and knows from them how many shards there must be.
  */
-import { renameSync, unlinkSync, writeFileSync } from 'node:fs';
+import { renameSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
 import { OutputError, UsageError } from '../../errors.js';
 import { toolVersion } from '../paths.js';
 import { FileRefusedError, readFailure, readRegularText } from '../regular-file.js';
@@ -57,7 +57,9 @@ export function writeManifest(output: string, p: Provenance): void {
   const tmp = `${path}.${process.pid}.tmp`;
   const m: Manifest = { vit: toolVersion(), ...p };
   try {
-    writeFileSync(tmp, `${JSON.stringify(m, null, 2)}\n`);
+    // Created anew (as the output's temporary file is): never written through a link planted under its name.
+    rmSync(tmp, { force: true });
+    writeFileSync(tmp, `${JSON.stringify(m, null, 2)}\n`, { flag: 'wx' });
     renameSync(tmp, path);
   } catch (e) {
     try {

@@ -260,6 +260,13 @@ function removeStaleTempFiles(target: string): void {
   }
 }
 
+/** Remove a file (or a link, not what it points to) when there is one. */
+async function removeIfThere(path: string): Promise<void> {
+  await unlink(path).catch((e: NodeJS.ErrnoException) => {
+    if (e.code !== 'ENOENT') throw e;
+  });
+}
+
 /** A file written at explicit positions (so an npy header can be patched in place). */
 export abstract class FileSink implements Sink {
   readonly closedByReader = false;
@@ -328,8 +335,11 @@ export class AtomicFileSink extends FileSink {
       : join(dirname(target), `.${basename(target)}.${process.pid}.tmp`);
     let fh: FileHandle;
     try {
-      // Readable too: an npy spool is copied out of it at close.
-      fh = await open(tmp, 'w+', 0o666);
+      // Created anew, never opened through what is there: a symbolic link planted under this name in a shared
+      // directory would have had its target overwritten (as root, any file). Readable too: an npy spool is
+      // copied out of it at close.
+      await removeIfThere(tmp);
+      fh = await open(tmp, 'wx+', 0o666);
     } catch (e) {
       throw writeError(name, e);
     }
@@ -349,7 +359,8 @@ export class AtomicFileSink extends FileSink {
     liveTempFiles.add(snap);
     try {
       // Every write so far has reached the file (writes are awaited one by one), so a copy sees them all.
-      await copyFile(this.path, snap);
+      await removeIfThere(snap);
+      await copyFile(this.path, snap, constants.COPYFILE_EXCL);
       const fh = await open(snap, 'r+');
       try {
         await keepOwnership(fh, this.existing);
