@@ -153,14 +153,13 @@ export function paramCount(params: Map<string, number[]>): number {
 
 /** `-b/--batch-size`. */
 export function batchSizeProblem(n: unknown): string | null {
-  const p = fieldProblem('--batch-size', n, LIMITS.batchSize);
-  return p === null ? null : `${p} (the limit is ${LIMITS.batchSize.min} to ${LIMITS.batchSize.max})`;
+  return rangeProblem('--batch-size', n, LIMITS.batchSize);
 }
 
-/** `--threads` or `VIT_THREADS` (named by `field`), once known to be a whole number. */
-export function threadsProblem(n: number, field: string): string | null {
-  const p = fieldProblem(field, n, LIMITS.threads);
-  return p === null ? null : `${p} (the limit is ${LIMITS.threads.min} to ${LIMITS.threads.max})`;
+/** An option's value outside its bound, with the bound in words (`--threads`, `VIT_THREADS`, `--batch-size`). */
+export function rangeProblem(field: string, value: unknown, bound: Bound): string | null {
+  const p = fieldProblem(field, value, bound);
+  return p === null ? null : `${p} (the limit is ${bound.min} to ${bound.max})`;
 }
 
 /** `--image-size H[xW]`: each side (the patch count is the architecture's to check, see patchesProblem). */

@@ -19,7 +19,7 @@ import { defaultGraphCacheDir, openGraphCache } from '../io/graph-cache.js';
 import { loadWeights, resolveModel, type ModelSpec, type ResolvedModel } from '../io/model-source.js';
 import { toolVersion } from '../io/paths.js';
 import { UsageError, wholeNumber } from '../errors.js';
-import { imageSizeProblem, LIMITS, threadsProblem } from '../model/limits.js';
+import { imageSizeProblem, LIMITS, rangeProblem } from '../model/limits.js';
 
 export interface OpenOptions {
   /** onnx, tfjs, or auto (default): the first of them that runs the dtype on the device here. */
@@ -47,7 +47,7 @@ export function defaultThreads(env: NodeJS.ProcessEnv = process.env): number {
 
 function checkedThreads(value: string, field: string): number {
   const n = wholeNumber(value, field, LIMITS.threads.min);
-  const problem = threadsProblem(n, field);
+  const problem = rangeProblem(field, n, LIMITS.threads);
   if (problem !== null) throw new UsageError(problem);
   return n;
 }
