@@ -8,7 +8,8 @@ import protoPkg from 'onnx-proto';
 import { argmaxRows, digitsToPixels, splitDigits } from '../scripts/digits-data.js';
 import { UsageError } from '../src/errors.js';
 import { int8WeightsFor } from '../src/io/cpus.js';
-import { openGraphCache, writeEntryFile } from '../src/io/graph-cache.js';
+import { writeNewFile } from '../src/io/atomic-file.js';
+import { openGraphCache } from '../src/io/graph-cache.js';
 import { loadModel } from '../src/io/model-source.js';
 import { validateVitConfig, type ViTConfig } from '../src/model/arch/vit/config.js';
 import type { ModelConfig } from '../src/model/config.js';
@@ -263,7 +264,7 @@ test('int8: the fused QAttention graph gives the portable int8 graph\'s logits: 
     const dir = join(scratch, `portable-${label.replace(/\W+/g, '-')}`);
     mkdirSync(dir);
     // The portable graph with the weights as the engine holds them on this CPU.
-    for (const f of exportOnnx(cfg, w, 'int8', INLINE_LIMIT, int8WeightsFor())) writeEntryFile(dir, f);
+    for (const f of exportOnnx(cfg, w, 'int8', INLINE_LIMIT, int8WeightsFor())) writeNewFile(join(dir, f.name), f);
     const s = await ort.InferenceSession.create(join(dir, 'model_quantized.onnx'));
     const dims = [batch, 3, ...cfg.imgSize];
     const portable = (await s.run({ pixel_values: new ort.Tensor('float32', x, dims) })).logits.data as Float32Array;

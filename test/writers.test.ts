@@ -220,13 +220,15 @@ test('writers: -o removes the temporary files that killed runs left beside the t
   await new Promise((r) => gone.on('close', r));
   const dead = `.out.csv.${gone.pid}.tmp`;
   const deadSnap = `.out.csv.${gone.pid}.snapshot.tmp`;
+  const deadSidecar = `out.csv.vit.json.${gone.pid}.tmp`;
   const live = `.out.csv.${process.ppid}.tmp`; // a running process's: still being written
-  const others = ['.out.csv.x1.tmp', `.other.csv.${gone.pid}.tmp`, `out.csv.${gone.pid}.tmp`];
-  for (const f of [dead, deadSnap, live, ...others]) writeFileSync(join(dir, f), 'partial');
+  const liveSidecar = `out.csv.vit.json.${process.ppid}.tmp`;
+  const others = ['.out.csv.x1.tmp', `.other.csv.${gone.pid}.tmp`, `out.csv.${gone.pid}.tmp`, `other.csv.vit.json.${gone.pid}.tmp`];
+  for (const f of [dead, deadSnap, deadSidecar, live, liveSidecar, ...others]) writeFileSync(join(dir, f), 'partial');
   const w = await testWriter('classify', 'csv', { output: out, stdout: collector().stream });
   await w.write(classifyRow('a.jpg', 1));
   await w.close();
-  assert.deepEqual(readdirSync(dir).sort(), [live, ...others, 'out.csv', 'out.csv.vit.json'].sort());
+  assert.deepEqual(readdirSync(dir).sort(), [live, liveSidecar, ...others, 'out.csv', 'out.csv.vit.json'].sort());
 });
 
 test('writers: a link planted under a temporary file\'s name is replaced, never written through', async () => {

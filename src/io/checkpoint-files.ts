@@ -5,11 +5,12 @@
  * and other weights of the same size are not.
  */
 import { createHash } from 'node:crypto';
-import { closeSync, constants, fstatSync, mkdirSync, openSync, readSync, realpathSync, renameSync, writeFileSync } from 'node:fs';
+import { closeSync, constants, fstatSync, mkdirSync, openSync, readSync, realpathSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { WeightsError } from '../errors.js';
 import type { TensorMap } from '../model/tensor.js';
 import type { WeightsBudget } from '../model/weights/budget.js';
+import { replaceFile } from './atomic-file.js';
 import { FILE_LIMITS, notRegular, readFailure, readRegularText } from './regular-file.js';
 import { readFileBytes } from './streams.js';
 
@@ -138,11 +139,9 @@ export function checkpointHash(path: string, memoDir: string | null): string {
 
 /** Best effort: a cache that cannot be written only costs hashing again next time. */
 function writeMemo(path: string, digest: string): void {
-  const tmp = `${path}.${process.pid}.tmp`;
   try {
     mkdirSync(dirname(path), { recursive: true });
-    writeFileSync(tmp, `${digest}\n`);
-    renameSync(tmp, path);
+    replaceFile(path, { bytes: `${digest}\n` });
   } catch {
     // Left unwritten.
   }

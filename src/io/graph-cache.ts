@@ -3,15 +3,13 @@
  * Entries are keyed by the engine (the model's content identity and the execution settings); this module only
  * keeps them: one directory per key (model.onnx, model-attn.onnx, weights.bin, entry.json).
  */
-import {
-  closeSync, existsSync, ftruncateSync, mkdirSync, openSync, readdirSync, renameSync, rmSync, statSync,
-  utimesSync, writeFileSync, writeSync,
-} from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, renameSync, rmSync, statSync, utimesSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { OutputError } from '../errors.js';
 import type { ModelConfig } from '../model/config.js';
 import type { GraphStore, StoreFile } from '../model/engines/engine.js';
+import { writeNewFile } from './atomic-file.js';
 import { FILE_LIMITS, readRegularText } from './regular-file.js';
 
 /** Lists every file of an entry with its size and the config built; written last, so an entry without it is incomplete. */
@@ -22,24 +20,6 @@ const DAY_MS = 24 * 3600 * 1000;
 export function defaultGraphCacheDir(env: NodeJS.ProcessEnv = process.env): string {
   if (env.VIT_GRAPH_CACHE) return env.VIT_GRAPH_CACHE;
   return join(env.XDG_CACHE_HOME || join(homedir(), '.cache'), 'vit', 'onnx');
-}
-
-/** Write one file of an entry (or of an exported model folder) into dir; returns its size. */
-export function writeEntryFile(dir: string, f: StoreFile): number {
-  const path = join(dir, f.name);
-  if ('bytes' in f) {
-    writeFileSync(path, f.bytes);
-    return f.bytes.length;
-  }
-  // Chunk by chunk at their offsets, so the whole file is never in memory at once.
-  const fd = openSync(path, 'w');
-  try {
-    for (const c of f.chunks) writeSync(fd, c.bytes, 0, c.bytes.length, c.offset);
-    ftruncateSync(fd, f.size);
-  } finally {
-    closeSync(fd);
-  }
-  return f.size;
 }
 
 function removeQuietly(dir: string): void {
@@ -122,8 +102,9 @@ export function openGraphCache(root: string = defaultGraphCacheDir(), opts: Grap
       try {
         mkdirSync(tmp, { recursive: true });
         const sizes: Record<string, number> = {};
-        for (const f of files) sizes[f.name] = writeEntryFile(tmp, f);
-        writeFileSync(join(tmp, MANIFEST), JSON.stringify({ key, files: sizes, config, created: new Date().toISOString() } satisfies Manifest));
+        // Each file created anew (atomic-file.ts), in a directory of this process's own.
+        for (const f of files) sizes[f.name] = writeNewFile(join(tmp, f.name), f);
+        writeNewFile(join(tmp, MANIFEST), { bytes: JSON.stringify({ key, files: sizes, config, created: new Date().toISOString() } satisfies Manifest) });
         if (completeEntry(dir)) {
           // Another process finished the same entry meanwhile, and may be using it: keep theirs.
           removeQuietly(tmp);

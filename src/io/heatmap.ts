@@ -1,10 +1,11 @@
 import { createHash } from 'node:crypto';
-import { closeSync, constants, lstatSync, mkdirSync, openSync, readdirSync, readSync, renameSync, rmSync, statSync, writeFileSync, type Stats } from 'node:fs';
+import { closeSync, constants, lstatSync, mkdirSync, openSync, readdirSync, readSync, statSync, type Stats } from 'node:fs';
 import { basename, dirname, extname, join, resolve } from 'node:path';
 import { crc32 } from 'node:zlib';
 import sharp from 'sharp';
 import { UsageError } from '../errors.js';
 import type { Preprocess } from '../model/config.js';
+import { replaceFile } from './atomic-file.js';
 import { decodeFsName, fsPath } from './fs-names.js';
 import { errnoText, writeError } from './sinks/target.js';
 
@@ -161,12 +162,9 @@ export function planHeatmaps(dir: string, inputs: readonly string[], outputs: re
 
 /** Write one heatmap atomically (a temporary file renamed over it). */
 export function writeHeatmap(file: string, png: Buffer): void {
-  const tmp = join(dirname(file), `.${basename(file)}.${process.pid}.tmp`);
   try {
-    writeFileSync(fsPath(tmp), png);
-    renameSync(fsPath(tmp), fsPath(file));
+    replaceFile(fsPath(file), { bytes: png }, fsPath(join(dirname(file), `.${basename(file)}.${process.pid}.tmp`)));
   } catch (e) {
-    rmSync(fsPath(tmp), { force: true });
     throw writeError(file, e);
   }
 }

@@ -1,7 +1,8 @@
-import { existsSync, mkdirSync, renameSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, rmSync, statSync, symlinkSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { dirname, isAbsolute, join, relative } from 'node:path';
 import { ModelError, UsageError } from '../errors.js';
+import { replaceFile } from './atomic-file.js';
 import type { Timeouts } from './http.js';
 import { FILE_LIMITS, readFailure, readRegularText } from './regular-file.js';
 
@@ -209,9 +210,7 @@ export class RepoCache {
 /** Write through a temporary name so a reader never sees half a file. */
 function atomicWrite(path: string, text: string): void {
   mkdirSync(dirname(path), { recursive: true });
-  const tmp = `${path}.${process.pid}.tmp`;
-  writeFileSync(tmp, text);
-  renameSync(tmp, path);
+  replaceFile(path, { bytes: text });
 }
 
 /** Weight files in the order a snapshot's weights are chosen (the sharded index names its shards). */

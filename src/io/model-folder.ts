@@ -1,29 +1,23 @@
-import { mkdirSync, renameSync, rmSync } from 'node:fs';
+import { mkdirSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import type { StoreFile } from '../model/engines/engine.js';
-import { writeEntryFile } from './graph-cache.js';
+import { replaceFile } from './atomic-file.js';
 import { FILE_LIMITS, readRegularText } from './regular-file.js';
 import { writeError } from './sinks/target.js';
 
 /**
  * Write files (named relative to dir, e.g. `onnx/model.onnx`) into a model folder, creating it as needed. Each
- * is written under a temporary name and renamed into place, so a reader never loads half a file; other files
- * already there (an export of the other dtype) are kept.
+ * replaces its path whole (atomic-file.ts), so a reader never loads half a file; other files already there (an
+ * export of the other dtype) are kept.
  */
 export function writeModelFolder(dir: string, files: StoreFile[]): string[] {
   const written: string[] = [];
   for (const f of files) {
     const path = join(dir, f.name);
-    const tmp = `${path}.tmp-${process.pid}`;
     try {
       mkdirSync(dirname(path), { recursive: true });
-      writeEntryFile(dirname(tmp), { ...f, name: tmp.slice(dirname(tmp).length + 1) });
-      renameSync(tmp, path);
+      replaceFile(path, f);
     } catch (e) {
-      // The cleanup must not hide the reason (with a file where a folder should be, it fails too: ENOTDIR).
-      try {
-        rmSync(tmp, { force: true });
-      } catch {}
       throw writeError(path, e);
     }
     written.push(path);

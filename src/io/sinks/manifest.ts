@@ -4,12 +4,13 @@
  * every option that shapes the rows, and the shard K/N. `--resume` continues only a file made the same way;
  * `vit merge` joins only parts made the same way and knows from them how many shards there must be.
  */
-import { renameSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
+import { basename, dirname } from 'node:path';
 import { OutputError, UsageError } from '../../errors.js';
+import { replaceFile } from '../atomic-file.js';
 import { toolVersion } from '../paths.js';
 import { FileRefusedError, readFailure, readRegularText } from '../regular-file.js';
 import type { Format } from './rows.js';
-import { writeError } from './target.js';
+import { removeStaleTempFiles, writeError } from './target.js';
 
 export interface Provenance {
   command: string;
@@ -54,19 +55,12 @@ export function readManifest(output: string): Manifest | null {
 /** Write (atomically) the manifest beside an output. */
 export function writeManifest(output: string, p: Provenance): void {
   const path = manifestPath(output);
-  const tmp = `${path}.${process.pid}.tmp`;
   const m: Manifest = { vit: toolVersion(), ...p };
+  // A run killed while writing it left PATH.PID.tmp.
+  removeStaleTempFiles(dirname(path), `${basename(path)}.`);
   try {
-    // Created anew (as the output's temporary file is): never written through a link planted under its name.
-    rmSync(tmp, { force: true });
-    writeFileSync(tmp, `${JSON.stringify(m, null, 2)}\n`, { flag: 'wx' });
-    renameSync(tmp, path);
+    replaceFile(path, { bytes: `${JSON.stringify(m, null, 2)}\n` });
   } catch (e) {
-    try {
-      unlinkSync(tmp);
-    } catch {
-      // Never written.
-    }
     throw writeError(path, e);
   }
 }

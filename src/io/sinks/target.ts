@@ -236,12 +236,11 @@ function alive(pid: number): boolean {
 }
 
 /**
- * Remove the temporary files beside `target` that AtomicFileSink left when its process was killed outright
- * (no exit handler ran): `.NAME.PID.tmp` and `.NAME.PID.snapshot.tmp` of a process no longer running.
+ * Remove the temporary files that a process killed outright (no exit handler ran) left in dir under
+ * `PREFIX<pid>.tmp` or `PREFIX<pid>.snapshot.tmp`, of processes no longer running: AtomicFileSink's
+ * (`.NAME.`) and the manifest's (`NAME.vit.json.`).
  */
-function removeStaleTempFiles(target: string): void {
-  const dir = dirname(target);
-  const name = basename(target);
+export function removeStaleTempFiles(dir: string, prefix: string): void {
   let entries: string[];
   try {
     entries = readdirSync(dir);
@@ -249,8 +248,8 @@ function removeStaleTempFiles(target: string): void {
     return;
   }
   for (const e of entries) {
-    if (!e.startsWith(`.${name}.`)) continue;
-    const m = /^\.(\d+)\.(?:snapshot\.)?tmp$/.exec(e.slice(name.length + 1));
+    if (!e.startsWith(prefix)) continue;
+    const m = /^(\d+)\.(?:snapshot\.)?tmp$/.exec(e.slice(prefix.length));
     if (m === null || Number(m[1]) === process.pid || alive(Number(m[1]))) continue;
     try {
       unlinkSync(join(dir, e));
@@ -329,7 +328,7 @@ export class AtomicFileSink extends FileSink {
    */
   static async open(target: string | null, name: string, existing: Stats | null = null): Promise<AtomicFileSink> {
     // Those of runs that were killed (kill -9, a lost machine) would stay forever, as large as the output.
-    if (target !== null) removeStaleTempFiles(target);
+    if (target !== null) removeStaleTempFiles(dirname(target), `.${basename(target)}.`);
     const tmp = target === null
       ? join(tmpdir(), `vit-spool.${process.pid}.${Date.now()}.${Math.random().toString(36).slice(2)}.tmp`)
       : join(dirname(target), `.${basename(target)}.${process.pid}.tmp`);
