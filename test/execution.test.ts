@@ -8,7 +8,7 @@ import { after, test } from 'node:test';
 import { cgroupCpuQuota, int8WeightsFor } from '../src/io/cpus.js';
 import { PACKAGE_ROOT } from '../src/io/paths.js';
 import { graphKey } from '../src/model/engines/onnx.js';
-import { defaultThreads, openModel } from '../src/pipeline/open-model.js';
+import { defaultThreads, openModel, prepareModel } from '../src/pipeline/open-model.js';
 import { runVit, TEST_CACHE, VIT_BIN } from './helpers/cli.js';
 
 const tmp = mkdtempSync(join(tmpdir(), 'vit-exec-'));
@@ -67,6 +67,15 @@ test('--threads sizes onnxruntime\'s pool; the default follows the affinity mask
   // The library checks the same way (onnxruntime took 0 as its default and said "'intraOpNumThreads' is invalid: -1").
   for (const threads of [0, -1, 1.5]) await assert.rejects(openModel({ model: 'B/16' }, { threads }), { name: 'UsageError', message: `--threads must be a whole number ≥ 1, not "${threads}"` });
   await assert.rejects(openModel({ model: 'B/16' }, { threads: 1025 }), { name: 'UsageError', message: /--threads 1025 is more than 1024/ });
+});
+
+test('reduceRange (library): 7-bit int8 weights on every CPU; int8 only, a boolean', async () => {
+  const held = async (o: Parameters<typeof prepareModel>[1]) => (await prepareModel({ model: 'B/16' }, o)).settings.int8Weights;
+  assert.equal(await held({ dtype: 'int8', reduceRange: true }), 'int7');
+  assert.equal(await held({ dtype: 'int8' }), int8WeightsFor());
+  assert.equal(await held({ dtype: 'int8', reduceRange: false }), int8WeightsFor());
+  await assert.rejects(prepareModel({ model: 'B/16' }, { reduceRange: true }), { name: 'UsageError', message: /--reduce-range is for --dtype int8/ });
+  await assert.rejects(prepareModel({ model: 'B/16' }, { dtype: 'int8', reduceRange: 'yes' as unknown as boolean }), { name: 'UsageError', message: 'reduceRange must be true or false, not "yes"' });
 });
 
 test('--device cuda without onnxruntime-node\'s CUDA binaries is one line, exit 1; dtype and device key the graph cache', async () => {

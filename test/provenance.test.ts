@@ -107,6 +107,31 @@ test('int8 parts made on CPUs that quantize weights differently (8 bits, or 7 wi
   assert.match(mixed.stderr, /int8Weights /);
 });
 
+test('--reduce-range holds int8 weights in 7 bits on every CPU: such parts merge with each other, and with plain int8 parts of CPUs without VNNI', async () => {
+  const part = async (name: string, shard: string, flags: string[]) => {
+    const out = join(tmp, name);
+    const r = await runVit(['classify', IMAGES, '-m', modelDir('odd40', 'hf'), '--dtype', 'int8', ...flags, '-f', 'csv', '-o', out, '--shard', shard]);
+    assert.equal(r.code, 0, r.stderr);
+    return out;
+  };
+  const options = (f: string) => JSON.parse(readFileSync(`${f}.vit.json`, 'utf8')).options;
+  const a = await part('r1.csv', '1/2', ['--reduce-range']);
+  const b = await part('r2.csv', '2/2', ['--reduce-range']);
+  assert.equal(options(a).int8Weights, INT8_WEIGHTS_WORDS.int7);
+  assert.equal((await runVit(['merge', join(tmp, 'r.csv'), a, b])).code, 0);
+  // A plain int8 part: 7 bits where this CPU has no VNNI (the same rows, byte for byte), else 8 bits.
+  const plain = await part('p2.csv', '2/2', []);
+  const sevenHere = int8WeightsFor() === 'int7';
+  if (sevenHere) assert.equal(readFileSync(plain, 'utf8'), readFileSync(b, 'utf8'));
+  const mixed = await runVit(['merge', join(tmp, 'rp.csv'), a, plain]);
+  assert.equal(mixed.code, sevenHere ? 0 : 1, mixed.stderr);
+  // Without --dtype int8 there are no int8 weights to hold: a usage error, before any work.
+  const fp32 = await runVit(['classify', IMAGES, '-m', modelDir('odd40', 'hf'), '--reduce-range']);
+  assert.equal(fp32.code, 2);
+  assert.match(fp32.stderr, /^vit: --reduce-range is for --dtype int8/);
+  assert.equal(fp32.stdout, '');
+});
+
 test('--heatmap never replaces a file it did not write, nor an input; its own earlier heatmaps are replaced', async () => {
   const dir = join(tmp, 'heat');
   mkdirSync(dir);

@@ -8,7 +8,7 @@ import { archOf } from '../model/arch/index.js';
 import { DTYPES, type Dtype } from '../model/engines/engine.js';
 import { preprocessToHf } from '../model/preprocess.js';
 import type { Context } from '../pipeline/context.js';
-import { modelSpec } from '../pipeline/open-model.js';
+import { checkReduceRange, modelSpec } from '../pipeline/open-model.js';
 import { MODEL_OPTIONS, type ArgsOf, type CommandBody } from './options.js';
 
 const OPTIONS = {
@@ -43,7 +43,7 @@ export function exportCommand(ctx: Context): CommandBody {
       const a = argv as unknown as ArgsOf<typeof OPTIONS> & { outdir?: string };
       if (!a.outdir) throw new UsageError('vit export needs an output folder: vit export -m MODEL OUTDIR');
       const reduceRange = a.reduceRange === true;
-      if (reduceRange && a.dtype !== 'int8') throw new UsageError('--reduce-range is for --dtype int8 (it sets how int8 weights are held)');
+      checkReduceRange(reduceRange, a.dtype as Dtype);
       // Before the model is read: a file, device or FIFO in the folder's place is refused (as -o refuses a directory).
       const st = statSync(a.outdir, { throwIfNoEntry: false });
       if (st && !st.isDirectory()) throw new UsageError(`${a.outdir} is not a folder: vit export writes a folder (created if needed)`);

@@ -38,6 +38,10 @@ export function runOptions<F extends string>(formats: readonly [F, ...F[]]) {
     engine: { type: 'string', choices: ENGINE_NAMES, default: 'auto', describe: 'onnx (onnxruntime-node), tfjs, or auto: onnx where it loads' },
     dtype: { type: 'string', choices: DTYPES, default: 'fp32', describe: 'fp32, or int8 (linear layers quantized; onnx engine)' },
     device: { type: 'string', choices: DEVICES, default: 'cpu', describe: 'cpu, or cuda (onnxruntime-node with its CUDA binaries)' },
+    'reduce-range': {
+      type: 'boolean', default: false,
+      describe: 'with --dtype int8: weights in 7 bits on every CPU, as x86 CPUs without VNNI hold them, so that int8 outputs of mixed CPUs resume and merge together',
+    },
     threads: { type: 'number', describe: 'threads for inference and decoding (default: VIT_THREADS, else the CPUs this process may use)' },
     resume: {
       type: 'boolean', default: false,

@@ -28,6 +28,11 @@ export interface OpenOptions {
   device?: Device;
   /** Intra-op threads; default VIT_THREADS, else the CPUs this process may use (affinity mask, cgroup quota). */
   threads?: number;
+  /**
+   * int8 only: weights in 7 bits on every CPU, as x86 CPUs without VNNI hold them anyway (default: there
+   * only), so that runs on mixed CPUs give the same numbers and their outputs resume and merge together.
+   */
+  reduceRange?: boolean;
   /** Where built graphs are kept; default the on-disk cache ($VIT_GRAPH_CACHE, ~/.cache/vit/onnx), null for none. */
   graphCache?: GraphStore | null;
   verbose?: (msg: string) => void;
@@ -79,6 +84,14 @@ function choice<T extends string>(value: T | undefined, allowed: readonly T[], f
   return v;
 }
 
+/** --reduce-range (run commands and vit export alike) sets how int8 weights are held: it takes --dtype int8. */
+export function checkReduceRange(reduceRange: unknown, dtype: Dtype): void {
+  if (reduceRange !== undefined && typeof reduceRange !== 'boolean') {
+    throw new UsageError(`reduceRange must be true or false, not ${JSON.stringify(reduceRange)?.slice(0, 40) ?? String(reduceRange)}`);
+  }
+  if (reduceRange === true && dtype !== 'int8') throw new UsageError('--reduce-range is for --dtype int8 (it sets how int8 weights are held)');
+}
+
 export async function prepareModel(spec: ModelSpec, opts: OpenOptions = {}): Promise<PreparedModel> {
   const verbose = opts.verbose ?? (() => {});
   const chosen = {
@@ -87,8 +100,10 @@ export async function prepareModel(spec: ModelSpec, opts: OpenOptions = {}): Pro
     device: choice(opts.device, DEVICES, '--device', 'cpu'),
     threads: runThreads(opts.threads),
   };
-  // The CPU (/proc/cpuinfo) is asked only where there are int8 weights to hold.
-  const settings = { ...chosen, int8Weights: chosen.dtype === 'int8' ? int8WeightsFor() : 'int8' as const };
+  checkReduceRange(opts.reduceRange, chosen.dtype);
+  // The CPU (/proc/cpuinfo) is asked only where there are int8 weights to hold and 7 bits were not asked for.
+  const int8Weights = chosen.dtype !== 'int8' ? 'int8' as const : opts.reduceRange ? 'int7' as const : int8WeightsFor();
+  const settings = { ...chosen, int8Weights };
   if (!providerInstalled(settings.device)) throw deviceMissing(settings.device);
   const resolved = await resolveModel(spec);
   const cache = opts.graphCache === undefined ? openGraphCache() : opts.graphCache;

@@ -44,6 +44,7 @@ export interface RunArgs extends ModelArgs {
   dtype: string;
   device: string;
   threads?: number;
+  reduceRange: boolean;
   resume: boolean;
   shard?: string;
   shardCount?: number;
@@ -108,7 +109,7 @@ export async function runPipeline<R extends { path: string }>(a: RunArgs, ctx: C
   checkArgs(a, kind as unknown as RowKind<{ path: string }>, ctx.stdout);
   // 1. The model, resolved and identified.
   const model = await prepareModel(modelSpec(a), {
-    engine: a.engine as 'auto', dtype: a.dtype as 'fp32', device: a.device as 'cpu', threads: a.threads, verbose: ctx.verbose,
+    engine: a.engine as 'auto', dtype: a.dtype as 'fp32', device: a.device as 'cpu', threads: a.threads, reduceRange: a.reduceRange, verbose: ctx.verbose,
   });
   const { threads } = model.settings;
 
@@ -131,9 +132,10 @@ export async function runPipeline<R extends { path: string }>(a: RunArgs, ctx: C
       ...kind.options(config),
       imageSize: config.imgSize,
       dtype: model.settings.dtype,
-      // int8 weights in 7 bits (on a CPU without VNNI; settings hold int7 for int8 runs only) quantize the model
-      // otherwise than 8-bit ones: their rows must not be mixed by --resume or merge. Absent for 8-bit and fp32,
-      // so those manifests read as before.
+      // int8 weights in 7 bits (on a CPU without VNNI, or with --reduce-range; settings hold int7 for int8 runs
+      // only) quantize the model otherwise than 8-bit ones: their rows must not be mixed by --resume or merge.
+      // The same words whichever made it: 7-bit rows of any CPU mix. Absent for 8-bit and fp32, so those
+      // manifests read as before.
       ...(model.settings.int8Weights === 'int7' ? { int8Weights: INT8_WEIGHTS_WORDS.int7 } : {}),
     },
     shard: shard === null ? null : { index: shard.index, count: shard.count },
