@@ -14,7 +14,7 @@
  *   the temporary file is removed.
  */
 import { once } from 'node:events';
-import { accessSync, constants, lstatSync, readdirSync, readlinkSync, realpathSync, statSync, unlinkSync, type Stats } from 'node:fs';
+import { accessSync, constants, lstatSync, readdirSync, readlinkSync, realpathSync, rmSync, statSync, unlinkSync, type Stats } from 'node:fs';
 import { copyFile, open, rename, unlink, type FileHandle } from 'node:fs/promises';
 import { createConnection } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -259,13 +259,6 @@ export function removeStaleTempFiles(dir: string, prefix: string): void {
   }
 }
 
-/** Remove a file (or a link, not what it points to) when there is one. */
-async function removeIfThere(path: string): Promise<void> {
-  await unlink(path).catch((e: NodeJS.ErrnoException) => {
-    if (e.code !== 'ENOENT') throw e;
-  });
-}
-
 /** A file written at explicit positions (so an npy header can be patched in place). */
 export abstract class FileSink implements Sink {
   readonly closedByReader = false;
@@ -337,7 +330,7 @@ export class AtomicFileSink extends FileSink {
       // Created anew, never opened through what is there: a symbolic link planted under this name in a shared
       // directory would have had its target overwritten (as root, any file). Readable too: an npy spool is
       // copied out of it at close.
-      await removeIfThere(tmp);
+      rmSync(tmp, { force: true });
       fh = await open(tmp, 'wx+', 0o666);
     } catch (e) {
       throw writeError(name, e);
@@ -358,7 +351,7 @@ export class AtomicFileSink extends FileSink {
     liveTempFiles.add(snap);
     try {
       // Every write so far has reached the file (writes are awaited one by one), so a copy sees them all.
-      await removeIfThere(snap);
+      rmSync(snap, { force: true });
       await copyFile(this.path, snap, constants.COPYFILE_EXCL);
       const fh = await open(snap, 'r+');
       try {
