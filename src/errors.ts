@@ -26,6 +26,20 @@ export function wholeNumber(value: string | undefined, what: string, min: number
   return n;
 }
 
+/**
+ * A library option or input of the wrong type, quoting the start of what was given (the CLI's parser gives
+ * strings; plain JS can pass anything): `randomWeights must be true or false, not "yes"`.
+ */
+export function wrongType(field: string, want: string, value: unknown): UsageError {
+  let shown: string | undefined;
+  try {
+    shown = JSON.stringify(value);
+  } catch {
+    // A BigInt, or an object that holds itself.
+  }
+  return new UsageError(`${field} must be ${want}, not ${(shown ?? String(value)).slice(0, 40)}`);
+}
+
 /** The model cannot be built or run: bad config, unsupported architecture. Exit 1. */
 export class ModelError extends VitError {
   readonly exitCode = 1;

@@ -4,6 +4,7 @@ import { once } from 'node:events';
 import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
+import { inspect } from 'node:util';
 import { PACKAGE_ROOT } from '../src/io/paths.js';
 import { workerExecArgv } from '../src/worker-thread.js';
 import { runVit } from './helpers/cli.js';
@@ -58,11 +59,12 @@ test('library: arguments of the wrong type from plain JS are usage errors naming
     [{ imageSize: [224, 1e6] }, /^--image-size 1000000 is more than 8192/],
     [{ imageSize: [224, '224'] }, /^--image-size "224" is not a finite number/],
     [{ numClasses: '10' }, /^numClasses must be a number, not "10"$/],
+    [{ numClasses: BigInt(10) }, /^numClasses must be a number, not 10$/], // was "Do not know how to serialize a BigInt"
     [{ randomWeights: 'yes' }, /^randomWeights must be true or false/],
   ];
   for (const [spec, message] of wrong) {
-    await assert.rejects(all(classify([one], spec)), { name: 'UsageError', message }, JSON.stringify(spec));
-    await assert.rejects(openModel(spec), { name: 'UsageError', message }, JSON.stringify(spec));
+    await assert.rejects(all(classify([one], spec)), { name: 'UsageError', message }, inspect(spec));
+    await assert.rejects(openModel(spec), { name: 'UsageError', message }, inspect(spec));
   }
 });
 

@@ -6,7 +6,7 @@
  */
 import { existsSync, statSync } from 'node:fs';
 import { basename, join } from 'node:path';
-import { ModelError, UsageError } from '../errors.js';
+import { ModelError, UsageError, wrongType } from '../errors.js';
 import { archOf, configFromJson, findPreset, presetConfig } from '../model/arch/index.js';
 import { fromCheckpoint, fromRandom, weightsBudget, type LoadedWeights } from '../model/checkpoint.js';
 import type { ModelConfig } from '../model/config.js';
@@ -90,20 +90,19 @@ function byOption<C>(option: string, make: () => C): C {
  * `model: 42` failed as "name.trim is not a function".
  */
 function checkSpec(spec: ModelSpec): void {
-  const bad = (field: string, want: string, v: unknown) => new UsageError(`${field} must be ${want}, not ${JSON.stringify(v)?.slice(0, 40) ?? String(v)}`);
   for (const field of ['model', 'weights'] as const) {
     const v: unknown = spec[field];
-    if (v !== undefined && (typeof v !== 'string' || v === '')) throw bad(field, 'a non-empty string', v);
+    if (v !== undefined && (typeof v !== 'string' || v === '')) throw wrongType(field, 'a non-empty string', v);
   }
-  if (spec.randomWeights !== undefined && typeof spec.randomWeights !== 'boolean') throw bad('randomWeights', 'true or false', spec.randomWeights);
+  if (spec.randomWeights !== undefined && typeof spec.randomWeights !== 'boolean') throw wrongType('randomWeights', 'true or false', spec.randomWeights);
   const size: unknown = spec.imageSize;
   if (size !== undefined) {
-    if (!Array.isArray(size) || size.length !== 2) throw bad('imageSize', '[height, width]', size);
+    if (!Array.isArray(size) || size.length !== 2) throw wrongType('imageSize', '[height, width]', size);
     const problem = imageSizeProblem(size as [number, number]);
     if (problem !== null) throw new UsageError(problem);
   }
   // Its bounds are the architecture's to check (with the config it changes).
-  if (spec.numClasses !== undefined && typeof spec.numClasses !== 'number') throw bad('numClasses', 'a number', spec.numClasses);
+  if (spec.numClasses !== undefined && typeof spec.numClasses !== 'number') throw wrongType('numClasses', 'a number', spec.numClasses);
 }
 
 export async function resolveModel(spec: ModelSpec): Promise<ResolvedModel> {

@@ -3,7 +3,7 @@
  * `-f jsonl` writes, one object per line (JSON.parse of that line): `{path, predictions: [{index, label,
  * score, logit}, …]}` or `{path, embedding: [...]}`, and `{path, error}` for an input that could not be read.
  */
-import { UsageError } from '../errors.js';
+import { UsageError, wrongType } from '../errors.js';
 import type { ModelSpec } from '../io/model-source.js';
 import { PreprocessPool } from '../io/preprocess-pool.js';
 import { isErrorRow, toJson, type ErrorRow, type RowWriter } from '../io/sinks/rows.js';
@@ -40,7 +40,7 @@ async function* chunks(inputs: Iterable<string> | AsyncIterable<string>, n: numb
   let chunk: string[] = [];
   for await (const p of inputs as AsyncIterable<unknown>) {
     // A number would be read as a file descriptor (0 is standard input).
-    if (typeof p !== 'string') throw new UsageError(`each input must be a path (a string), not ${typeof p === 'object' ? JSON.stringify(p)?.slice(0, 40) : String(p)}`);
+    if (typeof p !== 'string') throw wrongType('each input', 'a path (a string)', p);
     chunk.push(p);
     if (chunk.length === n) {
       yield chunk;

@@ -18,7 +18,7 @@ import { int8WeightsFor, usableCpus } from '../io/cpus.js';
 import { defaultGraphCacheDir, openGraphCache } from '../io/graph-cache.js';
 import { loadWeights, resolveModel, type ModelSpec, type ResolvedModel } from '../io/model-source.js';
 import { toolVersion } from '../io/paths.js';
-import { UsageError, wholeNumber } from '../errors.js';
+import { UsageError, wholeNumber, wrongType } from '../errors.js';
 import { imageSizeProblem, LIMITS, rangeProblem } from '../model/limits.js';
 
 export interface OpenOptions {
@@ -86,9 +86,7 @@ function choice<T extends string>(value: T | undefined, allowed: readonly T[], f
 
 /** --reduce-range (run commands and vit export alike) sets how int8 weights are held: it takes --dtype int8. */
 export function checkReduceRange(reduceRange: unknown, dtype: Dtype): void {
-  if (reduceRange !== undefined && typeof reduceRange !== 'boolean') {
-    throw new UsageError(`reduceRange must be true or false, not ${JSON.stringify(reduceRange)?.slice(0, 40) ?? String(reduceRange)}`);
-  }
+  if (reduceRange !== undefined && typeof reduceRange !== 'boolean') throw wrongType('reduceRange', 'true or false', reduceRange);
   if (reduceRange === true && dtype !== 'int8') throw new UsageError('--reduce-range is for --dtype int8 (it sets how int8 weights are held)');
 }
 
