@@ -5,7 +5,7 @@ import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { homedir, tmpdir } from 'node:os';
 import { Writable } from 'node:stream';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { after, test } from 'node:test';
 import { main } from '../src/cli.js';
 import { ModelError, UsageError } from '../src/errors.js';
@@ -473,6 +473,22 @@ test('hub limits: a body trickling below the rate floor is stopped at the end of
       /interrupted after \d+ of 300000 bytes \(.* slower than the floor of 20000 bytes\/s \(VIT_HUB_MIN_RATE, VIT_HUB_RATE_WINDOW\)\)/));
     const kept = statSync(`${blobOf(s, 'acme/tiny-vit', WEIGHTS)}.incomplete`).size;
     assert.ok(kept > 0 && kept < 300_000, String(kept));
+  });
+});
+
+test('hub: a link planted under a download\'s .incomplete name (a cache shared between users) is replaced, never appended through', async () => {
+  await withHub([repo('acme/tiny-vit')], async (hub) => {
+    const s = settings(hub);
+    const partial = `${blobOf(s, 'acme/tiny-vit', WEIGHTS)}.incomplete`;
+    mkdirSync(dirname(partial), { recursive: true });
+    const victim = join(s.cacheDir, 'victim');
+    writeFileSync(victim, 'precious\n');
+    symlinkSync(victim, partial);
+    const r = await fetchModel('acme/tiny-vit', { settings: s });
+    assert.equal(readFileSync(victim, 'utf8'), 'precious\n');
+    assert.equal(hub.bodyGets('model.safetensors')[0].headers.range, undefined, 'the download starts from the first byte');
+    assert.equal(sha256(readFileSync(join(r.dir, 'model.safetensors'))), sha256(WEIGHTS));
+    assert.ok(!existsSync(partial));
   });
 });
 

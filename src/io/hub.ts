@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
-import { createReadStream } from 'node:fs';
-import { mkdir, open, rename, rm, stat, truncate } from 'node:fs/promises';
+import { constants, createReadStream } from 'node:fs';
+import { lstat, mkdir, open, rename, rm, stat, truncate } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { ModelError } from '../errors.js';
 import { HttpError, httpRequest, type HttpResponse, type Timeouts } from './http.js';
@@ -217,6 +217,19 @@ async function fileSize(path: string): Promise<number> {
   }
 }
 
+/**
+ * The bytes of a partial download to continue: 0 when there is none, or when what has its name is not a
+ * regular file, which is removed. In a cache shared between users someone may have put a symbolic link there:
+ * appending through it would write into the file it points to (as root, any file).
+ */
+async function partialSize(path: string): Promise<number> {
+  const st = await lstat(path).catch(() => null);
+  if (st === null) return 0;
+  if (st.isFile()) return st.size;
+  await rm(path, { force: true, recursive: true });
+  return 0;
+}
+
 async function sha256File(path: string): Promise<string> {
   const h = createHash('sha256');
   for await (const chunk of createReadStream(path)) h.update(chunk as Buffer);
@@ -254,7 +267,7 @@ function sizeMismatch(res: HttpResponse, size: number | null, start: number): st
  * off at the announced size: a server sending more is refused and nothing it sent is kept.
  */
 async function downloadOnce(client: HubClient, meta: FileMeta, incomplete: string, file: string, what: string, progress?: DownloadProgress): Promise<void> {
-  let start = await fileSize(incomplete);
+  let start = await partialSize(incomplete);
   if (meta.size !== null && start > meta.size) start = 0; // a stale partial of something else: start over
   if (meta.size !== null && start === meta.size && start > 0) return; // finished last time, never moved into place
   const res = await client.request(meta.url, 'GET', { headers: start > 0 ? { Range: `bytes=${start}-` } : {}, followAbsolute: true, phase: 'download' });
@@ -277,7 +290,8 @@ async function downloadOnce(client: HubClient, meta: FileMeta, incomplete: strin
   }
   // Without an announced size, only JSON files (the configs and indexes) have a known bound.
   const limit = meta.size !== null ? meta.size - start : jsonLimit(file) ?? Number.MAX_SAFE_INTEGER;
-  const fh = await open(incomplete, start > 0 ? 'a' : 'w');
+  // Never through a link (see partialSize): O_NOFOLLOW fails (ELOOP) on one planted since.
+  const fh = await open(incomplete, constants.O_WRONLY | constants.O_CREAT | constants.O_NOFOLLOW | (start > 0 ? constants.O_APPEND : constants.O_TRUNC), 0o644);
   let done = start;
   let overflow: HttpError | null = null;
   progress?.start(file, meta.size, done);
