@@ -1,14 +1,17 @@
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
-import { closeSync, mkdirSync, mkdtempSync, openSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { spawn, spawnSync } from 'node:child_process';
+import { once } from 'node:events';
+import { closeSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { Readable } from 'node:stream';
 import { after, before, test } from 'node:test';
+import { pathToFileURL } from 'node:url';
 import { UsageError } from '../src/errors.js';
+import { PACKAGE_ROOT } from '../src/io/paths.js';
 import { runVit, TEST_CACHE, VIT_BIN } from './helpers/cli.js';
 import {
-  collectInputs, imageExtensions, parseShard, PATH_LIST_ENTRY_MAX, readPathList, resolveShard, selectShard, shardOf, uniquePaths, type Shard,
+  collectInputs, imageExtensions, inShard, parseShard, PATH_LIST_ENTRY_MAX, readPathList, resolveShard, shardOf, uniquePaths, type Shard,
 } from '../src/io/inputs.js';
 
 const root = mkdtempSync(join(tmpdir(), 'vit-inputs-'));
@@ -126,6 +129,57 @@ test('inputs: the entries of a stdin list are checked as they arrive; one past 6
   assert.ok(given < 1 << 20, `read ${given} bytes`);
 });
 
+test('inputs: a shard keeps its own paths as the list is read; over 125,000 inputs from a folder or beside other arguments do not overflow the stack', async () => {
+  const many = Array.from({ length: 200_000 }, (_, i) => `/data/train/n${i % 1000}/img_${i}.JPEG`);
+  // 64 KiB chunks, as a pipe gives them, so that entries straddle chunk boundaries.
+  const chunked = (text: string) => Readable.from(Array.from({ length: Math.ceil(text.length / 65536) }, (_, i) => Buffer.from(text.slice(i * 65536, (i + 1) * 65536))));
+  const third: Shard = { index: 3, count: 7, from: 'test' };
+  let asked = 0;
+  const kept = await readPathList(chunked(`${many.join('\n')}\n`), false, (p) => (asked++, inShard(third)(p)));
+  assert.equal(asked, many.length);
+  assert.deepEqual(kept, many.filter(inShard(third)));
+  // "Maximum call stack size exceeded" from push(...list) before.
+  const all = await collectInputs(['-', 'last.png'], { ...opts, stdin: chunked(many.join('\n')) });
+  assert.equal(all.length, many.length + 1);
+  assert.equal(all.at(-1), 'last.png');
+  // A folder of 150,000 images: the same overflow (vit classify big/ said "Maximum call stack size exceeded").
+  const big = join(root, 'big');
+  mkdirSync(big);
+  for (let i = 0; i < 150_000; i++) closeSync(openSync(join(big, `${i}.jpg`), 'w'));
+  const walked = await collectInputs(['big', 'last.png'], opts);
+  assert.equal(walked.length, 150_001);
+  assert.deepEqual(walked.slice(0, 3), ['big/0.jpg', 'big/1.jpg', 'big/10.jpg']);
+  rmSync(big, { recursive: true });
+  assert.deepEqual(await collectInputs(['-', 'photos'], { ...opts, stdin: stdin('x.png\ny.png'), keep: (p) => !p.startsWith('photos/b') && p !== 'y.png' }),
+    (await collectInputs(['-', 'photos'], { ...opts, stdin: stdin('x.png\ny.png') })).filter((p) => !p.startsWith('photos/b') && p !== 'y.png'));
+});
+
+test('inputs: vit classify - --shard 1/1000 over a list of 2 million paths holds its shard, not the list', async () => {
+  const PRELOAD = pathToFileURL(join(PACKAGE_ROOT, 'dist', 'test', 'helpers', 'peak-rss.js')).href;
+  const peakFile = join(root, 'peak-list');
+  const child = spawn(process.execPath, ['--import', PRELOAD, VIT_BIN, 'classify', '-', '--shard', '1/1000', '-f', 'jsonl', '-q'], {
+    env: { ...process.env, CI: 'true', XDG_CACHE_HOME: TEST_CACHE, VIT_TEST_PEAK_FILE: peakFile }, stdio: ['pipe', 'pipe', 'pipe'],
+  });
+  let rows = 0;
+  child.stdout.on('data', (d: Buffer) => (rows += d.toString().split('\n').length - 1));
+  let stderr = '';
+  child.stderr.on('data', (d: Buffer) => (stderr += d));
+  const closed = new Promise<number | null>((res) => child.on('close', res));
+  const N = 2_000_000;
+  for (let i = 0; i < N; i += 10_000) {
+    const block = Array.from({ length: 10_000 }, (_, j) => `/no/such/imagenet/train/n${String((i + j) % 1000).padStart(8, '0')}/img_${i + j}.JPEG\n`).join('');
+    if (!child.stdin.write(block)) await once(child.stdin, 'drain');
+  }
+  child.stdin.end();
+  const code = await closed;
+  assert.equal(code, 3, stderr.slice(0, 500)); // every path is missing: a row each, exit 3
+  const mine = Array.from({ length: N }, (_, i) => `/no/such/imagenet/train/n${String(i % 1000).padStart(8, '0')}/img_${i}.JPEG`).filter(inShard({ index: 1, count: 1000, from: 'test' })).length;
+  assert.equal(rows, mine);
+  const peakMiB = Number(readFileSync(peakFile, 'utf8')) / 1024;
+  // The list is 110 MB; read whole, then cut to the shard, it took 750 MiB of RSS (now about 135).
+  assert.ok(peakMiB < 300, `peak RSS ${peakMiB.toFixed(0)} MiB`);
+});
+
 test('inputs: /dev/zero as the stdin list is one line of usage error, at once (it filled 5.9 GB in 30 s)', () => {
   const zero = openSync('/dev/zero', 'r');
   try {
@@ -170,13 +224,13 @@ test('shards: a path\'s shard is the first 8 bytes of sha256(path) mod N, plus 1
 test('shards: every input is in exactly one shard, shards are even, and adding files moves none', () => {
   const paths = Array.from({ length: 10_000 }, (_, i) => `scrape/${i % 97}/img_${i}.jpg`);
   const N = 8;
-  const shards = Array.from({ length: N }, (_, k) => selectShard(paths, { index: k + 1, count: N, from: 'test' }));
+  const shards = Array.from({ length: N }, (_, k) => paths.filter(inShard({ index: k + 1, count: N, from: 'test' })));
   assert.deepEqual(shards.flat().sort(), [...paths].sort(), 'a partition');
   for (const s of shards) assert.ok(Math.abs(s.length - paths.length / N) < 0.1 * paths.length / N, `shard of ${s.length}`);
   for (const s of shards) assert.deepEqual(s, paths.filter((p) => s.includes(p)), 'input order kept');
   const more = [...paths.slice(0, 5000), 'new/1.jpg', ...paths.slice(5000), 'new/2.jpg'];
   const third: Shard = { index: 3, count: N, from: 'test' };
-  assert.deepEqual(selectShard(more, third).filter((p) => !p.startsWith('new/')), shards[2]);
+  assert.deepEqual(more.filter(inShard(third)).filter((p) => !p.startsWith('new/')), shards[2]);
 });
 
 test('shards: --shard K/N, Kubernetes and Slurm environments, and bad values as usage errors', () => {

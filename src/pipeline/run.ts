@@ -17,7 +17,7 @@
  */
 import { UsageError } from '../errors.js';
 import { ExitStatus } from '../exit.js';
-import { collectInputs, resolveShard, selectShard, uniquePaths, type Shard } from '../io/inputs.js';
+import { collectInputs, inShard, resolveShard, uniquePaths, type Shard } from '../io/inputs.js';
 import { PreprocessPool } from '../io/preprocess-pool.js';
 import { expandTars, InputLoader, type RunInputs } from '../io/tar-inputs.js';
 import { displayPath } from '../io/fs-names.js';
@@ -91,10 +91,16 @@ function checkArgs(a: RunArgs, kind: RowKind<{ path: string }>, stdout: NodeJS.W
  * its image members.
  */
 async function runInputs(a: RunArgs, ctx: Context, shard: Shard | null): Promise<RunInputs> {
-  const { paths, repeated } = uniquePaths(await collectInputs(a.inputs ?? [], { stdin: process.stdin, stdinIsTTY: process.stdin.isTTY === true, nul: a.null }));
+  // A shard keeps its own paths as they are collected (a repeated path is in the same shard as its first).
+  let listed = 0;
+  const mineOnly = shard === null ? undefined : inShard(shard);
+  const keep = mineOnly === undefined ? undefined : (p: string) => {
+    listed++;
+    return mineOnly(p);
+  };
+  const { paths: mine, repeated } = uniquePaths(await collectInputs(a.inputs ?? [], { stdin: process.stdin, stdinIsTTY: process.stdin.isTTY === true, nul: a.null, keep }));
   if (repeated > 0) ctx.note(`${repeated} repeated input path${repeated === 1 ? '' : 's'} left out: each path is processed once`);
-  const mine = shard === null ? paths : selectShard(paths, shard);
-  if (shard !== null) ctx.verbose(`shard ${shard.index}/${shard.count} (from ${shard.from}): ${mine.length} of ${paths.length} inputs`);
+  if (shard !== null) ctx.verbose(`shard ${shard.index}/${shard.count} (from ${shard.from}): ${mine.length} of ${listed} inputs listed`);
   const inputs = await expandTars(mine);
   if (inputs.tars.size > 0) ctx.verbose(`${inputs.tars.size} tar archive${inputs.tars.size === 1 ? '' : 's'} listed: ${inputs.paths.length} inputs in all`);
   return inputs;
