@@ -306,7 +306,7 @@ export async function collectInputs(args: string[], opts: CollectOptions = {}): 
     }
     const kind = await kindOf(resolve(cwd, arg));
     const found = kind === 'dir' ? await walkDirectory(arg, cwd) : kind === 'missing' ? await expandGlob(arg, cwd) : [arg];
-    // One at a time: push(...found) passes each as an argument, past V8's stack for 100,000 of them.
+    // One at a time: push(...found) passes each as an argument, past V8's stack beyond about 125,000 of them.
     for (const p of found) if (keep(p)) out.push(p);
   }
   return out;

@@ -62,7 +62,7 @@ export async function expandTars(inputs: readonly string[]): Promise<RunInputs> 
     }));
   }
   const paths: string[] = [];
-  // One at a time: push(...members) passes each as an argument, past V8's stack for 100,000 of them.
+  // One at a time: push(...members) passes each as an argument, past V8's stack beyond about 125,000 of them.
   for (const p of inputs) for (const q of listings.get(p) ?? [p]) paths.push(q);
   return { paths, tars, failed };
 }
