@@ -176,7 +176,7 @@ test('inputs: vit classify - --shard 1/1000 over a list of 2 million paths holds
   const mine = Array.from({ length: N }, (_, i) => `/no/such/imagenet/train/n${String(i % 1000).padStart(8, '0')}/img_${i}.JPEG`).filter(inShard({ index: 1, count: 1000, from: 'test' })).length;
   assert.equal(rows, mine);
   const peakMiB = Number(readFileSync(peakFile, 'utf8')) / 1024;
-  // The list is 110 MB; read whole, then cut to the shard, it took 750 MiB of RSS (now about 135).
+  // The list is 110 MB; read whole, then cut to the shard, it took 750 MiB of RSS (now about 134).
   assert.ok(peakMiB < 300, `peak RSS ${peakMiB.toFixed(0)} MiB`);
 });
 
