@@ -197,6 +197,16 @@ test('tar inputs: expandTars keeps other inputs as they are; an unreadable "arch
   assert.equal(r.failed.size, 0);
 });
 
+test('tar inputs: an archive of 150,000 members expands (its listing was pushed as call arguments: "Maximum call stack size exceeded")', async () => {
+  const tar = join(tmp, 'many.tar');
+  await writeTar(tar, Array.from({ length: 150_000 }, (_, i) => ({ name: `${String(i).padStart(6, '0')}.jpg` })));
+  const r = await expandTars([tar, images[0]]);
+  assert.equal(r.paths.length, 150_001);
+  assert.equal(r.paths[0], `${tar}/000000.jpg`);
+  assert.equal(r.paths.at(-1), images[0]);
+  rmSync(tar);
+});
+
 test('tar inputs: the read-ahead budget holds back a member until what is held fits', async () => {
   const budget = new ByteBudget(100);
   await budget.acquire(60);
