@@ -59,6 +59,8 @@ const VIT_GRAPHS: { name: string; opts: GraphOptions }[] = [
   { name: 'fp32 all tokens', opts: {} },
   // With the weights as classify holds them on this CPU (7 bits where it has no VNNI).
   { name: 'int8', opts: { dtype: 'int8', int8Weights: int8WeightsFor(), prefixOnly: true } },
+  // The same in standard ONNX ops, as `vit export --dtype int8` writes it for transformers.js.
+  { name: 'int8 standard', opts: { dtype: 'int8', int8Weights: int8WeightsFor(), portable: true, prefixOnly: true } },
 ];
 
 /** Write one vit graph with its weights file into its own directory; returns the model path. */

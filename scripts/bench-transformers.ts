@@ -2,23 +2,28 @@
  * The transformers.js side of `npm run bench`, run as a child process per measurement: the image-classification
  * pipeline of @huggingface/transformers on a folder written by `vit export`, offline.
  *
- *   node dist/scripts/bench-transformers.js classify FOLDER DTYPE BATCH INPUT        one JSON row per image on stdout
- *   node dist/scripts/bench-transformers.js model-only FOLDER DTYPE BATCH IMAGES     images/s of the model alone
+ *   node dist/scripts/bench-transformers.js classify FOLDER DTYPE BATCH INPUT [THREADS]     one JSON row per image on stdout
+ *   node dist/scripts/bench-transformers.js model-only FOLDER DTYPE BATCH IMAGES [THREADS]  images/s of the model alone
  *
  * DTYPE is transformers.js's: fp32 (onnx/model.onnx) or q8 (onnx/model_quantized.onnx). classify hands the
  * pipeline BATCH paths at a time, which it decodes, preprocesses and runs as one batch, like `vit classify -b`.
+ * THREADS, when given, is passed to onnxruntime as its intra-op thread count (`session_options`); without it
+ * transformers.js leaves onnxruntime its own default, which is not always every usable CPU.
  */
 import { readdirSync, statSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { env, pipeline, Tensor, type ImageClassificationPipeline } from '@huggingface/transformers';
 
-const [mode, folder, dtype, batchArg, last] = process.argv.slice(2);
+const [mode, folder, dtype, batchArg, last, threads] = process.argv.slice(2);
 const batch = Number(batchArg);
 env.allowRemoteModels = false;
 env.localModelPath = dirname(folder);
 env.useFSCache = false;
 
-const classifier = (await pipeline('image-classification', basename(folder), { dtype: dtype as 'fp32' | 'q8' })) as ImageClassificationPipeline;
+const classifier = (await pipeline('image-classification', basename(folder), {
+  dtype: dtype as 'fp32' | 'q8',
+  ...(threads === undefined ? {} : { session_options: { intraOpNumThreads: Number(threads) } }),
+})) as ImageClassificationPipeline;
 
 if (mode === 'classify') {
   // A folder's images in name order (as vit lists them), or one image.

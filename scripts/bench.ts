@@ -9,7 +9,8 @@
  *   (c) time to first result: spawn → first row on stdout, for one image (cold cache, then warm)
  *   (d) peak RSS of the end-to-end run (/usr/bin/time's maximum resident set size)
  *
- * Rows: vit onnx fp32 and int8, transformers.js fp32 and q8 (the int8 export, 7-bit where vit's are), tfjs. Per
+ * Rows: vit onnx fp32 and int8, transformers.js fp32 and q8 (the int8 export, 7-bit where vit's are) with
+ * onnxruntime's default threads, q8 again with vit's thread count (tjs-q8-threads), tfjs. Per
  * model, every row is measured in each round, in turn: (a) then (b) of the first row, of the second, and so on,
  * --rounds times (tfjs, which is slow, once after them), with one more (a) of each row at the end; medians are
  * reported, and each ratio between two figures also as the median of its per-round values, since on a shared
@@ -18,7 +19,7 @@
  * row's last end-to-end run is compared with vit fp32's.
  *
  * Options: --images N (default 500), --tfjs-images N (default 16), --models b32,b16, --batch N (default 8),
- * --rounds N (default 5), --rows onnx,onnx-int8,tjs-fp32,tjs-q8,tfjs (default all).
+ * --rounds N (default 5), --rows onnx,onnx-int8,tjs-fp32,tjs-q8,tjs-q8-threads,tfjs (default all).
  */
 import { spawn } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -27,7 +28,7 @@ import { basename, join } from 'node:path';
 import sharp from 'sharp';
 import { PACKAGE_ROOT } from '../src/io/paths.js';
 import { turboJpeg } from '../src/io/jpeg-turbo.js';
-import { int8WeightsFor } from '../src/io/cpus.js';
+import { int8WeightsFor, usableCpus } from '../src/io/cpus.js';
 import { loadModel } from '../src/io/model-source.js';
 import { wasmResamplerAvailable } from '../src/io/resample-wasm.js';
 import type { Dtype } from '../src/model/engines/engine.js';
@@ -95,9 +96,9 @@ async function writeImages(dir: string, n: number): Promise<void> {
  * own (`--model-only DIR ENGINE DTYPE IMAGES`; transformers.js: bench-transformers.js model-only), so one engine's memory (tfjs's wasm heap only grows) cannot
  * affect the next measurement.
  */
-function modelOnly(command: string[], images: number, cache: string): Promise<number> {
+function modelOnly(command: string[], cache: string): Promise<number> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [...command, String(images)], {
+    const child = spawn(process.execPath, command, {
       env: { ...process.env, XDG_CACHE_HOME: cache }, stdio: ['ignore', 'pipe', 'inherit'],
     });
     let out = '';
@@ -169,24 +170,28 @@ interface Runner {
   slow: boolean;
   /** Prepare once per model (transformers.js: export the folder it reads); returns what the commands take. */
   setup(dir: string, cache: string): Promise<string>;
-  modelOnly(target: string): string[];
+  modelOnly(target: string, images: number): string[];
   endToEnd(target: string, input: string): string[];
 }
 
 const vitRow = (key: string, name: string, engine: EngineChoice, dtype: Dtype): Runner => ({
   key, name, slow: engine === 'tfjs',
   setup: async (dir) => dir,
-  modelOnly: (dir) => [process.argv[1], '--batch', String(BATCH), '--model-only', dir, engine, dtype],
+  modelOnly: (dir, images) => [process.argv[1], '--batch', String(BATCH), '--model-only', dir, engine, dtype, String(images)],
   endToEnd: (dir, input) => [VIT, 'classify', input, '-m', dir, '-f', 'jsonl', '-b', String(BATCH), '--engine', engine, '--dtype', dtype],
 });
+
+/** The intra-op threads vit's own runs use by default here (--threads): the CPUs this process may use. */
+const VIT_THREADS = usableCpus();
 
 /**
  * transformers.js on the folder `vit export` writes (both dtypes go to one folder, next to the model). On a CPU
  * where vit holds int8 weights in 7 bits (x86 without VNNI), q8 runs the `--reduce-range` export of them, so
- * both run the same numbers.
+ * both run the same numbers. With `threads`, onnxruntime is given vit's thread count; without, transformers.js
+ * keeps onnxruntime's default, which a user gets (on a 2-core AMD EPYC VM of 2026-12-07 it was one thread).
  */
-const tjsRow = (key: string, dtype: 'fp32' | 'q8'): Runner => ({
-  key, name: `transformers.js ${dtype}`, slow: false,
+const tjsRow = (key: string, dtype: 'fp32' | 'q8', threads?: number): Runner => ({
+  key, name: `transformers.js ${dtype}${threads === undefined ? '' : `, ${threads} threads`}`, slow: false,
   setup: async (dir, cache) => {
     const folder = `${dir}-export`;
     const how = dtype === 'fp32' ? ['fp32'] : int8WeightsFor() === 'int7' ? ['int8', '--reduce-range'] : ['int8'];
@@ -194,8 +199,8 @@ const tjsRow = (key: string, dtype: 'fp32' | 'q8'): Runner => ({
     if (run.code !== 0) throw new Error(`vit export exited ${run.code}`);
     return folder;
   },
-  modelOnly: (folder) => [TJS, 'model-only', folder, dtype, String(BATCH)],
-  endToEnd: (folder, input) => [TJS, 'classify', folder, dtype, String(BATCH), input],
+  modelOnly: (folder, images) => [TJS, 'model-only', folder, dtype, String(BATCH), String(images), ...(threads === undefined ? [] : [String(threads)])],
+  endToEnd: (folder, input) => [TJS, 'classify', folder, dtype, String(BATCH), input, ...(threads === undefined ? [] : [String(threads)])],
 });
 
 const RUNNERS: Runner[] = [
@@ -203,6 +208,7 @@ const RUNNERS: Runner[] = [
   vitRow('onnx-int8', 'vit onnx int8', 'onnx', 'int8'),
   tjsRow('tjs-fp32', 'fp32'),
   tjsRow('tjs-q8', 'q8'),
+  tjsRow('tjs-q8-threads', 'q8', VIT_THREADS),
   vitRow('tfjs', 'vit tfjs', 'tfjs', 'fp32'),
 ];
 const ROWS = opt('rows', RUNNERS.map((r) => r.key).join(',')).split(',');
@@ -236,7 +242,7 @@ const modelOnlyImages = (r: Runner) => Math.min(endToEndImages(r), r.slow ? 16 :
 /** One (a) and one (b) of a row. */
 async function round(key: string, p: Pending, imgDir: string, small: string, i: number): Promise<void> {
   const count = endToEndImages(p.r);
-  p.as.push(await modelOnly(p.r.modelOnly(p.target), modelOnlyImages(p.r), p.cache));
+  p.as.push(await modelOnly(p.r.modelOnly(p.target, modelOnlyImages(p.r)), p.cache));
   const run = await timed(p.r.endToEnd(p.target, p.r.slow ? small : imgDir), p.cache);
   if (run.code !== 0) throw new Error(`${p.r.name} exited ${run.code}`);
   p.bs.push(count / run.wall);
@@ -255,7 +261,7 @@ async function measureModel(key: string, dir: string, runners: Runner[], imgDir:
   const fast = pending.filter((p) => !p.r.slow);
   for (let i = 0; i < ROUNDS; i++) for (const p of fast) await round(key, p, imgDir, small, i);
   // One more (a) after the last (b), so that every (b) has an (a) on either side.
-  for (const p of fast) p.as.push(await modelOnly(p.r.modelOnly(p.target), modelOnlyImages(p.r), p.cache));
+  for (const p of fast) p.as.push(await modelOnly(p.r.modelOnly(p.target, modelOnlyImages(p.r)), p.cache));
   for (const p of pending.filter((x) => x.r.slow)) await round(key, p, imgDir, small, 0);
   return pending.map((p) => {
     const [a, b] = [median(p.as), median(p.bs)];
@@ -290,6 +296,9 @@ function ratios(rows: Row[]): string[] {
     say('int8 / fp32, end to end', int8 && fp32 && ratio(int8.bs, fp32.bs, int8.b, fp32.b));
     say('vit int8 / transformers.js q8, end to end', int8 && q8 && ratio(int8.bs, q8.bs, int8.b, q8.b));
     say('vit int8 / transformers.js q8, model only', int8 && q8 && ratio(int8.as, q8.as, int8.a, q8.a));
+    const q8t = get(tjsRow('tjs-q8-threads', 'q8', VIT_THREADS).name);
+    say(`vit int8 / ${q8t?.runner}, end to end`, int8 && q8t && ratio(int8.bs, q8t.bs, int8.b, q8t.b));
+    say(`vit int8 / ${q8t?.runner}, model only`, int8 && q8t && ratio(int8.as, q8t.as, int8.a, q8t.a));
     const tjs = get('transformers.js fp32');
     say('vit fp32 / transformers.js fp32, end to end', fp32 && tjs && ratio(fp32.bs, tjs.bs, fp32.b, tjs.b));
     for (const r of rows.filter((x) => x.model === model && x !== fp32 && fp32)) {
