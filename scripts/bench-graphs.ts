@@ -8,7 +8,8 @@
  * Graphs: `torch` (torch.onnx.export, opset 17), `fp32 standard` (vit's graph in standard ONNX ops only, as
  * `vit export` writes it), `fp32` (the engine's graph for logits: classify), `fp32 all tokens` (the engine's graph
  * with every feature, whose last block computes every token as torch's does: embed --pool avg), `int8`
- * (classify at int8). Each runs `runs` batches per turn,
+ * (classify at int8), `int8 standard` (the same in standard ops: `vit export --dtype int8`, which transformers.js
+ * runs in `npm run bench`). Each runs `runs` batches per turn,
  * in turn, for `rounds` rounds; reported are the medians of images/s (wall clock) and of CPU time per image (all
  * threads; it moves less than the wall clock when other processes share the cores). The load averages before
  * and after are printed beside the table: figures taken on a busy machine are provisional.
