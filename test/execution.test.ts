@@ -75,6 +75,17 @@ test('reduceRange (library): 7-bit int8 weights on every CPU; int8 only, a boole
   assert.equal(await held({ dtype: 'int8' }), int8WeightsFor());
   assert.equal(await held({ dtype: 'int8', reduceRange: false }), int8WeightsFor());
   await assert.rejects(prepareModel({ model: 'B/16' }, { reduceRange: true }), { name: 'UsageError', message: /--reduce-range is for --dtype int8/ });
+  // --verbose says why the weights are in 7 bits; on a CPU with VNNI it must not blame the CPU.
+  const said = (args: string[]) => spawnSync(process.execPath, [VIT_BIN, 'classify', ONE, '--dtype', 'int8', '--verbose', ...args], {
+    encoding: 'utf8', env: { ...process.env, CI: 'true', XDG_CACHE_HOME: TEST_CACHE },
+  }).stderr;
+  const asked = said(['--reduce-range']);
+  assert.match(asked, /^vit: int8 weights in 7 bits: as asked \(--reduce-range\)$/m);
+  assert.match(asked, /cpu, \d+ threads?, int8, weights in 7 bits\)/);
+  if (int8WeightsFor() === 'int8') assert.doesNotMatch(asked, /VNNI/, 'a CPU with VNNI is not said to lack it');
+  const plain = said([]);
+  if (int8WeightsFor() === 'int7') assert.match(plain, /^vit: int8 weights in 7 bits: this CPU has no VNNI \(see --reduce-range\)$/m);
+  else assert.doesNotMatch(plain, /7 bits/);
   await assert.rejects(prepareModel({ model: 'B/16' }, { dtype: 'int8', reduceRange: 'yes' as unknown as boolean }), { name: 'UsageError', message: 'reduceRange must be true or false, not "yes"' });
 });
 

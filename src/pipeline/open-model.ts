@@ -101,6 +101,7 @@ export async function prepareModel(spec: ModelSpec, opts: OpenOptions = {}): Pro
   checkReduceRange(opts.reduceRange, chosen.dtype);
   // The CPU (/proc/cpuinfo) is asked only where there are int8 weights to hold and 7 bits were not asked for.
   const int8Weights = chosen.dtype !== 'int8' ? 'int8' as const : opts.reduceRange ? 'int7' as const : int8WeightsFor();
+  if (int8Weights === 'int7') verbose(`int8 weights in 7 bits: ${opts.reduceRange ? 'as asked (--reduce-range)' : 'this CPU has no VNNI (see --reduce-range)'}`);
   const settings = { ...chosen, int8Weights };
   if (!providerInstalled(settings.device)) throw deviceMissing(settings.device);
   const resolved = await resolveModel(spec);

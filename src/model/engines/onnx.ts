@@ -182,7 +182,8 @@ class OnnxEngine implements Engine {
       : [];
     const sessions = new SessionWorker({ source, threads, providers: providersFor(device) }, transfer);
     try {
-      const held = dtype === 'fp32' || int8Weights === 'int8' ? '' : `, weights in ${INT8_WEIGHTS_WORDS[int8Weights]}`;
+      // Why weights are in 7 bits (this CPU, or reduceRange) prepareModel says: only it knows which.
+      const held = dtype === 'fp32' || int8Weights === 'int8' ? '' : `, weights in ${int8Weights === 'int7' ? '7 bits' : INT8_WEIGHTS_WORDS[int8Weights]}`;
       const backend = `${device}, ${threads} thread${threads === 1 ? '' : 's'}${dtype === 'fp32' ? '' : `, ${dtype}`}${held}`;
       const engine = new OnnxEngine(config, backend, sessions);
       const { version } = await engine.session(graphFor(config, req.expect ?? {}));
