@@ -191,7 +191,7 @@ const VIT_THREADS = usableCpus();
  * keeps onnxruntime's default, which a user gets (on a 2-core AMD EPYC VM of 2026-12-07 it was one thread).
  */
 const tjsRow = (key: string, dtype: 'fp32' | 'q8', threads?: number): Runner => ({
-  key, name: `transformers.js ${dtype}${threads === undefined ? '' : `, ${threads} threads`}`, slow: false,
+  key, name: `transformers.js ${dtype}${threads === undefined ? '' : `, ${threads} thread${threads === 1 ? '' : 's'}`}`, slow: false,
   setup: async (dir, cache) => {
     const folder = `${dir}-export`;
     const how = dtype === 'fp32' ? ['fp32'] : int8WeightsFor() === 'int7' ? ['int8', '--reduce-range'] : ['int8'];
@@ -203,12 +203,13 @@ const tjsRow = (key: string, dtype: 'fp32' | 'q8', threads?: number): Runner => 
   endToEnd: (folder, input) => [TJS, 'classify', folder, dtype, String(BATCH), input, ...(threads === undefined ? [] : [String(threads)])],
 });
 
+const TJS_Q8_THREADS = tjsRow('tjs-q8-threads', 'q8', VIT_THREADS);
 const RUNNERS: Runner[] = [
   vitRow('onnx', 'vit onnx fp32', 'onnx', 'fp32'),
   vitRow('onnx-int8', 'vit onnx int8', 'onnx', 'int8'),
   tjsRow('tjs-fp32', 'fp32'),
   tjsRow('tjs-q8', 'q8'),
-  tjsRow('tjs-q8-threads', 'q8', VIT_THREADS),
+  TJS_Q8_THREADS,
   vitRow('tfjs', 'vit tfjs', 'tfjs', 'fp32'),
 ];
 const ROWS = opt('rows', RUNNERS.map((r) => r.key).join(',')).split(',');
@@ -296,7 +297,7 @@ function ratios(rows: Row[]): string[] {
     say('int8 / fp32, end to end', int8 && fp32 && ratio(int8.bs, fp32.bs, int8.b, fp32.b));
     say('vit int8 / transformers.js q8, end to end', int8 && q8 && ratio(int8.bs, q8.bs, int8.b, q8.b));
     say('vit int8 / transformers.js q8, model only', int8 && q8 && ratio(int8.as, q8.as, int8.a, q8.a));
-    const q8t = get(tjsRow('tjs-q8-threads', 'q8', VIT_THREADS).name);
+    const q8t = get(TJS_Q8_THREADS.name);
     say(`vit int8 / ${q8t?.runner}, end to end`, int8 && q8t && ratio(int8.bs, q8t.bs, int8.b, q8t.b));
     say(`vit int8 / ${q8t?.runner}, model only`, int8 && q8t && ratio(int8.as, q8t.as, int8.a, q8t.a));
     const tjs = get('transformers.js fp32');
