@@ -6,20 +6,21 @@ import { join } from 'node:path';
 import { after, test } from 'node:test';
 import * as ort from 'onnxruntime-node';
 import protoPkg from 'onnx-proto';
+import sharp from 'sharp';
 import { argmaxRows } from '../scripts/digits-data.js';
 import { writeModelFolder } from '../src/io/model-folder.js';
 import { loadModel } from '../src/io/model-source.js';
 import { PACKAGE_ROOT } from '../src/io/paths.js';
+import { swinFromHf } from '../src/model/arch/swin/readers.js';
 import { timmPreprocess, preprocessFromHf, preprocessToHf } from '../src/model/preprocess.js';
 import { int8WeightsFor } from '../src/io/cpus.js';
 import { exportOnnx, INLINE_LIMIT } from '../src/model/engines/onnx-export.js';
 import { runVit } from './helpers/cli.js';
-import { maxAbsDiff, modelDir, readGolden } from './helpers/golden.js';
+import { INT8_LOGIT_TOL, SWIN_INT7_LOGIT_TOL, maxAbsDiff, modelDir, readGolden } from './helpers/golden.js';
+import { SWIN_FIXTURES, goldenInputs, readSwinGolden } from './helpers/swin.js';
 
 const { onnx } = protoPkg;
 const TOL = 1e-4;
-/** As test/onnx-int8.test.ts: int8 logits within 3% of the largest |logit|. */
-const INT8_LOGIT_TOL = 0.03;
 
 const scratch = mkdtempSync(join(tmpdir(), 'vit-export-test-'));
 after(() => rmSync(scratch, { recursive: true, force: true }));
@@ -94,9 +95,15 @@ test('vit export: a folder with config.json, preprocessor_config.json and one ON
   }
 });
 
-test('vit export: timm-style preprocessing (shortest edge, centre crop, bicubic) reads back the same', () => {
+test('vit export: timm-style preprocessing (shortest edge, centre crop, bicubic) reads back the same, as a BitImageProcessor', () => {
   const pp = timmPreprocess([224, 224], 0.9, 'bicubic', [0.5, 0.5, 0.5], [0.5, 0.5, 0.5]);
-  assert.deepEqual(preprocessFromHf(preprocessToHf(pp), [224, 224], 3), pp);
+  const hf = preprocessToHf(pp);
+  assert.deepEqual(preprocessFromHf(hf, [224, 224], 3), pp);
+  // transformers' ViTImageProcessor refuses a shortest_edge size and has no crop.
+  assert.equal(hf.image_processor_type, 'BitImageProcessor');
+  const plain = preprocessFromHf({ size: { height: 224, width: 224 }, resample: 2 }, [224, 224], 3);
+  assert.equal(preprocessToHf(plain).image_processor_type, 'ViTImageProcessor');
+  assert.deepEqual(preprocessFromHf(preprocessToHf(plain), [224, 224], 3), plain);
 });
 
 test('vit export: onnxruntime-node runs the exported graphs; fp32 matches torchvision within 1e-4, int8 within its tolerance', async (t) => {
@@ -226,4 +233,87 @@ test('vit export: a FIFO or an oversized file in the place of the folder\'s conf
   const b = await runVit(['export', '-m', odd40, big]);
   assert.equal(b.code, 0, b.stderr);
   assert.equal(JSON.parse(readFileSync(join(big, 'config.json'), 'utf8')).pad, undefined);
+});
+
+const swinShift = readSwinGolden('swin_shift');
+const swinSource = join(SWIN_FIXTURES, 'swin_shift', 'hf');
+const swinFolder = join(scratch, 'swin_shift');
+/** fp32, and int8 in 7 bits (--reduce-range), whose products are exact on any CPU. */
+const swinReady = (async () => {
+  for (const extra of [[], ['--dtype', 'int8', '--reduce-range']]) {
+    const r = await runVit(['export', '-m', swinSource, swinFolder, ...extra]);
+    assert.equal(r.code, 0, r.stderr);
+  }
+})();
+
+test('vit export: a Swin as transformers\' SwinForImageClassification; fp32 matches torchvision within 1e-4, int8 within its tolerance', async () => {
+  await swinReady;
+  const config = JSON.parse(readFileSync(join(swinFolder, 'config.json'), 'utf8'));
+  const preprocessor = JSON.parse(readFileSync(join(swinFolder, 'preprocessor_config.json'), 'utf8'));
+  assert.equal(config.model_type, 'swin');
+  assert.deepEqual(config.architectures, ['SwinForImageClassification']);
+  // The folder's config describes the model the graph computes: it reads back as the source's config.
+  const source = (await loadModel({ model: swinSource })).config;
+  assert.deepEqual({ ...swinFromHf(config, preprocessor, 'back'), name: source.name }, source);
+  const x = goldenInputs(swinShift);
+  const want = swinShift.references.torchvision.logits;
+  const fp32 = await logitsOf(join(swinFolder, 'onnx', 'model.onnx'), x, swinShift.inputs.shape);
+  assert.ok(maxAbsDiff(fp32, want) < TOL, `fp32 Swin export off by ${maxAbsDiff(fp32, want)}`);
+  const int8 = await logitsOf(join(swinFolder, 'onnx', 'model_quantized.onnx'), x, swinShift.inputs.shape);
+  const limit = SWIN_INT7_LOGIT_TOL * Math.max(...want.flat().map(Math.abs));
+  assert.ok(maxAbsDiff(int8, want) < limit, `int8 Swin export off by ${maxAbsDiff(int8, want)} (limit ${limit})`);
+  for (const file of ['model.onnx', 'model_quantized.onnx']) {
+    const proto = onnx.ModelProto.decode(readFileSync(join(swinFolder, 'onnx', file)));
+    assert.ok(proto.graph!.node!.every((n) => !n.domain), `${file}: standard ONNX ops only`);
+  }
+});
+
+test('vit export: transformers.js loads a Swin export (fp32 and q8) offline and classifies as vit does', async () => {
+  await swinReady;
+  const { env, pipeline } = await import('@huggingface/transformers');
+  env.allowRemoteModels = false;
+  env.localModelPath = scratch;
+  env.useFSCache = false;
+  // Photos at the model's own 64x64, so that no resize implementation's rounding stands between the two.
+  const images = await Promise.all(['chelsea.png', 'coffee.png', 'astronaut.png'].map(async (f) => {
+    const out = join(scratch, `swin-${f}`);
+    await sharp(join(PACKAGE_ROOT, 'test', 'fixtures', 'photos', f)).resize(64, 64, { fit: 'fill' }).png().toFile(out);
+    return out;
+  }));
+  for (const [dtype, ours] of [['fp32', []], ['q8', ['--dtype', 'int8', '--reduce-range']]] as const) {
+    const r = await runVit(['classify', ...images, '-m', swinSource, '-f', 'jsonl', '-k', '3', ...ours]);
+    assert.equal(r.code, 0, r.stderr);
+    const rows = r.stdout.trim().split('\n').map((l) => JSON.parse(l) as { predictions: { label: string; score: number }[] });
+    const classify = await pipeline('image-classification', 'swin_shift', { dtype });
+    for (const [i, image] of images.entries()) {
+      const got = (await classify(image, { top_k: 3 })) as { label: string; score: number }[];
+      assert.deepEqual(got.map((p) => p.label), rows[i].predictions.map((p) => p.label), `${dtype} ${image}`);
+      // q8: vit's own int8 graph (fused contrib ops) against the export's standard ops, as in the ViT test above.
+      const tol = dtype === 'fp32' ? TOL : 0.05;
+      got.forEach((p, k) => assert.ok(Math.abs(p.score - rows[i].predictions[k].score) < tol, `${dtype} ${image}: ${p.label} ${p.score}`));
+    }
+    await classify.dispose();
+  }
+});
+
+test('vit export: a Swin that transformers would build otherwise from its config.json is refused, naming why, before anything is written', async () => {
+  // swin_pad at 40 px: its maps do not tile into windows of 3, and timm shifts before padding where transformers pads first.
+  const dir = join(scratch, 'swin-refused');
+  const pad = await runVit(['export', '-m', join(SWIN_FIXTURES, 'swin_pad', 'timm'), dir]);
+  assert.equal(pad.code, 1, pad.stderr);
+  assert.equal(pad.stderr, "vit: timm: transformers' Swin cannot describe this model (at 40x40 transformers places windows otherwise than timm does), " +
+    'so vit export cannot write its config.json\n');
+  // The same weights as transformers holds them export.
+  const hf = await runVit(['export', '-m', join(SWIN_FIXTURES, 'swin_pad', 'hf'), join(scratch, 'swin-pad-hf')]);
+  assert.equal(hf.code, 0, hf.stderr);
+  // Windows per stage (timm's S3 models), which transformers' one window_size cannot say.
+  const s3 = join(scratch, 's3');
+  mkdirSync(s3);
+  const timm = JSON.parse(readFileSync(join(SWIN_FIXTURES, 'swin_shift', 'timm', 'config.json'), 'utf8'));
+  timm.model_args.window_size = [4, 4, 2];
+  writeFileSync(join(s3, 'config.json'), JSON.stringify(timm));
+  const perStage = await runVit(['export', '-m', s3, '--random-weights', dir]);
+  assert.equal(perStage.code, 1, perStage.stderr);
+  assert.match(perStage.stderr, /^vit: s3: transformers' Swin cannot describe this model \(its windows differ by stage \(4, 4, 2\) and transformers has one window_size\)/);
+  assert.ok(!existsSync(dir));
 });

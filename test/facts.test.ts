@@ -69,6 +69,11 @@ test('multi-label and single-logit heads get sigmoid scores, as Hugging Face\'s 
     const sum = row.predictions.reduce((s, p) => s + p.score, 0);
     assert.ok(Math.abs(sum - 1) > 1e-3, 'sigmoid scores do not sum to 1');
   }
+  // vit export keeps it, so that transformers' pipeline over the export scores as vit does.
+  const exported = join(tmp, 'multi-export');
+  const e = await runVit(['export', '-m', multi, exported]);
+  assert.equal(e.code, 0, e.stderr);
+  assert.equal(JSON.parse(readFileSync(join(exported, 'config.json'), 'utf8')).problem_type, 'multi_label_classification');
   // The same model without problem_type: softmax over the classes.
   const soft = rows((await runVit(['classify', IMAGES, '-m', modelDir('odd40', 'hf'), '-f', 'jsonl', '-k', '7'])).stdout);
   for (const row of soft) assert.ok(Math.abs(row.predictions.reduce((s, p) => s + p.score, 0) - 1) < 1e-5);

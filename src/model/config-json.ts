@@ -50,6 +50,20 @@ export function problemTypeOf(cfg: Json): 'single_label_classification' | 'multi
   return p === 'multi_label_classification' || p === 'single_label_classification' ? p : null;
 }
 
+/**
+ * The head fields of a Hugging Face `config.json` (`vit export`): id2label and label2id from the labels, or
+ * LABEL_i, which readers (ours and transformers) treat as "no names of its own", so ImageNet-sized heads get
+ * the bundled ImageNet names; and problem_type where the model has one, since it decides sigmoid or softmax.
+ */
+export function hfHeadFields(numClasses: number, labels: string[] | null | undefined, problemType: string | null): Json {
+  const names = labels ?? Array.from({ length: numClasses }, (_, i) => `LABEL_${i}`);
+  return {
+    id2label: Object.fromEntries(names.map((n, i) => [String(i), n])),
+    label2id: Object.fromEntries(names.map((n, i) => [n, i])),
+    ...(problemType === null ? {} : { problem_type: problemType }),
+  };
+}
+
 /** Which dialect a config.json is written in, and the field that names its architecture. */
 export function dialectOf(cfg: Json, name: string): { dialect: 'hf'; key: string } | { dialect: 'timm'; key: string } {
   if (typeof cfg.architecture === 'string' || cfg.pretrained_cfg !== undefined) return { dialect: 'timm', key: String(cfg.architecture ?? '') };

@@ -81,14 +81,17 @@ export function preprocessFromHf(pp: Json | null, imgSize: [number, number], cha
 }
 
 /**
- * Our preprocessing as a Hugging Face ViTImageProcessor config (`preprocessor_config.json`), which
- * preprocessFromHf reads back to the same Preprocess and transformers(.js) apply as the same steps.
+ * Our preprocessing as a Hugging Face image processor config (`preprocessor_config.json`), which
+ * preprocessFromHf reads back to the same Preprocess and transformers(.js) apply as the same steps. A resize to
+ * a fixed size alone is ViT's own ViTImageProcessor; a shortest-edge resize or a centre crop (timm's
+ * preprocessing) is a BitImageProcessor, since transformers' ViTImageProcessor takes neither (it refuses a
+ * shortest_edge size and has no crop).
  */
 export function preprocessToHf(pp: Preprocess): Json {
   const resample = Number(Object.entries(PIL_RESAMPLE).find(([, v]) => v === pp.interpolation)![0]);
   const size = pp.resize === null ? null : 'shortestEdge' in pp.resize ? { shortest_edge: pp.resize.shortestEdge } : { height: pp.resize.height, width: pp.resize.width };
   return {
-    image_processor_type: 'ViTImageProcessor',
+    image_processor_type: pp.crop === null && !(size && 'shortest_edge' in size) ? 'ViTImageProcessor' : 'BitImageProcessor',
     do_resize: size !== null,
     ...(size ? { size } : {}),
     resample,

@@ -107,7 +107,8 @@ export interface Architecture<C extends ModelConfig = ModelConfig> {
   describe(cfg: C): string;
   /**
    * The Hugging Face `config.json` of an image classifier of this architecture (`vit export`), with the
-   * config's labels; absent where transformers has no matching model type.
+   * config's labels; throws a ModelError, naming why, for a config from which transformers would build another
+   * model.
    */
-  hfConfig?(cfg: C): Json;
+  hfConfig(cfg: C): Json;
 }

@@ -3,6 +3,7 @@ import type { Architecture } from '../types.js';
 import { swinWithImageSize, validateSwinConfig, type SwinConfig } from './config.js';
 import { SWIN_ATTENTION_LAYOUT, describeSwin, stageOfBlock, swinLayerOf, swinSummaryFields } from './describe.js';
 import { SWIN_POOLS, swinForward } from './forward.js';
+import { swinHfConfig } from './hf-export.js';
 import { expectedSwinParams } from './params.js';
 import { SWIN_PRESETS } from './presets.js';
 import { swinFromHf, swinFromTimm } from './readers.js';
@@ -41,4 +42,5 @@ export const swin: Architecture<SwinConfig> = {
   layerOf: swinLayerOf,
   summaryFields: swinSummaryFields,
   describe: describeSwin,
+  hfConfig: swinHfConfig,
 };

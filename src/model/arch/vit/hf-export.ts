@@ -1,4 +1,5 @@
 import type { TensorMap } from '../../tensor.js';
+import { hfHeadFields } from '../../config-json.js';
 import { renameAll } from '../../weights/schemes.js';
 import type { ViTConfig } from './config.js';
 
@@ -35,12 +36,8 @@ export function toHfWeights(canonical: TensorMap): TensorMap {
   return renameAll(split, HF_NAMES);
 }
 
-/**
- * A transformers `config.json` for a plain ViT classifier. Labels default to LABEL_i, which readers (ours and
- * transformers) treat as "no names of its own", so ImageNet-sized heads get the bundled ImageNet names.
- */
+/** A transformers `config.json` for a plain ViT classifier (labels and problem type: hfHeadFields). */
 export function hfConfigJson(cfg: ViTConfig, labels?: string[]): Record<string, unknown> {
-  const names = labels ?? Array.from({ length: cfg.numClasses }, (_, i) => `LABEL_${i}`);
   return {
     model_type: 'vit',
     architectures: [cfg.numClasses > 0 ? 'ViTForImageClassification' : 'ViTModel'],
@@ -54,7 +51,6 @@ export function hfConfigJson(cfg: ViTConfig, labels?: string[]): Record<string, 
     num_channels: cfg.inChans,
     layer_norm_eps: cfg.layerNormEps,
     qkv_bias: cfg.qkvBias,
-    id2label: Object.fromEntries(names.map((n, i) => [String(i), n])),
-    label2id: Object.fromEntries(names.map((n, i) => [n, i])),
+    ...hfHeadFields(cfg.numClasses, labels, cfg.problemType),
   };
 }
