@@ -50,11 +50,10 @@ export function exportCommand(ctx: Context): CommandBody {
       const { config, weights } = await loadModel(modelSpec(a), ctx.verbose);
       const arch = archOf(config);
       const labelled = { ...config, labels: resolveLabels(config) };
-      // Before the graph: a model transformers would build otherwise from its config.json is refused.
-      const hf = arch.hfConfig(labelled);
       const { exportOnnx, EXPORT_FILES, INLINE_LIMIT } = await import('../model/engines/onnx-export.js');
       const onnx = exportOnnx(labelled, weights, a.dtype as Dtype, INLINE_LIMIT, reduceRange ? 'int7' : 'int8')
         .map((f) => ({ ...f, name: `onnx/${f.name}` }));
+      const hf = arch.hfConfig(labelled);
       const flags = externalDataFlags(readFolderJson(a.outdir, 'config.json'), onnx.map((f) => f.name.slice('onnx/'.length)));
       if (Object.keys(flags).length > 0) hf['transformers.js_config'] = { use_external_data_format: flags };
       const text = (v: unknown) => new TextEncoder().encode(JSON.stringify(v, null, 2) + '\n');

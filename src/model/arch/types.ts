@@ -107,8 +107,7 @@ export interface Architecture<C extends ModelConfig = ModelConfig> {
   describe(cfg: C): string;
   /**
    * The Hugging Face `config.json` of an image classifier of this architecture (`vit export`), with the
-   * config's labels; throws a ModelError, naming why, for a config from which transformers would build another
-   * model.
+   * config's labels: what loaders of the exported folder read (model type, labels, sizes).
    */
   hfConfig(cfg: C): Json;
 }

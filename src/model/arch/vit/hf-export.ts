@@ -36,11 +36,19 @@ export function toHfWeights(canonical: TensorMap): TensorMap {
   return renameAll(split, HF_NAMES);
 }
 
-/** A transformers `config.json` for a plain ViT classifier (labels and problem type: hfHeadFields). */
+/**
+ * A transformers `config.json` for a ViT classifier (labels and problem type: hfHeadFields); a DeiT with a
+ * distillation token is transformers' DeiT, whose classifier with teacher also averages the two heads.
+ * Loaders of an exported folder read its model type, labels and sizes; the ONNX graph beside it is what runs
+ * (transformers' ViT has no field for timm's average pooling, fc_norm or pre-logits layer).
+ */
 export function hfConfigJson(cfg: ViTConfig, labels?: string[]): Record<string, unknown> {
+  const [type, classifier, base] = cfg.distilled
+    ? ['deit', 'DeiTForImageClassificationWithTeacher', 'DeiTModel']
+    : ['vit', 'ViTForImageClassification', 'ViTModel'];
   return {
-    model_type: 'vit',
-    architectures: [cfg.numClasses > 0 ? 'ViTForImageClassification' : 'ViTModel'],
+    model_type: type,
+    architectures: [cfg.numClasses > 0 ? classifier : base],
     hidden_size: cfg.embedDim,
     num_hidden_layers: cfg.depth,
     num_attention_heads: cfg.numHeads,
