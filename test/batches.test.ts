@@ -59,7 +59,7 @@ async function collect(paths: string[], engine: Engine, batchSize = 3, stopAfter
   const pool = new PreprocessPool(cfg, 2, batchSize);
   try {
     const stats: LoopStats = await processBatches({
-      queue: new BatchQueue(paths, batchSize, cfg, pool),
+      queue: new BatchQueue(paths, batchSize, cfg, pool, 2),
       engine,
       writer: keeper(rows),
       makeRow: (r, row, path) => ({ path, values: Array.from(r.logits!.data.subarray(2 * row, 2 * row + 2)) }),
@@ -84,7 +84,8 @@ test('the batch loop gives the same rows, in input order, with failures compacte
   }
 });
 
-test('the next batch decodes while the engine runs the current one, never further ahead', async () => {
+/** What a loop over five inputs in batches of two does, in order, with a decoding pool of `threads`. */
+async function loopEvents(threads: number): Promise<string[]> {
   const events: string[] = [];
   const source = {
     async load(path: string): Promise<string | null> {
@@ -103,18 +104,30 @@ test('the next batch decodes while the engine runs the current one, never furthe
   };
   const rows: [string, string | number[]][] = [];
   await processBatches({
-    queue: new BatchQueue(['a', 'b', 'c', 'd', 'e'], 2, cfg, source),
+    queue: new BatchQueue(['a', 'b', 'c', 'd', 'e'], 2, cfg, source, threads),
     engine,
     writer: keeper(rows),
     makeRow: (_r, _row, path) => ({ path, values: [] }),
     stopped: () => false,
   });
-  assert.deepEqual(events, [
+  assert.deepEqual(rows.map(([p]) => p), ['a', 'b', 'c', 'd', 'e']);
+  return events;
+}
+
+test('the next batch decodes while the engine runs the current one, never further ahead', async () => {
+  assert.deepEqual(await loopEvents(2), [
     'load a', 'load b', 'load c', 'load d', 'run start', 'run end',
     'load e', 'run start', 'run end',
     'run start', 'run end',
   ]);
-  assert.deepEqual(rows.map(([p]) => p), ['a', 'b', 'c', 'd', 'e']);
+});
+
+test('with one thread nothing decodes while the engine runs (--threads 1 keeps to one core)', async () => {
+  assert.deepEqual(await loopEvents(1), [
+    'load a', 'load b', 'run start', 'run end',
+    'load c', 'load d', 'run start', 'run end',
+    'load e', 'run start', 'run end',
+  ]);
 });
 
 test('a stop asked for mid-run ends the loop after the batch in flight, with rows for every input before it', async () => {

@@ -78,7 +78,7 @@ async function* records<R extends { path: string }>(inputs: Inputs, kind: RowKin
     // Several batches a chunk, so that decoding overlaps inference within it as in a CLI run.
     for await (const chunk of chunks(paths, batchSize * 4)) {
       const rows: (R | ErrorRow)[] = [];
-      await processBatches({ queue: new BatchQueue(chunk, batchSize, model.config, pool), engine, writer: collect(rows), runOptions, makeRow, stopped: () => false });
+      await processBatches({ queue: new BatchQueue(chunk, batchSize, model.config, pool, model.settings.threads), engine, writer: collect(rows), runOptions, makeRow, stopped: () => false });
       for (const r of rows) yield JSON.parse(toJson(isErrorRow(r) ? { path: r.path, error: r.error } : kind.schema.json(r)));
     }
   } finally {

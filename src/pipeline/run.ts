@@ -166,7 +166,7 @@ export async function runPipeline<R extends { path: string }>(a: RunArgs, ctx: C
   // 4. The engine, starting while the first batch decodes.
   const pool = new PreprocessPool(config, threads, Math.min(a.batchSize, paths.length));
   const loader = new InputLoader(pool, inputs, paths);
-  const queue = new BatchQueue(paths, a.batchSize, config, loader);
+  const queue = new BatchQueue(paths, a.batchSize, config, loader, threads);
   const runOptions = kind.runOptions(config);
   const starting = model.start(runOptions);
   starting.catch(() => undefined);
