@@ -75,6 +75,38 @@ async function logitsOf(file: string, x: Float32Array, dims: number[]): Promise<
   }
 }
 
+/** Photos resized to `size` beforehand (fill), so that no resize implementation's rounding stands between vit and transformers.js. */
+function photosAt(size: number, tag: string): Promise<string[]> {
+  return Promise.all(['chelsea.png', 'coffee.png', 'astronaut.png'].map(async (f) => {
+    const out = join(scratch, `${tag}-${f}`);
+    await sharp(join(PACKAGE_ROOT, 'test', 'fixtures', 'photos', f)).resize(size, size, { fit: 'fill' }).png().toFile(out);
+    return out;
+  }));
+}
+
+/**
+ * transformers.js's image-classification pipeline over the folder `name` of the scratch directory gives the
+ * top-1 label vit classify gives with `model` and `ours` (its dtype options), and the top-3 scores rank by rank:
+ * within 1e-4 at fp32, within 0.05 at q8 (another graph of int8 products, or vit at fp32).
+ */
+async function sameAsTransformersJs(name: string, model: string[], images: string[], dtype: 'fp32' | 'q8', ours: string[]): Promise<void> {
+  const { env, pipeline } = await import('@huggingface/transformers');
+  env.allowRemoteModels = false;
+  env.localModelPath = scratch;
+  env.useFSCache = false;
+  const r = await runVit(['classify', ...images, ...model, '-f', 'jsonl', '-k', '3', ...ours]);
+  assert.equal(r.code, 0, r.stderr);
+  const rows = r.stdout.trim().split('\n').map((l) => JSON.parse(l) as { predictions: { label: string; score: number }[] });
+  const classify = await pipeline('image-classification', name, { dtype });
+  for (const [i, image] of images.entries()) {
+    const got = (await classify(image, { top_k: 3 })) as { label: string; score: number }[];
+    assert.equal(got[0].label, rows[i].predictions[0].label, `${dtype} ${image}`);
+    const tol = dtype === 'fp32' ? TOL : 0.05;
+    got.forEach((p, k) => assert.ok(Math.abs(p.score - rows[i].predictions[k].score) < tol, `${dtype} ${image}: ${p.label} ${p.score}`));
+  }
+  await classify.dispose();
+}
+
 test('vit export: a folder with config.json, preprocessor_config.json and one ONNX file per dtype, weights inline', async () => {
   await ready;
   assert.deepEqual(readdirSync(folder).sort(), ['config.json', 'onnx', 'preprocessor_config.json']);
@@ -167,26 +199,10 @@ test('vit export: a file or FIFO where the folder should be is refused before an
 
 test('vit export: transformers.js loads both exports offline from the folder and classifies as vit does', async () => {
   await ready;
-  const { env, pipeline } = await import('@huggingface/transformers');
-  env.allowRemoteModels = false;
-  env.localModelPath = scratch;
-  env.useFSCache = false;
   const images = ['odd40_0.png', 'odd40_1.png', 'odd40_2.png'].map((f) => join(PACKAGE_ROOT, 'test', 'fixtures', 'images', f));
-  const ours = await runVit(['classify', ...images, '-m', odd40, '-f', 'jsonl', '-k', '3']);
-  assert.equal(ours.code, 0, ours.stderr);
-  const rows = ours.stdout.trim().split('\n').map((l) => JSON.parse(l) as { predictions: { label: string; score: number }[] });
-  // q8 from the folder whose int8 products are exact on this CPU (see exactInt8Folder).
-  const q8Folder = (await exactInt8Folder).split('/').pop()!;
-  for (const dtype of ['fp32', 'q8'] as const) {
-    const classify = await pipeline('image-classification', dtype === 'q8' ? q8Folder : 'odd40', { dtype });
-    for (const [i, image] of images.entries()) {
-      const got = (await classify(image, { top_k: 3 })) as { label: string; score: number }[];
-      assert.equal(got[0].label, rows[i].predictions[0].label, `${dtype} ${image}`);
-      const tol = dtype === 'fp32' ? TOL : 0.05;
-      got.forEach((p, k) => assert.ok(Math.abs(p.score - rows[i].predictions[k].score) < tol, `${dtype} ${image}: ${p.label} ${p.score}`));
-    }
-    await classify.dispose();
-  }
+  await sameAsTransformersJs('odd40', ['-m', odd40], images, 'fp32', []);
+  // q8 from the folder whose int8 products are exact on this CPU (see exactInt8Folder), against vit's fp32 rows.
+  await sameAsTransformersJs((await exactInt8Folder).split('/').pop()!, ['-m', odd40], images, 'q8', []);
 });
 
 test('vit export --reduce-range: int8 weights at most ±64 per output row, exact on any CPU; without it a CPU without VNNI is told', async () => {
@@ -268,39 +284,6 @@ test('vit export: a Swin as transformers\' SwinForImageClassification; fp32 matc
     assert.ok(proto.graph!.node!.every((n) => !n.domain), `${file}: standard ONNX ops only`);
   }
 });
-
-/** Photos resized to `size` beforehand (fill), so that no resize implementation's rounding stands between vit and transformers.js. */
-function photosAt(size: number, tag: string): Promise<string[]> {
-  return Promise.all(['chelsea.png', 'coffee.png', 'astronaut.png'].map(async (f) => {
-    const out = join(scratch, `${tag}-${f}`);
-    await sharp(join(PACKAGE_ROOT, 'test', 'fixtures', 'photos', f)).resize(size, size, { fit: 'fill' }).png().toFile(out);
-    return out;
-  }));
-}
-
-/**
- * transformers.js's image-classification pipeline over the folder `name` of the scratch directory (fp32, or q8
- * where `ours` names vit's int8 options) gives the labels vit classify gives with `model`, in order, and their
- * scores: within 1e-4 at fp32; within 0.05 at q8, vit's own int8 graph (fused contrib ops) against the
- * export's standard ops.
- */
-async function sameAsTransformersJs(name: string, model: string[], images: string[], dtype: 'fp32' | 'q8', ours: string[]): Promise<void> {
-  const { env, pipeline } = await import('@huggingface/transformers');
-  env.allowRemoteModels = false;
-  env.localModelPath = scratch;
-  env.useFSCache = false;
-  const r = await runVit(['classify', ...images, ...model, '-f', 'jsonl', '-k', '3', ...ours]);
-  assert.equal(r.code, 0, r.stderr);
-  const rows = r.stdout.trim().split('\n').map((l) => JSON.parse(l) as { predictions: { label: string; score: number }[] });
-  const classify = await pipeline('image-classification', name, { dtype });
-  for (const [i, image] of images.entries()) {
-    const got = (await classify(image, { top_k: 3 })) as { label: string; score: number }[];
-    assert.deepEqual(got.map((p) => p.label), rows[i].predictions.map((p) => p.label), `${dtype} ${image}`);
-    const tol = dtype === 'fp32' ? TOL : 0.05;
-    got.forEach((p, k) => assert.ok(Math.abs(p.score - rows[i].predictions[k].score) < tol, `${dtype} ${image}: ${p.label} ${p.score}`));
-  }
-  await classify.dispose();
-}
 
 test('vit export: transformers.js loads a Swin export (fp32 and q8) offline and classifies as vit does', async () => {
   await swinReady;
