@@ -6,7 +6,8 @@
  *     then), and the archives left are listed: their image members become inputs (src/io/tar-inputs.ts).
  *  3. The output is opened (a --resume file read back, its done inputs skipped): an unusable output fails
  *     here, before any image is read.
- *  4. The engine starts; images are decoded meanwhile, on the cores its start-up leaves free.
+ *  4. The engine starts; images are decoded meanwhile, on the cores its start-up leaves free (with more than
+ *     one thread: BatchQueue).
  *  5. Batch by batch: run, turn each input into a row (or an error row), write, checkpoint.
  *  6. The output is closed; the exit status says how the run went.
  *
@@ -163,7 +164,7 @@ export async function runPipeline<R extends { path: string }>(a: RunArgs, ctx: C
     }
   }
 
-  // 4. The engine, starting while the first batch decodes.
+  // 4. The engine, starting while the first batch decodes (with more than one thread).
   const pool = new PreprocessPool(config, threads, Math.min(a.batchSize, paths.length));
   const loader = new InputLoader(pool, inputs, paths);
   const queue = new BatchQueue(paths, a.batchSize, config, loader, threads);
@@ -241,10 +242,10 @@ export async function processBatches<R extends { path: string }>(o: LoopOptions<
   const { queue, engine, writer } = o;
   const stats = { done: 0, failed: 0 };
   for (let batch = await queue.next(); batch !== null; batch = await queue.next()) {
-    // The next batch decodes while the engine runs this one. (Measured against decoding it between runs, and
-    // against choosing between the two from timings: B/32, 500 photos, 5 interleaved rounds, end to end
-    // medians 28.1 s overlapped, 29.8 s between runs, 30.7 s choosing; model only 26.0 s. The rounds spread
-    // by more than those gaps, so the simplest rule stays.)
+    // The next batch decodes while the engine runs this one, with more than one thread (BatchQueue). (Measured
+    // against decoding it between runs, and against choosing between the two from timings: B/32, 500 photos,
+    // 5 interleaved rounds, end to end medians 28.1 s overlapped, 29.8 s between runs, 30.7 s choosing; model
+    // only 26.0 s. The rounds spread by more than those gaps, so the simplest rule stays.)
     if (!o.stopped()) queue.fill(1);
     const result = batch.count > 0 ? await engine.run(batch.pixels, batch.count, o.runOptions) : null;
     for (let i = 0; i < batch.paths.length && !writer.closedByReader; i++) {
