@@ -177,6 +177,15 @@ test('vit export: a model without a classifier head is refused, and the output f
   assert.equal(missing.code, 2);
 });
 
+test('vit export: the exported folder is not a checkpoint; classify on it says that it holds an ONNX export', async () => {
+  await ready;
+  const photo = join(PACKAGE_ROOT, 'test', 'fixtures', 'photos', 'coffee.png');
+  const r = await runVit(['classify', photo, '-m', folder]);
+  assert.equal(r.code, 2, r.stderr);
+  assert.equal(r.stdout, '');
+  assert.match(r.stderr, /has no weights \(onnx\/model\.onnx is an ONNX export; vit builds its own graph from a checkpoint/);
+});
+
 test('vit export: a file or FIFO where the folder should be is refused before any work; a file in the place of its onnx/ is one line', async () => {
   const file = join(scratch, 'a-file');
   writeFileSync(file, 'keep');

@@ -57,6 +57,9 @@ function isDir(p: string): boolean {
   }
 }
 
+/** Where an ONNX export keeps its graph in a model folder (`vit export`, Hugging Face's transformers.js layout). */
+const ONNX_EXPORT_FILES = ['onnx/model.onnx', 'onnx/model_quantized.onnx', 'model.onnx'];
+
 /** A model directory: config.json (HF or timm) + optional preprocessor_config.json + a weights file. */
 export function configFromDir(dir: string, name = basename(dir.replace(/\/+$/, '')) || dir): ResolvedModel {
   const cfgPath = join(dir, 'config.json');
@@ -152,9 +155,13 @@ export async function loadWeights(r: ResolvedModel, spec: ModelSpec, verbose: (m
     return fromRandom(r.config);
   }
   if (!r.weightsPath) {
+    const graph = isDir(r.source) ? ONNX_EXPORT_FILES.find((f) => existsSync(join(r.source, f))) : undefined;
     throw new UsageError(
-      `model "${r.source}" has no weights: pass --weights FILE (safetensors, .pth/.bin, .npz), a model directory ` +
-      'with config.json and weights, or --random-weights for a benchmark',
+      `model "${r.source}" has no weights` +
+      // A folder `vit export` or transformers.js's converter wrote: its graph is not what vit runs.
+      (graph ? ` (${graph} is an ONNX export; vit builds its own graph from a checkpoint and does not run one)` : '') +
+      ': pass --weights FILE (safetensors, .pth/.bin, .npz), a model directory with config.json and weights, ' +
+      'or --random-weights for a benchmark',
     );
   }
   const t0 = performance.now();
