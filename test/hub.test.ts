@@ -258,6 +258,22 @@ test('hub: pytorch_model.bin when there is no safetensors; a renamed repository 
   }, { renamed: { 'acme/old-name': 'acme/new-name' } });
 });
 
+test('hub: a repository with no checkpoint is refused before any download, naming its files (and its ONNX export, if any)', async () => {
+  // transformers.js's layout: configs and onnx/*.onnx, no safetensors or pytorch_model.bin.
+  const exportOnly = [{ name: 'config.json', body: CONFIG }, { name: 'onnx/model.onnx', body: bytes(2_000, 3) }, { name: 'onnx/model_quantized.onnx', body: bytes(1_000, 4) }];
+  const bare = [{ name: 'config.json', body: CONFIG }, { name: 'README.md', body: text('# no weights\n') }];
+  await withHub([repo('acme/onnx-only', {}, exportOnly), repo('acme/bare', {}, bare)], async (hub) => {
+    const env = { HF_ENDPOINT: hub.url, HF_HUB_CACHE: freshDir() };
+    const onnxOnly = await runMain(['fetch', 'acme/onnx-only'], env);
+    assert.equal(onnxOnly.code, 1);
+    assert.match(onnxOnly.stderr, /acme\/onnx-only@main has no weights this tool reads \(onnx\/model\.onnx is an ONNX export; vit builds its own graph from a checkpoint and does not run one\): expected one of model\.safetensors/);
+    const none = await runMain(['fetch', 'acme/bare'], env);
+    assert.equal(none.code, 1);
+    assert.match(none.stderr, /acme\/bare@main has no weights this tool reads: expected one of model\.safetensors, .*files: .*README\.md/);
+    assert.ok(!hub.requests.some((q) => q.path.includes('/resolve/')), 'nothing downloaded');
+  });
+});
+
 test('hub: offline mode serves a cache the Python tools wrote, and fails clearly when the model is missing', async () => {
   // Written by hand exactly as huggingface_hub lays it out, not by our code.
   const s = settings(null, { offline: true });

@@ -20,6 +20,18 @@ export const WEIGHT_FILES = [
   'model.pth', 'model.pt', 'model.bin', 'model.npz',
 ];
 
+/** Where an ONNX export keeps its graph in a model folder or repository (`vit export`, transformers.js's layout). */
+const ONNX_EXPORT_FILES = ['onnx/model.onnx', 'onnx/model_quantized.onnx', 'model.onnx'];
+
+/**
+ * For a model without a checkpoint (`has`: whether a file of its folder or repository is there): words that name
+ * its ONNX export, if it has one, or ''. vit builds its own graph from weights; it does not run another's.
+ */
+export function onnxExportNote(has: (file: string) => boolean): string {
+  const graph = ONNX_EXPORT_FILES.find(has);
+  return graph ? ` (${graph} is an ONNX export; vit builds its own graph from a checkpoint and does not run one)` : '';
+}
+
 export function isShardIndex(file: string): boolean {
   return file.endsWith('.index.json');
 }

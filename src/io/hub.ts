@@ -3,6 +3,7 @@ import { constants, createReadStream } from 'node:fs';
 import { lstat, mkdir, open, rename, rm, stat, truncate } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { ModelError } from '../errors.js';
+import { onnxExportNote } from './checkpoint-files.js';
 import { HttpError, httpRequest, type HttpResponse, type Timeouts } from './http.js';
 import {
   cachedSnapshot, checkRepoPath, HUB_WEIGHT_FILES, hubSettings, hubTimeouts, isHubId, parseHubId, quoteAll, readIndex, RepoCache,
@@ -420,7 +421,7 @@ export async function fetchModel(id: string, opts: FetchOptions = {}): Promise<F
   if (!listed.has('config.json')) throw new ModelError(`${repo}@${revision} has no config.json (files: ${summarizeList(files)})`);
   const weights = HUB_WEIGHT_FILES.find((f) => listed.has(f));
   if (!weights) {
-    throw new ModelError(`${repo}@${revision} has no weights this tool reads: expected one of ${HUB_WEIGHT_FILES.join(', ')}; files: ${summarizeList(files)}`);
+    throw new ModelError(`${repo}@${revision} has no weights this tool reads${onnxExportNote((f) => listed.has(f))}: expected one of ${HUB_WEIGHT_FILES.join(', ')}; files: ${summarizeList(files)}`);
   }
   const job: FileJob = { client, cache, repo, revision, commit, opts };
   const downloaded: string[] = [];

@@ -11,7 +11,7 @@ import { archOf, configFromJson, findPreset, presetConfig } from '../model/arch/
 import { fromCheckpoint, fromRandom, weightsBudget, type LoadedWeights } from '../model/checkpoint.js';
 import type { ModelConfig } from '../model/config.js';
 import { imageSizeProblem } from '../model/limits.js';
-import { WEIGHT_FILES, readCheckpoint } from './checkpoint-files.js';
+import { WEIGHT_FILES, onnxExportNote, readCheckpoint } from './checkpoint-files.js';
 import { modelResolvers } from './model-resolvers.js';
 import { DEFAULT_MODEL_DIR } from './paths.js';
 import { FILE_LIMITS, readFailure, readRegularText } from './regular-file.js';
@@ -56,9 +56,6 @@ function isDir(p: string): boolean {
     return false;
   }
 }
-
-/** Where an ONNX export keeps its graph in a model folder (`vit export`, Hugging Face's transformers.js layout). */
-const ONNX_EXPORT_FILES = ['onnx/model.onnx', 'onnx/model_quantized.onnx', 'model.onnx'];
 
 /** A model directory: config.json (HF or timm) + optional preprocessor_config.json + a weights file. */
 export function configFromDir(dir: string, name = basename(dir.replace(/\/+$/, '')) || dir): ResolvedModel {
@@ -155,13 +152,10 @@ export async function loadWeights(r: ResolvedModel, spec: ModelSpec, verbose: (m
     return fromRandom(r.config);
   }
   if (!r.weightsPath) {
-    const graph = isDir(r.source) ? ONNX_EXPORT_FILES.find((f) => existsSync(join(r.source, f))) : undefined;
+    const note = isDir(r.source) ? onnxExportNote((f) => existsSync(join(r.source, f))) : '';
     throw new UsageError(
-      `model "${r.source}" has no weights` +
-      // A folder `vit export` or transformers.js's converter wrote: its graph is not what vit runs.
-      (graph ? ` (${graph} is an ONNX export; vit builds its own graph from a checkpoint and does not run one)` : '') +
-      ': pass --weights FILE (safetensors, .pth/.bin, .npz), a model directory with config.json and weights, ' +
-      'or --random-weights for a benchmark',
+      `model "${r.source}" has no weights${note}: pass --weights FILE (safetensors, .pth/.bin, .npz), a model directory ` +
+      'with config.json and weights, or --random-weights for a benchmark',
     );
   }
   const t0 = performance.now();
