@@ -119,7 +119,24 @@ function yargsUsage(text: string, args: string[]): UsageError {
   const entry = COMMANDS.find((c) => c.command.split(' ')[0] === args.find((x) => !x.startsWith('-')));
   const counts = /^Not enough non-option arguments: got (\d+), need at least (\d+)/.exec(text);
   if (entry && counts) return new UsageError(`vit ${entry.command}: ${counts[1] === '0' ? 'no arguments' : `${counts[1]} argument${counts[1] === '1' ? '' : 's'}`}, at least ${counts[2]} needed`);
-  return new UsageError(choicesMessage(text) ?? text);
+  return (entry && tooManyArguments(entry.command, text, args)) ?? new UsageError(choicesMessage(text) ?? text);
+}
+
+/**
+ * yargs' "Unknown arguments: o1, o2" when they are arguments beyond what a command takes (`vit export MODEL
+ * OUT`, the model given where the folder goes): how many it takes, and for export where the model goes.
+ */
+function tooManyArguments(command: string, text: string, args: string[]): UsageError | null {
+  const listed = /^Unknown arguments?: (.+)$/.exec(text)?.[1].split(', ');
+  const words = args.filter((x) => !x.startsWith('-'));
+  const slots = command.split(' ').slice(1);
+  if (!listed || slots.some((x) => x.endsWith('..]') || x.endsWith('..>')) || !listed.every((x) => words.includes(x))) return null;
+  // yargs fills the command's own slots first and lists what is left.
+  const given = slots.length + listed.length;
+  const most = slots.some((x) => x.startsWith('[')) ? 'at most ' : '';
+  const noModel = command.startsWith('export ') && !args.some((x) => /^(-m|--model)(=|$)/.test(x));
+  return new UsageError(`vit ${command} takes ${most}${slots.length} argument${slots.length === 1 ? '' : 's'}, not ${given}` +
+    (noModel ? ' (the model goes with -m: vit export -m MODEL OUTDIR)' : ''));
 }
 
 /** Run the CLI; resolves to the process exit status. */

@@ -196,6 +196,11 @@ test('cli: a bad option value is one line quoting what was typed, exit 2, before
     [['classify', 'x.jpg', '--device', 'gpu', '--dtype', 'int4'], 'vit: --device is one of "cpu", "cuda", not "gpu"; --dtype is one of "fp32", "int8", not "int4"'],
     [['export', '-m', 'B/16'], 'vit: vit export <outdir>: no arguments, at least 1 needed'],
     [['merge', 'all.csv'], 'vit: vit merge <output> <parts..>: 1 argument, at least 2 needed'],
+    // Arguments beyond a command's own: how many it takes, and for export where the model goes.
+    [['export', 'B/16', 'b16-onnx'], 'vit: vit export <outdir> takes 1 argument, not 2 (the model goes with -m: vit export -m MODEL OUTDIR)'],
+    [['export', '--model=B/16', '--random-weights', 'out', 'again'], 'vit: vit export <outdir> takes 1 argument, not 2'],
+    [['summary', 'B/16', 'B/32'], 'vit: vit summary [model] takes at most 1 argument, not 2'],
+    [['fetch', 'acme/a', 'acme/b', 'acme/c'], 'vit: vit fetch <model> takes 1 argument, not 3'],
   ];
   for (const [args, line] of cases) {
     const r = await runVit(args);
