@@ -10,14 +10,13 @@ import sharp from 'sharp';
 import { argmaxRows } from '../scripts/digits-data.js';
 import { writeModelFolder } from '../src/io/model-folder.js';
 import { loadModel } from '../src/io/model-source.js';
-import { PACKAGE_ROOT } from '../src/io/paths.js';
 import { swinFromHf } from '../src/model/arch/swin/readers.js';
 import { vitFromHf } from '../src/model/arch/vit/readers.js';
 import { timmPreprocess, preprocessFromHf, preprocessToHf } from '../src/model/preprocess.js';
 import { int8WeightsFor } from '../src/io/cpus.js';
 import { exportOnnx, INLINE_LIMIT } from '../src/model/engines/onnx-export.js';
 import { runVit } from './helpers/cli.js';
-import { INT8_LOGIT_TOL, SWIN_INT7_LOGIT_TOL, maxAbsDiff, modelDir, readGolden } from './helpers/golden.js';
+import { FIXTURES, INT8_LOGIT_TOL, SWIN_INT7_LOGIT_TOL, maxAbsDiff, modelDir, readGolden } from './helpers/golden.js';
 import { SWIN_FIXTURES, goldenInputs, readSwinGolden } from './helpers/swin.js';
 
 const { onnx } = protoPkg;
@@ -27,6 +26,7 @@ const scratch = mkdtempSync(join(tmpdir(), 'vit-export-test-'));
 after(() => rmSync(scratch, { recursive: true, force: true }));
 
 const odd40 = modelDir('odd40', 'hf');
+const PHOTOS = join(FIXTURES, 'photos');
 const folder = join(scratch, 'odd40');
 
 async function exportBoth(): Promise<void> {
@@ -79,7 +79,7 @@ async function logitsOf(file: string, x: Float32Array, dims: number[]): Promise<
 function photosAt(size: number, tag: string): Promise<string[]> {
   return Promise.all(['chelsea.png', 'coffee.png', 'astronaut.png'].map(async (f) => {
     const out = join(scratch, `${tag}-${f}`);
-    await sharp(join(PACKAGE_ROOT, 'test', 'fixtures', 'photos', f)).resize(size, size, { fit: 'fill' }).png().toFile(out);
+    await sharp(join(PHOTOS, f)).resize(size, size, { fit: 'fill' }).png().toFile(out);
     return out;
   }));
 }
@@ -179,7 +179,7 @@ test('vit export: a model without a classifier head is refused, and the output f
 
 test('vit export: the exported folder is not a checkpoint; classify on it says that it holds an ONNX export', async () => {
   await ready;
-  const photo = join(PACKAGE_ROOT, 'test', 'fixtures', 'photos', 'coffee.png');
+  const photo = join(PHOTOS, 'coffee.png');
   const r = await runVit(['classify', photo, '-m', folder]);
   assert.equal(r.code, 2, r.stderr);
   assert.equal(r.stdout, '');
@@ -208,7 +208,7 @@ test('vit export: a file or FIFO where the folder should be is refused before an
 
 test('vit export: transformers.js loads both exports offline from the folder and classifies as vit does', async () => {
   await ready;
-  const images = ['odd40_0.png', 'odd40_1.png', 'odd40_2.png'].map((f) => join(PACKAGE_ROOT, 'test', 'fixtures', 'images', f));
+  const images = ['odd40_0.png', 'odd40_1.png', 'odd40_2.png'].map((f) => join(FIXTURES, 'images', f));
   await sameAsTransformersJs('odd40', ['-m', odd40], images, 'fp32', []);
   // q8 from the folder whose int8 products are exact on this CPU (see exactInt8Folder), against vit's fp32 rows.
   await sameAsTransformersJs((await exactInt8Folder).split('/').pop()!, ['-m', odd40], images, 'q8', []);
