@@ -8,10 +8,9 @@ import { inspect } from 'node:util';
 import { PACKAGE_ROOT } from '../src/io/paths.js';
 import { workerExecArgv } from '../src/worker-thread.js';
 import { runVit } from './helpers/cli.js';
-import { modelDir } from './helpers/golden.js';
+import { IMAGES, modelDir } from './helpers/golden.js';
 
 const DIGITS = join(PACKAGE_ROOT, 'examples', 'digits');
-const IMAGES = join(PACKAGE_ROOT, 'test', 'fixtures', 'images');
 
 /** The package by its name, as a user imports it (through package.json's exports). */
 const lib = () => import('vit-cli');

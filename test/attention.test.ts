@@ -10,7 +10,7 @@ import { runVit } from './helpers/cli.js';
 import { readNpy } from './helpers/formats.js';
 import { attentionDistance, rollout } from '../src/model/attention.js';
 import type { HostTensor } from '../src/model/tensor.js';
-import { FIXTURES, maxAbsDiff, modelDir, readAttentionGolden } from './helpers/golden.js';
+import { FIXTURES, maxAbsDiff, modelDir, PHOTOS, readAttentionGolden } from './helpers/golden.js';
 
 /** Nested [heads][T][T] → a [1, heads, T, T] host tensor. */
 function asTensor(heads: number[][][]): HostTensor {
@@ -102,7 +102,7 @@ test('vit attention: npy shapes, --layer/--head selection, the distance summary'
 test('vit attention --heatmap: one PNG per image, the size of the (EXIF-rotated) input, changed where attention is high', async () => {
   const tmp = mkdtempSync(join(tmpdir(), 'vit-heat-'));
   try {
-    const photo = join(FIXTURES, 'photos', readdirSync(join(FIXTURES, 'photos')).find((f) => f.endsWith('.png'))!);
+    const photo = join(PHOTOS, readdirSync(PHOTOS).find((f) => f.endsWith('.png'))!);
     const meta = await sharp(photo).metadata();
     // The same photo stored sideways with an EXIF orientation tag: the overlay must come out upright.
     const rotated = join(tmp, 'sideways.jpg');

@@ -14,12 +14,11 @@ import sharp from 'sharp';
 import { PACKAGE_ROOT } from '../src/io/paths.js';
 import type { BadInput } from '../scripts/make_bad_inputs.js';
 import { runVit, type RunResult } from './helpers/cli.js';
-import { FIXTURES, modelDir } from './helpers/golden.js';
+import { BAD, IMAGES, modelDir } from './helpers/golden.js';
 import { png } from './helpers/png.js';
 
-const BAD = join(FIXTURES, 'bad');
 const manifest = JSON.parse(readFileSync(join(BAD, 'manifest.json'), 'utf8')) as BadInput[];
-const GOOD = [0, 1, 2, 3].map((i) => join(FIXTURES, 'images', `odd40_${i}.png`));
+const GOOD = [0, 1, 2, 3].map((i) => join(IMAGES, `odd40_${i}.png`));
 const AS_ROOT = process.getuid?.() === 0;
 const tmp = mkdtempSync(join(tmpdir(), 'vit-bad-'));
 after(() => rmSync(tmp, { recursive: true, force: true }));

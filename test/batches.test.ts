@@ -3,16 +3,14 @@ import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { PACKAGE_ROOT } from '../src/io/paths.js';
 import { PreprocessPool } from '../src/io/preprocess-pool.js';
 import type { ErrorRow, RowWriter } from '../src/io/sinks/rows.js';
 import { archOf, presetConfig } from '../src/model/arch/index.js';
 import type { Engine, RunResult } from '../src/model/engines/engine.js';
 import { BatchQueue } from '../src/pipeline/batches.js';
 import { processBatches, type LoopStats } from '../src/pipeline/run.js';
+import { BAD, PHOTOS } from './helpers/golden.js';
 
-const PHOTOS = join(PACKAGE_ROOT, 'test', 'fixtures', 'photos');
-const BAD = join(PACKAGE_ROOT, 'test', 'fixtures', 'bad');
 const base = presetConfig('Ti/16');
 const cfg = archOf(base).withImageSize(base, [32, 32]);
 const PER = 3 * 32 * 32;

@@ -16,7 +16,7 @@ import { timmPreprocess, preprocessFromHf, preprocessToHf } from '../src/model/p
 import { int8WeightsFor } from '../src/io/cpus.js';
 import { exportOnnx, INLINE_LIMIT } from '../src/model/engines/onnx-export.js';
 import { runVit } from './helpers/cli.js';
-import { FIXTURES, INT8_LOGIT_TOL, SWIN_INT7_LOGIT_TOL, maxAbsDiff, modelDir, readGolden } from './helpers/golden.js';
+import { IMAGES, INT8_LOGIT_TOL, maxAbsDiff, modelDir, PHOTOS, readGolden, SWIN_INT7_LOGIT_TOL } from './helpers/golden.js';
 import { SWIN_FIXTURES, goldenInputs, readSwinGolden } from './helpers/swin.js';
 
 const { onnx } = protoPkg;
@@ -26,7 +26,6 @@ const scratch = mkdtempSync(join(tmpdir(), 'vit-export-test-'));
 after(() => rmSync(scratch, { recursive: true, force: true }));
 
 const odd40 = modelDir('odd40', 'hf');
-const PHOTOS = join(FIXTURES, 'photos');
 const folder = join(scratch, 'odd40');
 
 async function exportBoth(): Promise<void> {
@@ -208,7 +207,7 @@ test('vit export: a file or FIFO where the folder should be is refused before an
 
 test('vit export: transformers.js loads both exports offline from the folder and classifies as vit does', async () => {
   await ready;
-  const images = ['odd40_0.png', 'odd40_1.png', 'odd40_2.png'].map((f) => join(FIXTURES, 'images', f));
+  const images = ['odd40_0.png', 'odd40_1.png', 'odd40_2.png'].map((f) => join(IMAGES, f));
   await sameAsTransformersJs('odd40', ['-m', odd40], images, 'fp32', []);
   // q8 from the folder whose int8 products are exact on this CPU (see exactInt8Folder), against vit's fp32 rows.
   await sameAsTransformersJs((await exactInt8Folder).split('/').pop()!, ['-m', odd40], images, 'q8', []);

@@ -9,11 +9,10 @@ import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { PACKAGE_ROOT } from '../src/io/paths.js';
 import { runVit } from './helpers/cli.js';
-import { FIXTURES, maxAbsDiff, modelDir } from './helpers/golden.js';
+import { FIXTURES, IMAGES, maxAbsDiff, modelDir } from './helpers/golden.js';
 
 const tmp = mkdtempSync(join(tmpdir(), 'vit-facts-'));
 after(() => rmSync(tmp, { recursive: true, force: true }));
-const IMAGES = join(FIXTURES, 'images');
 
 type Row = { path: string; predictions: { index: number; score: number; logit: number }[] };
 const rows = (stdout: string) => stdout.trim().split('\n').map((l) => JSON.parse(l) as Row);

@@ -13,7 +13,7 @@ import { hubSettings, hubTimeouts, isHubId, parseHubId, type HubSettings } from 
 import { fetchModel, resolveHubModel } from '../src/io/hub.js';
 import { loadModel } from '../src/io/model-source.js';
 import { VIT_BIN } from './helpers/cli.js';
-import { FIXTURES, modelDir } from './helpers/golden.js';
+import { IMAGES, modelDir } from './helpers/golden.js';
 import { gitSha1, sha256, startMockHub, type MockFile, type MockHub, type MockRepo } from './helpers/mock-hub.js';
 
 const COMMIT = 'a'.repeat(39) + '1';
@@ -405,7 +405,7 @@ test('hub: --model ORG/NAME end to end: a real tiny model fetched through the CL
     assert.equal(m.config.numClasses, 7);
     assert.equal(m.weights.get('cls_token')?.shape.join('x'), '1x1x40');
     // classify through the hub id (offline, from the cache) gives what the fixture directory itself gives.
-    const image = join(FIXTURES, 'images', 'odd40_0.png');
+    const image = join(IMAGES, 'odd40_0.png');
     const viaHub = await runMain(['classify', image, '--model', 'acme/odd40', '--quiet'], { ...env, HF_HUB_OFFLINE: '1' });
     const viaDir = await runMain(['classify', image, '--model', src, '--quiet'], {});
     assert.equal(viaHub.code, 0, viaHub.stderr);

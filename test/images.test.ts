@@ -10,13 +10,12 @@ import {
   centerCrop, centerCropOffset, decodeRgb, decodeRgbBuffer, loadImage, preprocessRgb, resample, resizedSize, sniffHeader,
   type RgbImage,
 } from '../src/io/images.js';
-import { PACKAGE_ROOT } from '../src/io/paths.js';
 import type { Interpolation, Preprocess } from '../src/model/config.js';
 import { timmPreprocess } from '../src/model/preprocess.js';
 import { be16, png, pngChunk as chunk } from './helpers/png.js';
+import { BAD, FIXTURES, IMAGES, PHOTOS } from './helpers/golden.js';
 
-const PHOTOS = join(PACKAGE_ROOT, 'test', 'fixtures', 'photos');
-const RESIZE = join(PACKAGE_ROOT, 'test', 'fixtures', 'resize');
+const RESIZE = join(FIXTURES, 'resize');
 const tmp = mkdtempSync(join(tmpdir(), 'vit-images-'));
 after(() => rmSync(tmp, { recursive: true, force: true }));
 
@@ -97,7 +96,7 @@ test('images: centre-crop offsets are torchvision\'s int(round((size - crop) / 2
 });
 
 test('images: an image already at the model size passes through, exactly (v * rescale - mean) / std', async () => {
-  const path = join(PACKAGE_ROOT, 'test', 'fixtures', 'images', 'odd40_0.png');
+  const path = join(IMAGES, 'odd40_0.png');
   const { data, info } = await sharp(path).removeAlpha().raw().toBuffer({ resolveWithObject: true });
   const [h, w] = [info.height, info.width];
   // A timm-style preprocess that would resize and crop anything else.
@@ -244,7 +243,7 @@ test('images: resample leaves unchanged axes alone and handles 1-pixel images', 
 });
 
 test('JPEG and PNG headers read directly agree with libvips on size and CMYK, and anything odd is left to libvips', async () => {
-  const dirs = ['bad', 'photos', 'images'].map((d) => join(PACKAGE_ROOT, 'test', 'fixtures', d));
+  const dirs = [BAD, PHOTOS, IMAGES];
   const files = dirs.flatMap((d) => readdirSync(d).filter((f) => /\.(jpe?g|png)$/.test(f)).map((f) => readFileSync(join(d, f))));
   // Encoder variants: progressive, restart markers, EXIF and ICC segments before the frame, greyscale, CMYK.
   const base = sharp(join(PHOTOS, 'chelsea.png')).resize(67, 45);

@@ -10,7 +10,7 @@ import { after, before, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { startVit, type RunResult } from './helpers/cli.js';
 import { readNpy } from './helpers/formats.js';
-import { FIXTURES, modelDir } from './helpers/golden.js';
+import { BAD, IMAGES, modelDir } from './helpers/golden.js';
 
 const tmp = mkdtempSync(join(tmpdir(), 'vit-interrupt-'));
 after(() => rmSync(tmp, { recursive: true, force: true }));
@@ -48,9 +48,9 @@ function prng(seed: number): () => number {
 
 before(() => {
   mkdirSync(DIR);
-  for (let i = 0; i < N_IMAGES; i++) copyFileSync(join(FIXTURES, 'images', `odd40_${i % 4}.png`), join(DIR, `${String(i).padStart(4, '0')}.png`));
+  for (let i = 0; i < N_IMAGES; i++) copyFileSync(join(IMAGES, `odd40_${i % 4}.png`), join(DIR, `${String(i).padStart(4, '0')}.png`));
   // Failed inputs too: error rows must survive interruptions like the others (npy leaves them out).
-  for (const at of ['0007', '0150', '0399']) copyFileSync(join(FIXTURES, 'bad', 'truncated.jpg'), join(DIR, `${at}-bad.jpg`));
+  for (const at of ['0007', '0150', '0399']) copyFileSync(join(BAD, 'truncated.jpg'), join(DIR, `${at}-bad.jpg`));
 });
 
 /** An uninterrupted run's output: the reference. */

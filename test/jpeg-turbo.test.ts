@@ -5,10 +5,8 @@ import { test } from 'node:test';
 import sharp from 'sharp';
 import { decodeRgbBuffer, orientRgb, sniffHeader } from '../src/io/images.js';
 import { turboJpeg } from '../src/io/jpeg-turbo.js';
-import { PACKAGE_ROOT } from '../src/io/paths.js';
+import { BAD, PHOTOS } from './helpers/golden.js';
 
-const PHOTOS = join(PACKAGE_ROOT, 'test', 'fixtures', 'photos');
-const BAD = join(PACKAGE_ROOT, 'test', 'fixtures', 'bad');
 const turbo = turboJpeg();
 const skip = turbo ? false : 'libjpeg-turbo is not available here (optional dependencies, Linux only)';
 

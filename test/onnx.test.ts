@@ -16,7 +16,7 @@ import type { GraphStore, RunResult } from '../src/model/engines/engine.js';
 import { startEngine } from '../src/model/engines/index.js';
 import type { TensorMap } from '../src/model/tensor.js';
 import { randomWeights } from '../src/model/weights/random.js';
-import { engineFor, GOLDEN_MODELS, identityOf, maxAbsDiff, modelDir, readGolden, withEngine } from './helpers/golden.js';
+import { engineFor, GOLDEN_MODELS, IMAGES, identityOf, maxAbsDiff, modelDir, readGolden, withEngine } from './helpers/golden.js';
 
 const TOL = 1e-4;
 const ATTENTION_TOL = 1e-5;
@@ -273,8 +273,7 @@ test('startEngine: auto picks onnx here and says so; tfjs on request; unknown na
 test('vit classify: a later run starts from the cached graph without the checkpoint, and a damaged entry falls back to it', async () => {
   const { runVit } = await import('./helpers/cli.js');
   const env = { XDG_CACHE_HOME: join(scratch, 'cli-cache') };
-  const images = join(PACKAGE_ROOT, 'test', 'fixtures', 'images');
-  const args = ['classify', images, '-m', modelDir('odd40', 'hf'), '-f', 'jsonl', '--engine', 'onnx', '--verbose'];
+  const args = ['classify', IMAGES, '-m', modelDir('odd40', 'hf'), '-f', 'jsonl', '--engine', 'onnx', '--verbose'];
   const first = await runVit(args, { env });
   assert.equal(first.code, 0, first.stderr);
   const second = await runVit(args, { env });
@@ -298,8 +297,7 @@ test('vit classify where onnxruntime-node does not load: auto runs on tfjs and k
   const { runVit } = await import('./helpers/cli.js');
   const env = { XDG_CACHE_HOME: join(scratch, 'cli-cache-no-ort') };
   const noOrt = { ...env, NODE_OPTIONS: `--import ${join(PACKAGE_ROOT, 'dist', 'test', 'helpers', 'no-onnxruntime.js')}` };
-  const images = join(PACKAGE_ROOT, 'test', 'fixtures', 'images');
-  const args = ['classify', images, '-m', modelDir('odd40', 'hf'), '-f', 'jsonl', '-k', '1', '--verbose'];
+  const args = ['classify', IMAGES, '-m', modelDir('odd40', 'hf'), '-f', 'jsonl', '-k', '1', '--verbose'];
   const withOrt = await runVit(args, { env });
   assert.equal(withOrt.code, 0, withOrt.stderr);
   assert.match(withOrt.stderr, /engine: onnx/);
@@ -331,8 +329,7 @@ test('vit classify where onnxruntime-node does not load: auto runs on tfjs and k
 test('vit classify: an output that cannot be resumed is reported before the engine starts', async () => {
   const { runVit } = await import('./helpers/cli.js');
   const env = { XDG_CACHE_HOME: join(scratch, 'cli-cache-early') };
-  const images = join(PACKAGE_ROOT, 'test', 'fixtures', 'images');
-  const base = ['classify', images, '-m', modelDir('odd40', 'hf'), '--verbose'];
+  const base = ['classify', IMAGES, '-m', modelDir('odd40', 'hf'), '--verbose'];
   assert.equal((await runVit(base, { env })).code, 0);
   const garbage = join(scratch, 'not-a-vit-output.csv');
   writeFileSync(garbage, 'garbage\n');

@@ -18,18 +18,18 @@ import { mergeOutputs, readStoredOutput } from '../src/io/sinks/index.js';
 import { runVit, startVit } from './helpers/cli.js';
 import { columnTypes, lit, query, rowCount } from './helpers/duckdb.js';
 import { testWriter } from './helpers/formats.js';
-import { FIXTURES, modelDir } from './helpers/golden.js';
+import { BAD, IMAGES, modelDir } from './helpers/golden.js';
 import { writeTar } from './helpers/tars.js';
 
 const MODEL = ['-m', modelDir('odd40', 'hf')];
-const images = [0, 1, 2, 3].map((i) => join(FIXTURES, 'images', `odd40_${i}.png`));
+const images = [0, 1, 2, 3].map((i) => join(IMAGES, `odd40_${i}.png`));
 let tmp: string;
 let bad: string;
 
 before(() => {
   tmp = mkdtempSync(join(tmpdir(), 'vit-parquet-'));
   bad = join(tmp, 'broken.jpg');
-  copyFileSync(join(FIXTURES, 'bad', 'truncated.jpg'), bad);
+  copyFileSync(join(BAD, 'truncated.jpg'), bad);
 });
 after(() => rmSync(tmp, { recursive: true, force: true }));
 

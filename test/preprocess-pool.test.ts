@@ -9,9 +9,8 @@ import { loadImage } from '../src/io/images.js';
 import { PACKAGE_ROOT } from '../src/io/paths.js';
 import { PreprocessPool, sharedFloats } from '../src/io/preprocess-pool.js';
 import { timmPreprocess } from '../src/model/preprocess.js';
+import { BAD, PHOTOS } from './helpers/golden.js';
 
-const BAD = join(PACKAGE_ROOT, 'test', 'fixtures', 'bad');
-const PHOTOS = join(PACKAGE_ROOT, 'test', 'fixtures', 'photos');
 
 test('the preprocessing pool writes the same floats as loading in process, and the same failure reasons', async () => {
   const pp = timmPreprocess([48, 64], 0.875, 'bicubic', [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]);

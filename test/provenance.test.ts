@@ -11,12 +11,11 @@ import { int8WeightsFor } from '../src/io/cpus.js';
 import { PACKAGE_ROOT } from '../src/io/paths.js';
 import { INT8_WEIGHTS_WORDS } from '../src/model/engines/engine.js';
 import { runVit } from './helpers/cli.js';
-import { modelDir } from './helpers/golden.js';
+import { IMAGES, modelDir } from './helpers/golden.js';
 
 const tmp = mkdtempSync(join(tmpdir(), 'vit-provenance-'));
 after(() => rmSync(tmp, { recursive: true, force: true }));
 const DIGITS = join(PACKAGE_ROOT, 'examples', 'digits');
-const IMAGES = join(PACKAGE_ROOT, 'test', 'fixtures', 'images');
 
 test('every file output records its command, model identity, row-shaping options and shard', async () => {
   const out = join(tmp, 'p.jsonl');

@@ -12,7 +12,7 @@ import { mergeOutputs } from '../src/io/sinks/index.js';
 import type { EmbedRow, ErrorRow } from '../src/io/sinks/rows.js';
 import { testWriter } from './helpers/formats.js';
 import { runVit, type RunResult } from './helpers/cli.js';
-import { FIXTURES, modelDir } from './helpers/golden.js';
+import { BAD, IMAGES, modelDir } from './helpers/golden.js';
 
 const tmp = mkdtempSync(join(tmpdir(), 'vit-shard-'));
 after(() => rmSync(tmp, { recursive: true, force: true }));
@@ -29,10 +29,10 @@ const SHARDS: { args: string[]; env: NodeJS.ProcessEnv }[] = [
 before(() => {
   for (const sub of ['a', 'b/c']) mkdirSync(join(DIR, sub), { recursive: true });
   for (let i = 0; i < 36; i++) {
-    copyFileSync(join(FIXTURES, 'images', `odd40_${i % 4}.png`), join(DIR, ['', 'a', 'b/c'][i % 3], `img ${i}, "x".png`));
+    copyFileSync(join(IMAGES, `odd40_${i % 4}.png`), join(DIR, ['', 'a', 'b/c'][i % 3], `img ${i}, "x".png`));
   }
-  copyFileSync(join(FIXTURES, 'bad', 'truncated.jpg'), join(DIR, 'a', 'broken.jpg'));
-  copyFileSync(join(FIXTURES, 'bad', 'text.jpg'), join(DIR, 'b', 'text.jpg'));
+  copyFileSync(join(BAD, 'truncated.jpg'), join(DIR, 'a', 'broken.jpg'));
+  copyFileSync(join(BAD, 'text.jpg'), join(DIR, 'b', 'text.jpg'));
 });
 
 const ok = (r: RunResult) => assert.ok(r.code === 0 || r.code === 3, `exit ${r.code}: ${r.stderr}`);

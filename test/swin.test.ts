@@ -19,7 +19,7 @@ import { checkWeights } from '../src/model/weights/check.js';
 import { readWeights } from '../src/model/weights/formats.js';
 import { detectScheme } from '../src/model/weights/schemes.js';
 import { TEST_CACHE, runVit } from './helpers/cli.js';
-import { engineFor, maxAbsDiff } from './helpers/golden.js';
+import { engineFor, IMAGES, maxAbsDiff } from './helpers/golden.js';
 import { SWIN_GOLDENS, goldenConfig, goldenInputs, loadLayout, readSwinGolden, runSwin, type SwinGolden } from './helpers/swin.js';
 
 const TOL = 1e-4;
@@ -234,7 +234,7 @@ test('swin: the ONNX graph of a preset stores each window index and mask once', 
 test('vit classify / embed / summary / attention on Swin models', async () => {
   const hf = join(PACKAGE_ROOT, readSwinGolden('swin_shift').layouts.hf.dir!);
   const timmDir = join(PACKAGE_ROOT, readSwinGolden('swin_pad').layouts.timm.dir!);
-  const images = ['eps32_0.png', 'odd40_1.png'].map((f) => join(PACKAGE_ROOT, 'test', 'fixtures', 'images', f));
+  const images = ['eps32_0.png', 'odd40_1.png'].map((f) => join(IMAGES, f));
 
   const cls = await runVit(['classify', ...images, '-m', hf, '-k', '2', '-f', 'jsonl']);
   assert.equal(cls.code, 0, cls.stderr);

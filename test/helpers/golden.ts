@@ -40,6 +40,10 @@ export const SWIN_INT8_LOGIT_TOL = 0.07;
 export const SWIN_INT7_LOGIT_TOL = 0.11;
 
 export const FIXTURES = join(PACKAGE_ROOT, 'test', 'fixtures');
+/** Real photos (JPEG and PNG), the small images the goldens were computed on, and files no decoder should take. */
+export const PHOTOS = join(FIXTURES, 'photos');
+export const IMAGES = join(FIXTURES, 'images');
+export const BAD = join(FIXTURES, 'bad');
 export const GOLDEN_MODELS = ['odd40', 'eps32', 'repr24'] as const;
 
 export function readGolden(name: string): Golden {
