@@ -199,7 +199,7 @@ export function makeHostile(out: string): HostileFiles {
 
   // Configs with impossible values (each in its own model directory, the fixture's weights linked).
   files['pp-shortest-edge'] = modelDir(join(out, 'pp-shortest-edge'), TINY_HF, (f, j) => {
-    if (f === 'preprocessor_config.json') j.size = { shortest_edge: 1_000_000_000 };
+    if (f === 'preprocessor_config.json') j.size = 1_000_000_000;
   });
   files['pp-std-zero'] = modelDir(join(out, 'pp-std-zero'), TINY_HF, (f, j) => {
     if (f === 'preprocessor_config.json') j.image_std = [0, 0, 0];

@@ -421,7 +421,8 @@ def make_deit(report):
     ]))
     write_json(os.path.join(ddir, "hf", "preprocessor_config.json"), OrderedDict([
         ("do_resize", True), ("size", OrderedDict([("height", s["image"]), ("width", s["image"])])),
-        ("resample", 3), ("do_rescale", True), ("rescale_factor", 1 / 255), ("do_normalize", True),
+        # DeiTImageProcessor crops to 224x224 unless told not to: the inputs are at the model's size already.
+        ("resample", 3), ("do_center_crop", False), ("do_rescale", True), ("rescale_factor", 1 / 255), ("do_normalize", True),
         ("image_mean", s["mean"]), ("image_std", s["std"]), ("image_processor_type", "DeiTImageProcessor"),
     ]))
 

@@ -119,7 +119,7 @@ test('vit export: a folder with config.json, preprocessor_config.json and one ON
   }
   assert.equal(config['transformers.js_config'], undefined, 'no external data to announce');
   const m = await loadModel({ model: odd40 });
-  assert.deepEqual(preprocessFromHf(JSON.parse(readFileSync(join(folder, 'preprocessor_config.json'), 'utf8')), m.config.imgSize, 3), m.config.preprocess);
+  assert.deepEqual(preprocessFromHf(JSON.parse(readFileSync(join(folder, 'preprocessor_config.json'), 'utf8')), m.config.imgSize, 3, 'vit'), m.config.preprocess);
   for (const file of ['model.onnx', 'model_quantized.onnx']) {
     const proto = onnx.ModelProto.decode(readFileSync(join(folder, 'onnx', file)));
     assert.ok(proto.graph!.node!.every((n) => !n.domain), `${file}: standard ONNX ops only`);
@@ -130,12 +130,12 @@ test('vit export: a folder with config.json, preprocessor_config.json and one ON
 test('vit export: timm-style preprocessing (shortest edge, centre crop, bicubic) reads back the same, as a BitImageProcessor', () => {
   const pp = timmPreprocess([224, 224], 0.9, 'bicubic', [0.5, 0.5, 0.5], [0.5, 0.5, 0.5]);
   const hf = preprocessToHf(pp);
-  assert.deepEqual(preprocessFromHf(hf, [224, 224], 3), pp);
+  assert.deepEqual(preprocessFromHf(hf, [224, 224], 3, 'vit'), pp);
   // transformers' ViTImageProcessor refuses a shortest_edge size and has no crop.
   assert.equal(hf.image_processor_type, 'BitImageProcessor');
-  const plain = preprocessFromHf({ size: { height: 224, width: 224 }, resample: 2 }, [224, 224], 3);
+  const plain = preprocessFromHf({ size: { height: 224, width: 224 }, resample: 2 }, [224, 224], 3, 'vit');
   assert.equal(preprocessToHf(plain).image_processor_type, 'ViTImageProcessor');
-  assert.deepEqual(preprocessFromHf(preprocessToHf(plain), [224, 224], 3), plain);
+  assert.deepEqual(preprocessFromHf(preprocessToHf(plain), [224, 224], 3, 'vit'), plain);
 });
 
 test('vit export: onnxruntime-node runs the exported graphs; fp32 matches torchvision within 1e-4, int8 within its tolerance', async (t) => {

@@ -3,7 +3,7 @@ import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:f
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { UsageError, WeightsError } from '../src/errors.js';
+import { ModelError, UsageError, WeightsError } from '../src/errors.js';
 import { topK } from '../src/pipeline/rows.js';
 import { resolveLabels } from '../src/io/labels.js';
 import { loadModel } from '../src/io/model-source.js';
@@ -75,7 +75,74 @@ test('config readers: Hugging Face and timm config.json', () => {
   assert.equal(timm.globalPool, 'avg');
   assert.equal(timm.fcNorm, true);
   assert.deepEqual(timm.preprocess.resize, { shortestEdge: 73 });
-  assert.deepEqual(preprocessFromHf({ do_resize: true, size: { shortest_edge: 256 }, do_center_crop: true, crop_size: 224 }, [224, 224], 3).crop, { height: 224, width: 224 });
+  assert.deepEqual(preprocessFromHf({ image_processor_type: 'BitImageProcessor', size: { shortest_edge: 256 }, do_center_crop: true, crop_size: 224 }, [224, 224], 3, 'vit').crop, { height: 224, width: 224 });
+});
+
+test('timm config.json as timm reads it: the old layout without pretrained_cfg, PretrainedCfg\'s defaults, layers it cannot express', () => {
+  const pre = { input_size: [3, 64, 64], crop_pct: 1.0, interpolation: 'bilinear', mean: [0.5, 0.5, 0.5], std: [0.5, 0.5, 0.5] };
+  const args = { img_size: 64 };
+  const nested = fromTimmConfig({ architecture: 'vit_small_patch16_224', num_classes: 3, label_names: ['x', 'y', 'z'], model_args: args, pretrained_cfg: pre }, 'n');
+  // Before timm 0.9 the file was the pretrained_cfg itself, with `labels` for label_names.
+  const old = fromTimmConfig({ architecture: 'vit_small_patch16_224', num_classes: 3, num_features: 384, labels: ['x', 'y', 'z'], ...pre }, 'o');
+  assert.deepEqual(old.preprocess, nested.preprocess);
+  assert.deepEqual(old.imgSize, [64, 64]);
+  assert.deepEqual(old.labels, ['x', 'y', 'z']);
+  assert.deepEqual(nested.preprocess.resize, { shortestEdge: 64 });
+  assert.equal(nested.preprocess.interpolation, 'bilinear');
+  // A field the dict lacks takes PretrainedCfg's default (crop 0.875, bicubic, ImageNet statistics), not the
+  // architecture's (vit_small_patch16_224's own are mean = std = 0.5 and crop 0.9).
+  const sparse = fromTimmConfig({ architecture: 'vit_small_patch16_224', num_classes: 3, model_args: args, pretrained_cfg: { input_size: [3, 64, 64] } }, 's');
+  assert.deepEqual(sparse.preprocess.resize, { shortestEdge: 73 });
+  assert.equal(sparse.preprocess.interpolation, 'bicubic');
+  assert.deepEqual(sparse.preprocess.mean, [0.485, 0.456, 0.406]);
+  assert.deepEqual(sparse.preprocess.std, [0.229, 0.224, 0.225]);
+  // An activation or norm other than GELU and LayerNorm adds no tensor the weight check would miss.
+  for (const [k, v] of [['act_layer', 'quick_gelu'], ['norm_layer', 'rmsnorm']]) {
+    assert.throws(() => fromTimmConfig({ architecture: 'vit_small_patch16_224', model_args: { [k]: v } }, 'q'),
+      (e: unknown) => e instanceof ModelError && e.message === `q: model_args.${k} "${v}" is not supported (${k === 'act_layer' ? 'gelu' : 'layernorm'} only)`);
+  }
+  assert.equal(fromTimmConfig({ architecture: 'vit_small_patch16_224', model_args: { act_layer: 'gelu' } }, 'g').embedDim, 384);
+  // Hugging Face: num_labels names the classes when id2label does not (transformers' LABEL_i then).
+  const hf = { model_type: 'vit', architectures: ['ViTForImageClassification'], hidden_size: 40, num_attention_heads: 5, image_size: 48, patch_size: 8 };
+  assert.equal(fromHfConfig({ ...hf, num_labels: 7 }, null, 'h').numClasses, 7);
+  assert.equal(fromHfConfig(hf, null, 'h').numClasses, 2);
+  assert.equal(fromHfConfig({ ...hf, num_labels: 7, id2label: { 0: 'a', 1: 'b', 2: 'c' } }, null, 'h').numClasses, 3);
+});
+
+test('preprocessor configs are read as their transformers class reads them (image_processor_type, else the model type)', () => {
+  const read = (pp: Record<string, unknown>, modelType = 'vit', size: [number, number] = [224, 224]) => {
+    const { resize, crop, interpolation, mean } = preprocessFromHf(pp, size, 3, modelType);
+    return { resize, crop, interpolation, mean };
+  };
+  const square = (n: number) => ({ height: n, width: n });
+  // google/vit-* and microsoft/swin-*: ViTFeatureExtractor with "size": 224 is a 224×224 resize (get_size_dict's
+  // default_to_square); ViTImageProcessor has no crop step, whatever do_center_crop says.
+  const google = { feature_extractor_type: 'ViTFeatureExtractor', size: 224, resample: 2, do_center_crop: true, crop_size: 200 };
+  assert.deepEqual(read(google), { resize: square(224), crop: null, interpolation: 'bilinear', mean: [0.5, 0.5, 0.5] });
+  assert.deepEqual(read({ size: 384, resample: 3 }, 'swin', [384, 384]).resize, square(384));
+  assert.deepEqual(read({ image_processor_type: 'ViTImageProcessorFast', size: 224 }).resize, square(224));
+  // facebook/deit-*: 256 is 256×256, then the 224 crop; DeiT's defaults are bicubic with the crop on.
+  const deit = { feature_extractor_type: 'DeiTFeatureExtractor', size: 256, crop_size: 224, do_center_crop: true, resample: 3 };
+  assert.deepEqual(read(deit, 'deit'), { resize: square(256), crop: square(224), interpolation: 'bicubic', mean: [0.5, 0.5, 0.5] });
+  assert.deepEqual(read({}, 'deit'), { resize: square(256), crop: square(224), interpolation: 'bicubic', mean: [0.5, 0.5, 0.5] });
+  assert.deepEqual(read({ image_processor_type: 'BeitImageProcessor', size: 256 }).resize, square(256));
+  // ConvNext: the short side to ⌊S / crop_pct⌋ and an S×S crop below 384, a warp to S×S from 384 on.
+  const convnext = { image_processor_type: 'ConvNextImageProcessor', size: { shortest_edge: 224 }, crop_pct: 0.875, resample: 3 };
+  assert.deepEqual(read(convnext), { resize: { shortestEdge: 256 }, crop: square(224), interpolation: 'bicubic', mean: [0.5, 0.5, 0.5] });
+  assert.deepEqual(read({ ...convnext, size: 224, crop_pct: undefined }).resize, { shortestEdge: 256 });
+  assert.deepEqual(read({ ...convnext, size: { shortest_edge: 384 } }, 'vit', [384, 384]), { resize: square(384), crop: null, interpolation: 'bicubic', mean: [0.5, 0.5, 0.5] });
+  // Bit and CLIP: a number is the shortest edge; their defaults are CLIP's statistics, bicubic, crop on.
+  assert.deepEqual(read({ image_processor_type: 'BitImageProcessor', size: 224 }), {
+    resize: { shortestEdge: 224 }, crop: square(224), interpolation: 'bicubic', mean: [0.48145466, 0.4578275, 0.40821073],
+  });
+  assert.deepEqual(read({ image_processor_type: 'CLIPImageProcessor', size: { height: 224, width: 224 }, do_center_crop: false }).resize, square(224));
+  // What the class itself would refuse, and what this tool does not implement, are refused with the reason.
+  const refused = (pp: Record<string, unknown>, message: RegExp) => assert.throws(() => read(pp), (e: unknown) => e instanceof ModelError && message.test(e.message), String(message));
+  refused({ size: { shortest_edge: 224 } }, /ViTImageProcessor resizes to size \{height, width\}, not \{shortest_edge\}/);
+  refused({ image_processor_type: 'ConvNextImageProcessor', size: { height: 224, width: 224 } }, /ConvNextImageProcessor resizes to size \{shortest_edge\}/);
+  refused({ image_processor_type: 'LevitImageProcessor' }, /image processor "LevitImageProcessor" is not one this tool reads \(ViTImageProcessor, /);
+  refused({ resample: 4 }, /resample 4 is not one this tool reads \(0 nearest, 1 lanczos, 2 bilinear, 3 bicubic\)/);
+  refused({ size: { longest_edge: 224 } }, /size \{"longest_edge":224\} is not one this tool reads/);
 });
 
 test('safetensors: F32 round trip and corrupt headers refused', () => {

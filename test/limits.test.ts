@@ -60,14 +60,14 @@ test('limits: preprocessing must end at the model\'s input, with finite statisti
 });
 
 test('limits: the config readers name the JSON field of an impossible preprocessing value', () => {
-  const hf = (pp: Record<string, unknown>) => () => preprocessFromHf(pp, [224, 224], 3);
+  const hf = (pp: Record<string, unknown>) => () => preprocessFromHf({ image_processor_type: 'BitImageProcessor', ...pp }, [224, 224], 3, 'vit');
   const refused = (f: () => unknown, message: string) => assert.throws(f, (e: unknown) => e instanceof ModelError && e.message === message, message);
   refused(hf({ size: { shortest_edge: 1e9 } }), 'preprocessor config: size.shortest_edge 1000000000 is more than 8192');
   refused(hf({ size: { height: 0, width: 224 } }), 'preprocessor config: size.height 0 is less than 1');
   refused(hf({ image_std: [0, 0, 0] }), 'preprocessor config: image_std[0] 0 must be more than 0');
   refused(hf({ do_center_crop: true, crop_size: 1e5 }), 'preprocessor config: crop_size 100000 is more than 8192');
   refused(hf({ rescale_factor: -1 }), 'preprocessor config: rescale_factor -1 must be more than 0');
-  const timm = (pre: Record<string, unknown>) => () => preprocessFromTimm(pre, [224, 224], B16.preprocess, 3, 'm');
+  const timm = (pre: Record<string, unknown>) => () => preprocessFromTimm(pre, [224, 224], 3, 'm');
   refused(timm({ crop_pct: 1e-6 }), 'm: pretrained_cfg: crop_pct 0.000001 is less than 0.05');
   refused(timm({ crop_pct: 1.5 }), 'm: pretrained_cfg: crop_pct 1.5 is more than 1');
   refused(timm({ std: [0.2, 0, 0.2] }), 'm: pretrained_cfg: std[1] 0 must be more than 0');

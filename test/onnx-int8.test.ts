@@ -235,7 +235,7 @@ test('int8: the fused QAttention graph gives the portable int8 graph\'s logits: 
   const variants: [string, Partial<ViTConfig>][] = [
     ['qkv bias', {}],
     ['no qkv bias', { qkvBias: false }],
-    ['distilled (two prefix tokens)', { distilled: true }],
+    ['distilled (two prefix tokens)', { distilled: true, distilledHead: true }],
     ['no class token, average pool', { classToken: false, globalPool: 'avg', fcNorm: true }],
   ];
   for (const [label, change] of variants) {

@@ -102,7 +102,8 @@ function busyWeights(cfg: ViTConfig, seed: number): TensorMap {
 }
 
 const VARIANTS: { label: string; change: Partial<ViTConfig> }[] = [
-  { label: 'distilled (DeiT)', change: { distilled: true } },
+  { label: 'distilled (DeiT)', change: { distilled: true, distilledHead: true } },
+  { label: 'distillation token, class token head only (transformers\' DeiTForImageClassification)', change: { distilled: true } },
   { label: 'avg pool + fc_norm, no class token', change: { classToken: false, globalPool: 'avg', fcNorm: true } },
   { label: 'class token through fc_norm', change: { globalPool: 'token', fcNorm: true } },
   { label: 'headless with pre-logits, no qkv bias', change: { numClasses: 0, labels: null, representationSize: 12, qkvBias: false } },

@@ -226,6 +226,43 @@ for (const layout of ['timm', 'hf'] as const) {
   });
 }
 
+test('transformers\' DeiTForImageClassification (a fine-tuned DeiT): the distillation token runs, the class token\'s head alone classifies', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'vit-deit-cls-'));
+  try {
+    const src = join(WEIGHTS, 'deit', 'hf');
+    const config = JSON.parse(readFileSync(join(src, 'config.json'), 'utf8'));
+    writeFileSync(join(dir, 'config.json'), JSON.stringify({ ...config, architectures: ['DeiTForImageClassification'] }));
+    copyFileSync(join(src, 'preprocessor_config.json'), join(dir, 'preprocessor_config.json'));
+    // What transformers saves for it: `classifier` on the class token, no distillation head.
+    const w = read(join(src, 'model.safetensors'));
+    const out: TensorMap = new Map();
+    for (const [k, t] of w) {
+      if (k.startsWith('distillation_classifier.')) continue;
+      out.set(k.replace(/^cls_classifier\./, 'classifier.'), t);
+    }
+    writeFileSync(join(dir, 'model.safetensors'), writeSafetensors(out));
+    // The reference: torch's class-token features of the golden inputs through that head.
+    const W = w.get('cls_classifier.weight')!;
+    const bias = w.get('cls_classifier.bias')!.data;
+    const [classes, width] = W.shape;
+    const want = deit.cls.map((f) => Array.from({ length: classes }, (_, c) => {
+      let acc = bias[c];
+      for (let d = 0; d < width; d++) acc += W.data[c * width + d] * f[d];
+      return acc;
+    }));
+    const r = await runGolden({ model: dir }, deit, want);
+    console.log(`deit DeiTForImageClassification: max |Δ| logits ${r.errLogits.toExponential(2)} cls ${r.errCls.toExponential(2)}`);
+    const cfg = r.model.config as ViTConfig;
+    assert.equal(cfg.distilled, true);
+    assert.equal(cfg.distilledHead, false);
+    assert.ok(r.errLogits < TOL, `logits off by ${r.errLogits}`);
+    assert.ok(r.errCls < TOL, `cls off by ${r.errCls}`);
+    assert.ok(maxAbsDiff(r.out.logits!.data, deit.logits) > 10 * TOL, 'not the two-head mean');
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 // ---- headless checkpoints
 
 test('headless checkpoints load with no classifier: presets infer numClasses 0, features still match', async () => {

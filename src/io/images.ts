@@ -384,8 +384,10 @@ function roundHalfEven(x: number): number {
  * Offset of a centre crop of `crop` pixels out of `size` along one axis. torchvision's CenterCrop (timm's
  * eval transform) takes int(round((size - crop) / 2)) with Python's half-to-even round; Hugging Face's
  * center_crop takes (size - crop) // 2. They differ by one pixel when size - crop ≡ 3 (mod 4). We follow
- * torchvision, since crops come from timm's crop_pct; Hugging Face ViT processors resize to the exact model
- * size and do not crop. A negative offset means the image is padded (with zeros) on that side.
+ * torchvision: timm's crop_pct crops, and transformers' fast image processors, which crop with torchvision;
+ * transformers' slow ones take the floor, which agrees with it on the released DeiT and BEiT configs (an
+ * exact 256×256 resize cropped to 224) but can be a pixel off after a shortest-edge resize (Bit, CLIP,
+ * ConvNext). A negative offset means the image is padded (with zeros) on that side.
  */
 export function centerCropOffset(size: number, crop: number): number {
   if (crop > size) return -Math.floor((crop - size) / 2);

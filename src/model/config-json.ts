@@ -39,6 +39,37 @@ export function labelsFromId2label(id2label: unknown): string[] | null {
   return labels;
 }
 
+/**
+ * A timm hub `config.json`'s pretrained_cfg and label names as timm reads them (timm/models/_hub.py): the old
+ * layout has no pretrained_cfg, the whole file being one (with `labels` for label_names).
+ */
+export function timmHubCfg(cfg: Json): { pre: Json; labelNames: unknown } {
+  if (cfg.pretrained_cfg !== undefined && cfg.pretrained_cfg !== null) return { pre: cfg.pretrained_cfg as Json, labelNames: cfg.label_names };
+  return { pre: cfg, labelNames: cfg.label_names ?? cfg.labels };
+}
+
+/**
+ * timm model_args that change the forward without adding or renaming a tensor, so the weight check cannot
+ * catch them: anything but the plain GELU and LayerNorm is refused rather than run as if it were.
+ */
+export function refuseTimmLayers(args: Json, name: string): void {
+  for (const [k, plain] of [['act_layer', 'gelu'], ['norm_layer', 'layernorm']] as const) {
+    const v = args[k];
+    if (v !== undefined && v !== null && String(v).toLowerCase() !== plain) {
+      throw new ModelError(`${name}: model_args.${k} "${String(v)}" is not supported (${plain} only)`);
+    }
+  }
+}
+
+/**
+ * How many classes a Hugging Face classifier config has, as transformers' PretrainedConfig decides: id2label's
+ * length when there is one (it wins over a disagreeing num_labels), else num_labels, else 2.
+ */
+export function hfNumLabels(cfg: Json, labels: string[] | null): number {
+  if (labels) return labels.length;
+  return cfg.num_labels === undefined || cfg.num_labels === null ? 2 : num(cfg.num_labels, 'num_labels');
+}
+
 /** Hugging Face's placeholder labels (LABEL_0, LABEL_1, ...) carry no information. */
 export function meaningfulLabels(labels: string[] | null): string[] | null {
   return labels && labels.every((l, i) => l === `LABEL_${i}`) ? null : labels;

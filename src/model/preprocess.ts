@@ -3,11 +3,12 @@
  * (`preprocessor_config.json`) and timm's eval transform (`pretrained_cfg`) — for any architecture.
  */
 import { ModelError } from '../errors.js';
-import { INCEPTION_MEAN, INCEPTION_STD, perChannel, type Channels, type Interpolation, type Preprocess } from './config.js';
+import { IMAGENET_MEAN, IMAGENET_STD, INCEPTION_MEAN, INCEPTION_STD, perChannel, type Channels, type Interpolation, type Preprocess } from './config.js';
 import { num, numbers, type Json } from './config-json.js';
 import { fieldProblem, LIMITS, type Bound } from './limits.js';
 
-const PIL_RESAMPLE: Record<number, Interpolation> = { 0: 'nearest', 1: 'lanczos', 2: 'bilinear', 3: 'bicubic', 4: 'bilinear', 5: 'bicubic' };
+/** PIL's resampling filter numbers (Image.Resampling) this tool implements; 4 (BOX) and 5 (HAMMING) it does not. */
+const PIL_RESAMPLE: Record<number, Interpolation> = { 0: 'nearest', 1: 'lanczos', 2: 'bilinear', 3: 'bicubic' };
 export const INTERPOLATIONS: readonly Interpolation[] = ['nearest', 'bilinear', 'bicubic', 'lanczos'];
 
 /** timm's eval transform for a square model: resize the short side to floor(res / crop_pct), crop res. */
@@ -40,43 +41,114 @@ function boundedStats(values: number[], what: string, bound: Bound, where: strin
 }
 
 /**
- * A Hugging Face image processor config → our preprocessing. `imgSize` supplies the defaults of
- * ViTImageProcessor (resize to the model size, bilinear, mean = std = 0.5) for missing fields.
+ * How the transformers image processors that ViT, DeiT and Swin checkpoints ship with read their config, each
+ * as its class does (transformers' image_processing_*.py): what an integer `size` means (get_size_dict's
+ * default_to_square), which size forms its resize takes, and its defaults for missing fields.
+ * - square: ViTImageProcessor (no crop step), DeiTImageProcessor and BeitImageProcessor (crop by default):
+ *   `size` N is N×N, and only {height, width} is taken.
+ * - convnext: ConvNextImageProcessor: `size` is the shortest edge S; below 384 the short side goes to
+ *   ⌊S / crop_pct⌋ and an S×S centre crop follows, from 384 on the image is resized to S×S.
+ * - clip: BitImageProcessor and CLIPImageProcessor: `size` N is the shortest edge, {height, width} exact.
  */
-export function preprocessFromHf(pp: Json | null, imgSize: [number, number], channels: Channels): Preprocess {
+type HfProcessorKind = 'vit' | 'deit' | 'convnext' | 'clip';
+
+const HF_PROCESSORS: Record<string, HfProcessorKind> = {
+  ViTImageProcessor: 'vit',
+  DeiTImageProcessor: 'deit',
+  BeitImageProcessor: 'deit',
+  ConvNextImageProcessor: 'convnext',
+  BitImageProcessor: 'clip',
+  CLIPImageProcessor: 'clip',
+};
+
+/** What AutoImageProcessor picks for a config that names no class, by the model's `model_type`. */
+const HF_PROCESSOR_OF_MODEL: Record<string, string> = { vit: 'ViTImageProcessor', deit: 'DeiTImageProcessor', swin: 'ViTImageProcessor' };
+
+const CLIP_MEAN = [0.48145466, 0.4578275, 0.40821073];
+const CLIP_STD = [0.26862954, 0.26130258, 0.27577711];
+
+/**
+ * The processor class a config names (`image_processor_type`, or the older `feature_extractor_type`, whose
+ * FooFeatureExtractor is FooImageProcessor; a Fast variant reads its config the same way), else the one
+ * transformers picks for the model type.
+ */
+function hfProcessorKind(p: Json, modelType: string): { name: string; kind: HfProcessorKind } {
+  const given = p.image_processor_type ?? p.feature_extractor_type;
+  const name = given === undefined || given === null
+    ? HF_PROCESSOR_OF_MODEL[modelType] ?? 'ViTImageProcessor'
+    : String(given).replace(/FeatureExtractor$/, 'ImageProcessor').replace(/Fast$/, '');
+  const kind = HF_PROCESSORS[name];
+  if (!kind) {
+    throw new ModelError(`preprocessor config: image processor "${String(given)}" is not one this tool reads (${Object.keys(HF_PROCESSORS).join(', ')})`);
+  }
+  return { name, kind };
+}
+
+/**
+ * A Hugging Face image processor config → our preprocessing, read as its processor class reads it (see
+ * HfProcessorKind). `modelType` (config.json's model_type) names the class when the config does not.
+ * One deviation: ViTImageProcessor without a `size` resizes to the model's input rather than 224×224, which
+ * in transformers only works for 224 models.
+ */
+export function preprocessFromHf(pp: Json | null, imgSize: [number, number], channels: Channels, modelType: string): Preprocess {
   const p = pp ?? {};
   const where = 'preprocessor config';
+  const { name, kind } = hfProcessorKind(p, modelType);
   const edge = (v: unknown, what: string) => bounded(v, what, LIMITS.resizeEdge, where);
-  const size = p.size as Json | number | undefined;
-  let resize: Preprocess['resize'] = { height: imgSize[0], width: imgSize[1] };
-  if (typeof size === 'number') resize = { shortestEdge: edge(size, 'size') };
-  else if (size && typeof size === 'object') {
-    if ('shortest_edge' in size) resize = { shortestEdge: edge(size.shortest_edge, 'size.shortest_edge') };
-    else resize = { height: edge(size.height, 'size.height'), width: edge(size.width, 'size.width') };
+  const crops = (v: unknown, what: string) => bounded(v, what, LIMITS.cropSize, where);
+  const shortest = kind === 'convnext' || kind === 'clip';
+  // The size as the class's get_size_dict leaves it.
+  const size = p.size as Json | number | undefined | null;
+  let resize: { shortestEdge: number } | { height: number; width: number };
+  if (size === undefined || size === null) {
+    resize = kind === 'vit' ? { height: imgSize[0], width: imgSize[1] }
+      : kind === 'deit' ? { height: 256, width: 256 }
+        : { shortestEdge: kind === 'convnext' ? 384 : 224 };
+  } else if (typeof size === 'number') {
+    resize = shortest ? { shortestEdge: edge(size, 'size') } : { height: edge(size, 'size'), width: edge(size, 'size') };
+  } else if (typeof size === 'object' && 'shortest_edge' in size && !('longest_edge' in size)) {
+    if (!shortest) throw new ModelError(`${where}: ${name} resizes to size {height, width}, not {shortest_edge}`);
+    resize = { shortestEdge: edge(size.shortest_edge, 'size.shortest_edge') };
+  } else if (typeof size === 'object' && 'height' in size && 'width' in size) {
+    if (kind === 'convnext') throw new ModelError(`${where}: ${name} resizes to size {shortest_edge}, not {height, width}`);
+    resize = { height: edge(size.height, 'size.height'), width: edge(size.width, 'size.width') };
+  } else {
+    throw new ModelError(`${where}: size ${JSON.stringify(size)} is not one this tool reads (a number, {height, width} or {shortest_edge})`);
   }
-  if (p.do_resize === false) resize = null;
   let crop: Preprocess['crop'] = null;
-  if (p.do_center_crop === true) {
-    const cs = p.crop_size as Json | number | undefined;
-    const crops = (v: unknown, what: string) => bounded(v, what, LIMITS.cropSize, where);
+  if (kind === 'convnext') {
+    // ConvNext's own resize: the crop (or the warp from 384 on) is part of it, whatever do_center_crop says.
+    const s = (resize as { shortestEdge: number }).shortestEdge;
+    if (s < 384) {
+      const cropPct = p.crop_pct === undefined || p.crop_pct === null ? 224 / 256 : bounded(p.crop_pct, 'crop_pct', LIMITS.cropPct, where);
+      resize = { shortestEdge: edge(Math.floor(s / cropPct), 'size.shortest_edge / crop_pct') };
+      crop = { height: s, width: s };
+    } else {
+      resize = { height: s, width: s };
+    }
+  } else if (kind !== 'vit' && (p.do_center_crop ?? true) === true) {
+    const cs = p.crop_size as Json | number | undefined | null;
     const [h, w] = typeof cs === 'number' ? [crops(cs, 'crop_size'), crops(cs, 'crop_size')]
       : cs && typeof cs === 'object' ? [crops(cs.height, 'crop_size.height'), crops(cs.width, 'crop_size.width')]
-        : imgSize;
+        : [224, 224];
     crop = { height: h, width: w };
   }
-  const resample = p.resample === undefined ? 2 : num(p.resample, 'resample');
+  const resample = p.resample === undefined || p.resample === null ? (kind === 'vit' ? 2 : 3) : num(p.resample, 'resample');
   const interpolation = PIL_RESAMPLE[resample];
-  if (!interpolation) throw new ModelError(`preprocessor config: unknown resample ${resample}`);
+  if (!interpolation) {
+    throw new ModelError(`${where}: resample ${resample} is not one this tool reads (${Object.entries(PIL_RESAMPLE).map(([k, v]) => `${k} ${v}`).join(', ')})`);
+  }
   const normalize = p.do_normalize !== false;
+  const [defaultMean, defaultStd] = kind === 'clip' ? [CLIP_MEAN, CLIP_STD] : [INCEPTION_MEAN, INCEPTION_STD];
   const stats = (v: unknown, fallback: number[], neutral: number, what: string, bound: Bound) => boundedStats(
-    perChannel(normalize ? (v === undefined ? fallback : numbers(v, what)) : [neutral], channels, `${where}: ${what}`), what, bound, where);
+    perChannel(normalize ? (v === undefined || v === null ? fallback : numbers(v, what)) : [neutral], channels, `${where}: ${what}`), what, bound, where);
   return {
-    resize,
+    resize: p.do_resize === false ? null : resize,
     crop,
     interpolation,
     rescale: p.do_rescale === false ? 1 : p.rescale_factor === undefined ? 1 / 255 : bounded(p.rescale_factor, 'rescale_factor', LIMITS.rescale, where),
-    mean: stats(p.image_mean, INCEPTION_MEAN, 0, 'image_mean', LIMITS.mean),
-    std: stats(p.image_std, INCEPTION_STD, 1, 'image_std', LIMITS.std),
+    mean: stats(p.image_mean, defaultMean, 0, 'image_mean', LIMITS.mean),
+    std: stats(p.image_std, defaultStd, 1, 'image_std', LIMITS.std),
   };
 }
 
@@ -105,8 +177,12 @@ export function preprocessToHf(pp: Preprocess): Json {
   };
 }
 
-/** timm's pretrained_cfg preprocessing over a base (the preset's, or the defaults). */
-export function preprocessFromTimm(pre: Json, imgSize: [number, number], base: Preprocess, channels: Channels, name: string): Preprocess {
+/**
+ * timm's pretrained_cfg preprocessing. timm makes a PretrainedCfg of the hub's dict, so a missing field takes
+ * that dataclass's default (bicubic, crop_pct 0.875, centre crop, ImageNet mean and std), not the
+ * architecture's own.
+ */
+export function preprocessFromTimm(pre: Json, imgSize: [number, number], channels: Channels, name: string): Preprocess {
   const interp = String(pre.interpolation ?? 'bicubic') as Interpolation;
   if (!INTERPOLATIONS.includes(interp)) throw new ModelError(`${name}: interpolation "${interp}" is not supported`);
   const cropMode = String(pre.crop_mode ?? 'center');
@@ -115,8 +191,8 @@ export function preprocessFromTimm(pre: Json, imgSize: [number, number], base: P
   const stats = (v: unknown, fallback: number[], what: string, bound: Bound) =>
     boundedStats(perChannel(v === undefined ? fallback : numbers(v, what), channels, `${where}.${what}`), what, bound, where);
   // Before it divides the size: 224 / 1e-6 would be a resize to a 224-megapixel edge.
-  const cropPct = pre.crop_pct === undefined ? 0.9 : bounded(pre.crop_pct, 'crop_pct', LIMITS.cropPct, where);
-  return timmPreprocess(imgSize, cropPct, interp, stats(pre.mean, base.mean, 'mean', LIMITS.mean), stats(pre.std, base.std, 'std', LIMITS.std), cropMode);
+  const cropPct = pre.crop_pct === undefined || pre.crop_pct === null ? 0.875 : bounded(pre.crop_pct, 'crop_pct', LIMITS.cropPct, where);
+  return timmPreprocess(imgSize, cropPct, interp, stats(pre.mean, IMAGENET_MEAN, 'mean', LIMITS.mean), stats(pre.std, IMAGENET_STD, 'std', LIMITS.std), cropMode);
 }
 
 /** Preprocessing for another input size: the resize keeps its ratio to the crop, the crop becomes the size. */

@@ -1,6 +1,6 @@
 import { ModelError } from '../../../errors.js';
 import { channelsOf } from '../../config.js';
-import { labelsFromId2label, meaningfulLabels, num, pair, problemTypeOf, type Json } from '../../config-json.js';
+import { hfNumLabels, labelsFromId2label, meaningfulLabels, refuseTimmLayers, timmHubCfg, num, pair, problemTypeOf, type Json } from '../../config-json.js';
 import { preprocessFromHf, preprocessFromTimm } from '../../preprocess.js';
 import { validateSwinConfig, type SwinConfig } from './config.js';
 import { SWIN_PRESETS } from './presets.js';
@@ -45,10 +45,9 @@ export function swinFromHf(cfg: Json, pp: Json | null, name: string): SwinConfig
     qkvBias: cfg.qkv_bias !== false,
     layerNormEps: num(cfg.layer_norm_eps ?? TORCH_LN_EPS, 'layer_norm_eps'),
     patchNormEps: TORCH_LN_EPS,
-    // transformers' default when a classifier config names no labels is num_labels = 2.
-    numClasses: classifier ? (labels?.length ?? 2) : 0,
+    numClasses: classifier ? hfNumLabels(cfg, labels) : 0,
     windowRule: 'hf',
-    preprocess: preprocessFromHf(pp, imgSize, inChans),
+    preprocess: preprocessFromHf(pp, imgSize, inChans, 'swin'),
     labels: classifier ? meaningfulLabels(labels) : null,
     problemType: problemTypeOf(cfg),
   });
@@ -80,7 +79,7 @@ function oneRatio(v: unknown, name: string): number {
 export function swinFromTimm(cfg: Json, name: string): SwinConfig {
   const arch = String(cfg.architecture ?? '');
   const args = (cfg.model_args ?? {}) as Json;
-  const pre = (cfg.pretrained_cfg ?? {}) as Json;
+  const { pre, labelNames } = timmHubCfg(cfg);
   const preset = SWIN_PRESETS.lookup(arch);
   if (!preset && !arch.startsWith('swin_')) throw new ModelError(`${name}: timm architecture "${arch}" is not a Swin this tool knows`);
   if (!preset) {
@@ -90,6 +89,7 @@ export function swinFromTimm(cfg: Json, name: string): SwinConfig {
   // Variants whose forward differs; refusing them beats silently wrong outputs.
   if (args.head_dim !== undefined && args.head_dim !== null) throw new ModelError(`${name}: model_args.head_dim is not supported`);
   if (args.always_partition === true) throw new ModelError(`${name}: model_args.always_partition is not supported`);
+  refuseTimmLayers(args, name);
   const globalPool = String(args.global_pool ?? cfg.global_pool ?? 'avg');
   if (globalPool !== 'avg') throw new ModelError(`${name}: global_pool "${globalPool}" is not supported (avg)`);
   const base = preset ?? SWIN_PRESETS.lookup('swin_tiny_patch4_window7_224')!;
@@ -99,7 +99,7 @@ export function swinFromTimm(cfg: Json, name: string): SwinConfig {
   const depths = args.depths !== undefined ? intList(args.depths, 'depths') : base.depths;
   const inChans = channelsOf(args.in_chans !== undefined ? num(args.in_chans, 'in_chans')
     : inputSize ? num(inputSize[0], 'input_size') : base.inChans, `${name}: in_chans`);
-  const labels = Array.isArray(cfg.label_names) ? cfg.label_names.map(String) : null;
+  const labels = Array.isArray(labelNames) ? labelNames.map(String) : null;
   const numClasses = cfg.num_classes !== undefined ? num(cfg.num_classes, 'num_classes')
     : args.num_classes !== undefined ? num(args.num_classes, 'num_classes') : labels?.length ?? base.numClasses;
   return validateSwinConfig({
@@ -116,7 +116,7 @@ export function swinFromTimm(cfg: Json, name: string): SwinConfig {
     qkvBias: args.qkv_bias !== undefined ? Boolean(args.qkv_bias) : base.qkvBias,
     numClasses,
     windowRule: 'timm',
-    preprocess: preprocessFromTimm(pre, imgSize, base.preprocess, inChans, name),
+    preprocess: preprocessFromTimm(pre, imgSize, inChans, name),
     labels: labels && labels.length === numClasses ? labels : null,
   });
 }

@@ -18,8 +18,14 @@ export interface ViTConfig extends ModelConfig {
   qkvBias: boolean;
   layerNormEps: number;
   classToken: boolean;
-  /** DeiT distillation token after the class token, with its own head; logits are the mean of both heads. */
+  /** DeiT distillation token after the class token. */
   distilled: boolean;
+  /**
+   * The distillation token has a head of its own and logits are the mean of both heads (timm's distilled
+   * DeiTs, transformers' DeiTForImageClassificationWithTeacher); without it the class token's head alone
+   * classifies (transformers' DeiTForImageClassification, what fine-tuning a DeiT there gives).
+   */
+  distilledHead: boolean;
   globalPool: 'token' | 'avg';
   /** timm's fc_norm: a norm after pooling instead of the final norm over all tokens. */
   fcNorm: boolean;
@@ -95,6 +101,7 @@ export function validateVitConfig(cfg: ViTConfig): ViTConfig {
   if (!(cfg.layerNormEps > 0)) bad.push(`layerNormEps ${cfg.layerNormEps}`);
   if (!cfg.classToken && cfg.globalPool === 'token') bad.push('globalPool "token" needs a class token');
   if (cfg.distilled && !cfg.classToken) bad.push('a distillation token needs a class token');
+  if (cfg.distilledHead && !cfg.distilled) bad.push('a distillation head needs a distillation token');
   if (cfg.labels && cfg.numClasses > 0 && cfg.labels.length !== cfg.numClasses) {
     bad.push(`${cfg.labels.length} labels for ${cfg.numClasses} classes`);
   }

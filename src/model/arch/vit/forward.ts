@@ -101,7 +101,7 @@ export function vitPrefixPools(cfg: ViTConfig): readonly string[] | null {
   return cfg.globalPool === 'token' && cfg.classToken ? ['cls', 'pre-logits'] : null;
 }
 
-/** From the pooled features on: pre-logits and logits (a distilled model's second head reads token 1 of x). */
+/** From the pooled features on: pre-logits and logits (a distillation head reads token 1 of x). */
 function head<T>(ops: Ops<T>, cfg: ViTConfig, pooled: T, x: T, features: Record<string, T>): Omit<ModelOutputs<T>, 'attentions'> {
   const preLogits = cfg.representationSize !== null
     ? ops.tanh(ops.linear(pooled, ops.param('pre_logits.fc.weight'), ops.param('pre_logits.fc.bias')))
@@ -109,7 +109,7 @@ function head<T>(ops: Ops<T>, cfg: ViTConfig, pooled: T, x: T, features: Record<
   let logits: T | null = null;
   if (cfg.numClasses > 0) {
     logits = ops.linear(preLogits, ops.param('head.weight'), ops.param('head.bias'));
-    if (cfg.distilled) {
+    if (cfg.distilledHead) {
       const dist = ops.linear(token(ops, cfg, x, 1), ops.param('head_dist.weight'), ops.param('head_dist.bias'));
       logits = ops.scale(ops.add(logits, dist), 0.5);
     }
@@ -119,7 +119,7 @@ function head<T>(ops: Ops<T>, cfg: ViTConfig, pooled: T, x: T, features: Record<
 
 /**
  * The ViT of Dosovitskiy et al. as timm defines it, from pixels to every output a command may want. Logits
- * of a distilled model are the mean of both heads; attentions are per layer [B, heads, tokens, tokens].
+ * of a model with a distillation head are the mean of both heads; attentions are per layer [B, heads, tokens, tokens].
  */
 export function vitForward<T>(ops: Ops<T>, cfg: ViTConfig, images: T, opts: ForwardOptions = {}): ModelOutputs<T> {
   const attentions: T[] = [];

@@ -44,7 +44,7 @@ export function toHfWeights(canonical: TensorMap): TensorMap {
  */
 export function hfConfigJson(cfg: ViTConfig, labels?: string[]): Record<string, unknown> {
   const [type, classifier, base] = cfg.distilled
-    ? ['deit', 'DeiTForImageClassificationWithTeacher', 'DeiTModel']
+    ? ['deit', cfg.distilledHead ? 'DeiTForImageClassificationWithTeacher' : 'DeiTForImageClassification', 'DeiTModel']
     : ['vit', 'ViTForImageClassification', 'ViTModel'];
   return {
     model_type: type,

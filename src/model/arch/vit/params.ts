@@ -41,7 +41,7 @@ export function vitParams(cfg: ViTConfig): Map<string, number[]> {
   if (cfg.numClasses > 0) {
     p.set('head.weight', [cfg.numClasses, featureDim]);
     p.set('head.bias', [cfg.numClasses]);
-    if (cfg.distilled) {
+    if (cfg.distilledHead) {
       p.set('head_dist.weight', [cfg.numClasses, D]);
       p.set('head_dist.bias', [cfg.numClasses]);
     }

@@ -85,6 +85,7 @@ function rowConfig(row: PresetRow): ViTConfig {
     layerNormEps: 1e-6,
     classToken: true,
     distilled: row.distilled ?? false,
+    distilledHead: row.distilled ?? false,
     globalPool: 'token',
     fcNorm: false,
     preprocess: timmPreprocess([row.res, row.res], row.cropPct, 'bicubic',
