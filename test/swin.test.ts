@@ -165,6 +165,9 @@ test('swin: config readers take HF and timm configs as their libraries do', asyn
   assert.throws(() => swinFromHf({ ...hfBase, depths: [2, 1e9, 2, 2] }, null, 'deep'), /depths\[1\] 1000000000 is more than 1000/);
   assert.throws(() => swinFromHf({ ...hfBase, window_size: 1e6 }, null, 'wide'), /windowSize\[0\] 1000000 is more than 32/);
   assert.throws(() => swinFromHf({ ...hfBase, embed_dim: 4096 }, null, 'wide'), /last stage width 32768 is more than 16384/);
+  // transformers pads an image that is not a whole number of patches; timm and torchvision drop the rest.
+  assert.throws(() => swinFromHf({ ...hfBase, image_size: 226 }, null, 'odd'), /image size 226x226 is not a multiple of the patch size 4 \(transformers' Swin pads the image/);
+  assert.deepEqual(swinFromTimm({ architecture: 'swin_tiny_patch4_window7_224', model_args: { img_size: 226 }, pretrained_cfg: {} }, 't226').imgSize, [226, 226]);
 
   const shift = (await loadLayout(readSwinGolden('swin_shift'), 'timm')).cfg;
   assert.deepEqual([shift.imgSize, shift.depths, shift.windowSize, shift.mlpRatio, shift.numClasses, shift.windowRule],

@@ -106,6 +106,11 @@ export function validateSwinConfig(cfg: SwinConfig): SwinConfig {
     // Every stage but the last halves the map; a map of one patch cannot be merged again.
     if (!posInt(s) || s < cfg.patchSize * 2 ** (stages - 1)) bad.push(`image size ${cfg.imgSize.join('x')} for patch ${cfg.patchSize} and ${stages} stages`);
   }
+  // timm and torchvision drop the pixels past the last whole patch (a strided convolution); transformers pads
+  // the image up to the next patch instead, which is not done here.
+  if (cfg.windowRule === 'hf' && posInt(cfg.patchSize) && cfg.imgSize.some((s) => s % cfg.patchSize !== 0)) {
+    bad.push(`image size ${cfg.imgSize.join('x')} is not a multiple of the patch size ${cfg.patchSize} (transformers' Swin pads the image, which this tool does not)`);
+  }
   if (!(Number.isInteger(cfg.numClasses) && cfg.numClasses >= 0)) bad.push(`numClasses ${cfg.numClasses}`);
   if (!(cfg.layerNormEps > 0)) bad.push(`layerNormEps ${cfg.layerNormEps}`);
   if (!(cfg.patchNormEps > 0)) bad.push(`patchNormEps ${cfg.patchNormEps}`);
