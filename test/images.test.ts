@@ -11,7 +11,8 @@ import {
   type RgbImage,
 } from '../src/io/images.js';
 import type { Interpolation, Preprocess } from '../src/model/config.js';
-import { timmPreprocess } from '../src/model/preprocess.js';
+import { preprocessToHf, scalePreprocess, timmPreprocess } from '../src/model/preprocess.js';
+import { archOf, presetConfig } from '../src/model/arch/index.js';
 import { be16, png, pngChunk as chunk } from './helpers/png.js';
 import { BAD, FIXTURES, IMAGES, PHOTOS } from './helpers/golden.js';
 
@@ -78,6 +79,33 @@ test('images: crop_pct arithmetic is timm\'s floor(img_size / crop_pct)', () => 
   assert.deepEqual(resizedSize(640, 480, { shortestEdge: 256 }), [256, 341]);
   assert.deepEqual(resizedSize(640, 480, { height: 224, width: 200 }), [224, 200]);
   assert.deepEqual(resizedSize(640, 480, null), [480, 640]);
+});
+
+test('images: timm at a non-square size (ResizeKeepRatio, bilinear) and every preprocessing at another --image-size', () => {
+  const mean = [0.5, 0.5, 0.5];
+  // Not square: timm's transforms_factory covers ⌊size / crop_pct⌋ keeping the aspect, built without an
+  // interpolation, so bilinear; each side round(side / min(h / H, w / W)) with Python's round.
+  const wide = timmPreprocess([224, 320], 0.9, 'bicubic', mean, mean);
+  assert.deepEqual([wide.resize, wide.interpolation, wide.crop], [{ keepRatio: { height: 248, width: 355 } }, 'bilinear', { height: 224, width: 320 }]);
+  assert.deepEqual(resizedSize(640, 480, wide.resize), [266, 355]);
+  assert.deepEqual(resizedSize(300, 451, wide.resize), [534, 355]);
+  assert.deepEqual(resizedSize(2, 5, { keepRatio: { height: 2, width: 1 } }), [2, 1]); // 2.5 → 2
+  assert.deepEqual(resizedSize(2, 7, { keepRatio: { height: 3, width: 1 } }), [4, 1]); // 3.5 → 4
+  assert.deepEqual(timmPreprocess([224, 320], 0.9, 'bicubic', mean, mean, 'squash').resize, { height: 248, width: 355 });
+  // Another input size: timm's preprocessing is made again from its crop_pct (validate.py --img-size), so
+  // B/16's 248 → 224 becomes 426 → 384, not 384 → 384.
+  const b16 = presetConfig('B/16');
+  const at = (size: [number, number]) => archOf(b16).withImageSize(b16, size).preprocess;
+  assert.deepEqual([at([384, 384]).resize, at([384, 384]).crop, at([384, 384]).interpolation], [{ shortestEdge: 426 }, { height: 384, width: 384 }, 'bicubic']);
+  assert.deepEqual([at([224, 320]).resize, at([224, 320]).interpolation], [{ keepRatio: { height: 248, width: 355 } }, 'bilinear']);
+  // Others keep their resize's ratio to the crop per side: an exact resize to the model's size follows it,
+  // DeiT's 256 → 224 becomes 438 → 384.
+  const hf: Preprocess = { resize: { height: 224, width: 224 }, crop: null, interpolation: 'bilinear', rescale: 1 / 255, mean, std: mean };
+  assert.deepEqual(scalePreprocess(hf, [224, 224], [384, 512]).resize, { height: 384, width: 512 });
+  const deit: Preprocess = { ...hf, resize: { height: 256, width: 256 }, crop: { height: 224, width: 224 } };
+  assert.deepEqual(scalePreprocess(deit, [224, 224], [384, 384]), { ...deit, resize: { height: 438, width: 438 }, crop: { height: 384, width: 384 } });
+  // transformers has nothing that resizes as ResizeKeepRatio does: vit export says so.
+  assert.throws(() => preprocessToHf(wide), /keep-ratio resize of a non-square input has no transformers image processor/);
 });
 
 test('images: centre-crop offsets are torchvision\'s int(round((size - crop) / 2)), halves to even', () => {

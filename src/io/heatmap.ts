@@ -33,6 +33,7 @@ export function seenRegion(width: number, height: number, pp: Preprocess): { lef
   let sx = 1;
   let sy = 1;
   if (pp.resize && 'shortestEdge' in pp.resize) sx = sy = pp.resize.shortestEdge / Math.min(width, height);
+  else if (pp.resize && 'keepRatio' in pp.resize) sx = sy = Math.max(pp.resize.keepRatio.height / height, pp.resize.keepRatio.width / width);
   else if (pp.resize) {
     sx = pp.resize.width / width;
     sy = pp.resize.height / height;

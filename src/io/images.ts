@@ -368,6 +368,11 @@ export function resizedSize(width: number, height: number, resize: Preprocess['r
     // Math.floor of a positive quotient is Python's int(); the multiplication comes first as in the reference.
     return width <= height ? [Math.floor((s * height) / width), s] : [s, Math.floor((s * width) / height)];
   }
+  if ('keepRatio' in resize) {
+    // timm's ResizeKeepRatio.get_params (longest = 0, no random scale): the same float steps, Python's round.
+    const ratio = Math.min(height / resize.keepRatio.height, width / resize.keepRatio.width);
+    return [roundHalfEven(height / ratio), roundHalfEven(width / ratio)];
+  }
   return [resize.height, resize.width];
 }
 

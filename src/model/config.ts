@@ -12,17 +12,24 @@ export const CHANNEL_COUNTS: readonly Channels[] = [1, 3];
 
 /**
  * How pixels are prepared for the model, in the vocabulary both Hugging Face image processors and timm's
- * eval transforms reduce to: an optional resize (shortest edge, keeping aspect, or to an exact size), an
- * optional centre crop, then rescale (usually 1/255) and per-channel normalisation.
+ * eval transforms reduce to: an optional resize (shortest edge, keeping aspect, or to an exact size, or
+ * keeping aspect to cover a height × width: timm's ResizeKeepRatio for non-square inputs, each side
+ * round(side / min(h / height, w / width))), an optional centre crop, then rescale (usually 1/255) and
+ * per-channel normalisation.
  */
 export interface Preprocess {
-  resize: { shortestEdge: number } | { height: number; width: number } | null;
+  resize: { shortestEdge: number } | { height: number; width: number } | { keepRatio: { height: number; width: number } } | null;
   crop: { height: number; width: number } | null;
   interpolation: Interpolation;
   rescale: number;
   /** One value per channel (see Channels). */
   mean: number[];
   std: number[];
+  /**
+   * The timm eval settings resize, crop and interpolation were made from (timmPreprocess), kept so that another
+   * input size (--image-size) is prepared as timm's eval transform prepares it: ⌊size / crop_pct⌋ and so on.
+   */
+  timm?: { cropPct: number; cropMode: 'center' | 'squash'; interpolation: Interpolation };
 }
 
 /**

@@ -97,13 +97,17 @@ export function preprocessProblems(pp: Preprocess, imgSize: readonly [number, nu
   const [h, w] = imgSize;
   if (pp.resize !== null) {
     if ('shortestEdge' in pp.resize) problems.push(fieldProblem('resize shortest edge', pp.resize.shortestEdge, LIMITS.resizeEdge));
-    else problems.push(fieldProblem('resize height', pp.resize.height, LIMITS.resizeEdge), fieldProblem('resize width', pp.resize.width, LIMITS.resizeEdge));
+    else if ('keepRatio' in pp.resize) {
+      problems.push(fieldProblem('resize height', pp.resize.keepRatio.height, LIMITS.resizeEdge), fieldProblem('resize width', pp.resize.keepRatio.width, LIMITS.resizeEdge));
+    } else problems.push(fieldProblem('resize height', pp.resize.height, LIMITS.resizeEdge), fieldProblem('resize width', pp.resize.width, LIMITS.resizeEdge));
   }
   if (pp.crop !== null) {
     problems.push(fieldProblem('crop height', pp.crop.height, LIMITS.cropSize), fieldProblem('crop width', pp.crop.width, LIMITS.cropSize));
     if (pp.crop.height !== h || pp.crop.width !== w) problems.push(`crop ${pp.crop.height}x${pp.crop.width} is not the model's input size ${h}x${w}`);
   } else if (pp.resize !== null) {
-    const ends = 'shortestEdge' in pp.resize ? pp.resize.shortestEdge === Math.min(h, w) : pp.resize.height === h && pp.resize.width === w;
+    // A keep-ratio resize ends at its target only for images of the target's shape: it needs a crop.
+    const ends = 'shortestEdge' in pp.resize ? pp.resize.shortestEdge === Math.min(h, w)
+      : 'keepRatio' in pp.resize ? false : pp.resize.height === h && pp.resize.width === w;
     if (!ends) problems.push(`resize to ${describeResize(pp.resize)} without a crop cannot give the model's input size ${h}x${w}`);
   }
   problems.push(fieldProblem('rescale', pp.rescale, LIMITS.rescale));
@@ -113,7 +117,8 @@ export function preprocessProblems(pp: Preprocess, imgSize: readonly [number, nu
 }
 
 function describeResize(r: NonNullable<Preprocess['resize']>): string {
-  return 'shortestEdge' in r ? `shortest edge ${r.shortestEdge}` : `${r.height}x${r.width}`;
+  if ('shortestEdge' in r) return `shortest edge ${r.shortestEdge}`;
+  return 'keepRatio' in r ? `cover ${r.keepRatio.height}x${r.keepRatio.width}` : `${r.height}x${r.width}`;
 }
 
 /** The bounds of the fields every architecture's config has (ModelConfig): input size, head, preprocessing. */

@@ -11,16 +11,21 @@ import { fieldProblem, LIMITS, type Bound } from './limits.js';
 const PIL_RESAMPLE: Record<number, Interpolation> = { 0: 'nearest', 1: 'lanczos', 2: 'bilinear', 3: 'bicubic' };
 export const INTERPOLATIONS: readonly Interpolation[] = ['nearest', 'bilinear', 'bicubic', 'lanczos'];
 
-/** timm's eval transform for a square model: resize the short side to floor(res / crop_pct), crop res. */
+/**
+ * timm's eval transform (timm/data/transforms_factory.py): scale = ⌊res / crop_pct⌋ per side, then a res crop
+ * of the centre. The resize: in 'squash' mode to exactly the scale; else the short side to it when it is
+ * square, and for a non-square scale timm's ResizeKeepRatio, which covers it keeping the aspect and, being
+ * built there without an interpolation, always resizes bilinearly.
+ */
 export function timmPreprocess(
   res: [number, number], cropPct: number, interpolation: Interpolation,
   mean: number[], std: number[], cropMode: 'center' | 'squash' = 'center',
 ): Preprocess {
-  const scaled: [number, number] = [Math.floor(res[0] / cropPct), Math.floor(res[1] / cropPct)];
-  const resize = cropMode === 'squash' || res[0] !== res[1]
-    ? { height: scaled[0], width: scaled[1] }
-    : { shortestEdge: scaled[0] };
-  return { resize, crop: { height: res[0], width: res[1] }, interpolation, rescale: 1 / 255, mean, std };
+  const [sh, sw] = [Math.floor(res[0] / cropPct), Math.floor(res[1] / cropPct)];
+  const common = { crop: { height: res[0], width: res[1] }, rescale: 1 / 255, mean, std, timm: { cropPct, cropMode, interpolation } };
+  if (cropMode === 'squash') return { resize: { height: sh, width: sw }, interpolation, ...common };
+  if (sh !== sw) return { resize: { keepRatio: { height: sh, width: sw } }, interpolation: 'bilinear', ...common };
+  return { resize: { shortestEdge: sh }, interpolation, ...common };
 }
 
 /**
@@ -161,6 +166,9 @@ export function preprocessFromHf(pp: Json | null, imgSize: [number, number], cha
  */
 export function preprocessToHf(pp: Preprocess): Json {
   const resample = Number(Object.entries(PIL_RESAMPLE).find(([, v]) => v === pp.interpolation)![0]);
+  if (pp.resize !== null && 'keepRatio' in pp.resize) {
+    throw new ModelError('timm\'s keep-ratio resize of a non-square input has no transformers image processor to write it as');
+  }
   const size = pp.resize === null ? null : 'shortestEdge' in pp.resize ? { shortest_edge: pp.resize.shortestEdge } : { height: pp.resize.height, width: pp.resize.width };
   return {
     image_processor_type: pp.crop === null && !(size && 'shortest_edge' in size) ? 'ViTImageProcessor' : 'BitImageProcessor',
@@ -195,11 +203,21 @@ export function preprocessFromTimm(pre: Json, imgSize: [number, number], channel
   return timmPreprocess(imgSize, cropPct, interp, stats(pre.mean, IMAGENET_MEAN, 'mean', LIMITS.mean), stats(pre.std, IMAGENET_STD, 'std', LIMITS.std), cropMode);
 }
 
-/** Preprocessing for another input size: the resize keeps its ratio to the crop, the crop becomes the size. */
+/**
+ * Preprocessing for another input size. timm's is made again at the size from its crop_pct (as timm's
+ * validate.py --img-size does); any other keeps its resize's ratio to the crop along each side (an exact
+ * resize to the model's size, Hugging Face's usual, becomes one to the new size), and the crop becomes the size.
+ */
 export function scalePreprocess(pp: Preprocess, from: [number, number], size: [number, number]): Preprocess {
-  const ratio = pp.crop ? pp.crop.height / from[0] : 1;
-  const resize: Preprocess['resize'] = pp.resize === null ? null
-    : 'shortestEdge' in pp.resize && size[0] === size[1] ? { shortestEdge: Math.floor(size[0] / ratio) }
-      : { height: Math.floor(size[0] / ratio), width: Math.floor(size[1] / ratio) };
+  if (pp.timm && pp.crop) return timmPreprocess(size, pp.timm.cropPct, pp.timm.interpolation, pp.mean, pp.std, pp.timm.cropMode);
+  const r = pp.resize;
+  if (r === null || 'keepRatio' in r) return { ...pp, crop: pp.crop ? { height: size[0], width: size[1] } : null };
+  // Resized pixels per model pixel, along each side.
+  const [fh, fw] = 'shortestEdge' in r
+    ? [r.shortestEdge / (pp.crop ? pp.crop.height : from[0]), r.shortestEdge / (pp.crop ? pp.crop.width : from[1])]
+    : [r.height / (pp.crop ? pp.crop.height : from[0]), r.width / (pp.crop ? pp.crop.width : from[1])];
+  const resize: Preprocess['resize'] = 'shortestEdge' in r && size[0] === size[1]
+    ? { shortestEdge: Math.floor(size[0] * fh) }
+    : { height: Math.floor(size[0] * fh), width: Math.floor(size[1] * fw) };
   return { ...pp, resize, crop: pp.crop ? { height: size[0], width: size[1] } : null };
 }

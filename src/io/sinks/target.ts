@@ -17,6 +17,7 @@ import { once } from 'node:events';
 import { accessSync, constants, lstatSync, readdirSync, readlinkSync, realpathSync, rmSync, statSync, unlinkSync, type Stats } from 'node:fs';
 import { copyFile, open, rename, unlink, type FileHandle } from 'node:fs/promises';
 import { createConnection } from 'node:net';
+import { finished } from 'node:stream/promises';
 import { tmpdir } from 'node:os';
 import { basename, dirname, isAbsolute, join, resolve } from 'node:path';
 import { OutputError, UsageError } from '../../errors.js';
@@ -188,16 +189,32 @@ export class StreamSink implements Sink {
   async close(): Promise<void> {
     if (!this.closedByReader) {
       // Resolves once everything written before has been handed to the OS (write callbacks run in order).
-      await new Promise<void>((res) => this.out.write('', () => res()));
-      if (this.owned) await new Promise<void>((res) => this.out.end(() => res()));
+      await new Promise<void>((res) => this.out.write('', (e?: Error | null) => {
+        if (e) this.onError(e);
+        res();
+      }));
+      if (this.owned) {
+        // Ended and flushed, or failed: the stream's own end, so that an error of its last writes is this close's.
+        this.out.end();
+        await finished(this.out).catch((e: Error) => this.onError(e));
+      }
     }
     this.check();
-    this.out.off('error', this.onError);
+    this.release();
   }
 
   async abort(): Promise<void> {
     if (this.owned) (this.out as NodeJS.WritableStream & { destroy(): void }).destroy();
-    this.out.off('error', this.onError);
+    this.release();
+  }
+
+  /**
+   * Stop listening to a stream that lives on (stdout). A stream of our own keeps the listener: a write it still
+   * had queued can fail after close or destroy (ENOSPC on a full device), and an 'error' nobody listens to
+   * would end the process with a stack trace instead of the one line already decided.
+   */
+  private release(): void {
+    if (!this.owned) this.out.off('error', this.onError);
   }
 }
 
