@@ -42,6 +42,14 @@ test('-o onto a full device is one line naming the path and the errno, exit 1', 
   assert.ok(lstatSync(full).isCharacterDevice());
 });
 
+test('-o /dev/stdout on a pipe (and bash\'s >(cmd), /dev/fd/N) writes into the pipe', async () => {
+  // stdout is a pipe here: /dev/stdout → /proc/self/fd/1 → "pipe:[N]", a link to no path.
+  const r = await runVit(['classify', DIGITS, '-o', '/dev/stdout', '-f', 'jsonl', '-k', '1']);
+  assert.equal(r.code, 0, r.stderr);
+  assert.equal(r.stdout.trim().split('\n').length, 38);
+  assert.equal(r.stderr, '');
+});
+
 test('-o onto a FIFO streams into it and leaves the FIFO in place', async () => {
   const fifo = join(tmp, 'rows.fifo');
   execFileSync('mkfifo', [fifo]);

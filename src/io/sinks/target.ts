@@ -14,7 +14,7 @@
  *   the temporary file is removed.
  */
 import { once } from 'node:events';
-import { accessSync, constants, lstatSync, readdirSync, readlinkSync, realpathSync, rmSync, statSync, unlinkSync, type Stats } from 'node:fs';
+import { accessSync, constants, createWriteStream, lstatSync, readdirSync, readlinkSync, realpathSync, rmSync, statSync, unlinkSync, type Stats } from 'node:fs';
 import { copyFile, open, rename, unlink, type FileHandle } from 'node:fs/promises';
 import { createConnection } from 'node:net';
 import { finished } from 'node:stream/promises';
@@ -28,7 +28,14 @@ export type OutputTarget =
   /** A regular file (existing or not): `path` is the file written, after following symbolic links. */
   | { kind: 'file'; path: string; name: string; existing: Stats | null }
   /** A FIFO, character device or socket, written into. */
-  | { kind: 'stream'; path: string; name: string; socket: boolean };
+  | { kind: 'stream'; path: string; name: string; socket: boolean; fd?: number };
+
+/** A descriptor of this process named as a path: /dev/fd/N, /proc/self/fd/N, /proc/<our pid>/fd/N. */
+function ownDescriptor(path: string): number | null {
+  const m = /^(?:\/dev\/fd|\/proc\/(?:self|thread-self|(\d+)))\/(?:fd\/)?(\d+)$/.exec(path);
+  if (!m || (m[1] !== undefined && Number(m[1]) !== process.pid)) return null;
+  return Number(m[2]);
+}
 
 /** "ENOSPC (no space left on device)" from a Node error, or its message. */
 export function errnoText(e: unknown): string {
@@ -59,6 +66,9 @@ function followLinks(path: string): string {
     }
     if (!st.isSymbolicLink()) return realpathSync(p);
     const to = readlinkSync(p);
+    // /proc's links to objects that have no path (/dev/stdout → /proc/self/fd/1 → "pipe:[123]", bash's >(cmd)):
+    // the link itself is what opens the pipe.
+    if (/^[a-z_]+:\[\d+\]$/.test(to) && realpathSync(dirname(p)).startsWith('/proc/')) return p;
     p = isAbsolute(to) ? to : resolve(dirname(p), to);
   }
   throw new OutputError(`cannot write ${path}: ELOOP (too many levels of symbolic links)`);
@@ -97,6 +107,13 @@ export function resolveOutput(output: string | undefined, inputs: readonly strin
   if (st?.isDirectory()) throw new UsageError(`${flag} ${output} is a directory: name a file (e.g. ${join(output, 'out.jsonl')})`);
   if (st?.isBlockDevice()) throw new OutputError(`cannot write ${output}: it is a block device; rows go to files, pipes, terminals and sockets`);
   if (isAnInput(path, st, inputs)) throw new UsageError(`${flag} ${output} is also an input: vit never writes over its inputs`);
+  if (st?.isSocket()) {
+    // A socket this process holds (stdout of a process started by node or a service manager is a socketpair):
+    // written through its descriptor, since connecting to it by path is refused.
+    const fd = ownDescriptor(path);
+    if (fd === 1) return { kind: 'stdout' };
+    if (fd !== null) return { kind: 'stream', path, name: output, socket: false, fd };
+  }
   if (st && (st.isFIFO() || st.isCharacterDevice() || st.isSocket())) return { kind: 'stream', path, name: output, socket: st.isSocket() };
   const dir = dirname(path);
   try {
@@ -142,6 +159,7 @@ export class StreamSink implements Sink {
 
   /** A FIFO, device or socket opened for writing (a FIFO's open waits for its reader, as a shell's `>` does). */
   static async open(target: Extract<OutputTarget, { kind: 'stream' }>): Promise<StreamSink> {
+    if (target.fd !== undefined) return new StreamSink(createWriteStream('', { fd: target.fd, autoClose: false }), target.name, true);
     if (target.socket) {
       const sock = createConnection({ path: target.path });
       try {
