@@ -62,6 +62,7 @@ async function reference(command: string, format: string, extra: string[] = []):
 }
 
 const jsonRows = (text: string) => JSON.parse(text) as { path: string }[];
+const manifestOf = (output: string) => JSON.parse(readFileSync(`${output}.vit.json`, 'utf8')) as { unfinished?: boolean };
 
 test('interrupt: SIGINT finishes the batch in flight, closes the JSON array, renames -o into place, exits 130; --resume completes it', async () => {
   const ref = await reference('classify', 'json');
@@ -74,9 +75,20 @@ test('interrupt: SIGINT finishes the batch in flight, closes the JSON array, ren
   assert.ok(rows.length > 0 && rows.length < want.length, `${rows.length} rows`);
   assert.deepEqual(rows, want.slice(0, rows.length), 'complete rows, in order');
   assert.deepEqual(tempsOf('sigint.json'), [], 'no temporary file left');
+  // A valid file, but short: its manifest says so, and vit merge refuses it (a stopped shard would silently
+  // lose rows) until --resume finishes it.
+  assert.equal(manifestOf(out).unfinished, true);
+  const merged = join(tmp, 'sigint-merged.json');
+  const refused = await startVit(['merge', merged, out]).result;
+  assert.equal(refused.code, 1, refused.stderr);
+  assert.equal(refused.stderr, `vit: ${out} was stopped before all its inputs were done: finish it with --resume -o ${out}\n`);
+  assert.ok(!existsSync(merged));
   const resumed = await startVit(['classify', DIR, ...MODEL, '-f', 'json', '-o', out, '--resume']).result;
   assert.equal(resumed.code, 3, resumed.stderr);
   assert.ok(readFileSync(out).equals(readFileSync(ref)), 'resumed output = uninterrupted output');
+  assert.equal(manifestOf(out).unfinished, undefined);
+  assert.equal((await startVit(['merge', merged, out]).result).code, 0);
+  assert.ok(readFileSync(merged).equals(readFileSync(ref)), 'the finished file merges');
 });
 
 test('interrupt: SIGTERM leaves an npy whose header counts its rows and a paths file that names them; exit 143', async () => {
@@ -140,12 +152,15 @@ async function killAndResume(command: string, format: string, seed: number, extr
     const r = await run.result;
     if (r.signal === 'SIGKILL') {
       if (sizeOf(out) > 0) midway++;
+      // Killed while appending: the manifest says so, and vit merge would refuse the file.
+      if (existsSync(`${out}.vit.json`)) assert.equal(manifestOf(out).unfinished, true, `${format}: killed resume not marked unfinished`);
       continue;
     }
     assert.equal(r.code, 3, r.stderr);
     break;
   }
   assert.ok(readFileSync(out).equals(readFileSync(ref)), `${format}: resumed output differs from the uninterrupted one`);
+  assert.equal(manifestOf(out).unfinished, undefined, `${format}: finished, yet marked unfinished`);
   if (format === 'npy') {
     assert.ok(readFileSync(join(tmp, `killed-${command}.paths.txt`)).equals(readFileSync(join(tmp, `ref-${command}.paths.txt`))));
   }

@@ -122,12 +122,50 @@ test('merge: a path twice, a missing part (with --inputs), an unfinished part an
   assert.equal(over.code, 2);
   assert.match(over.stderr, /^vit: the merged output .*part1\.csv\.vit\.json is also an input: vit never writes over its inputs\n/);
   assert.ok(readFileSync(`${parts[0]}.vit.json`).equals(manifest));
+  // Nor over one of the --inputs (an image of the run), nor put its npy paths file over a part's.
+  const image = join(DIR, 'img 0, "x".png');
+  const before = readFileSync(image);
+  const overInput = await runVit(['merge', '-f', 'csv', image, ...parts, '--inputs', DIR]);
+  assert.equal(overInput.code, 2);
+  assert.match(overInput.stderr, /^vit: the merged output .*img 0, "x"\.png is also an input: vit never writes over its inputs\n/);
+  assert.ok(readFileSync(image).equals(before));
+  const npyParts = await runShards('embed', 'npy', [], [DIR]);
+  const pathsFile = npyParts[0].replace(/\.npy$/, '.paths.txt');
+  const listed = readFileSync(pathsFile);
+  const overPaths = await runVit(['merge', '-f', 'npy', npyParts[0].replace(/\.npy$/, ''), ...npyParts]);
+  assert.equal(overPaths.code, 2);
+  assert.match(overPaths.stderr, /^vit: the paths file .*part1\.paths\.txt is also an input/);
+  assert.ok(readFileSync(pathsFile).equals(listed));
   const bad = await runVit(['classify', DIR, ...MODEL, '--shard', '4/3']);
   assert.equal(bad.code, 2);
   assert.match(bad.stderr, /shards go from 1 to 3/);
   const noCount = await runVit(['classify', DIR, ...MODEL], { env: { JOB_COMPLETION_INDEX: '0' } });
   assert.equal(noCount.code, 2);
   assert.match(noCount.stderr, /VIT_SHARD_COUNT/);
+});
+
+test('names that are not UTF-8 merge in the order of one run (their bytes); a name holding "\\xe9" resumes without repeating', async () => {
+  const img = readFileSync(join(IMAGES, 'odd40_0.png'));
+  const dir = join(tmp, 'names');
+  mkdirSync(dir);
+  for (const b of [0x80, 0x81, 0xe9, 0xfe, 0xff]) writeFileSync(Buffer.concat([Buffer.from(`${dir}/x`), Buffer.of(b), Buffer.from('.png')]), img);
+  for (const name of ['xé.png', 'xz.png']) writeFileSync(join(dir, name), img);
+  // A name that really holds a backslash, x, e and 9 (CSV and parquet write the byte 0xE9 the same way).
+  const literal = join(tmp, 'literal');
+  mkdirSync(literal);
+  for (const name of ['a\\xe9.png', 'b.png', 'c.png']) writeFileSync(join(literal, name), img);
+  for (const [format, inputs] of [['jsonl', [dir]], ['jsonl', [literal]], ['csv', [dir]], ['csv', [literal]], ['parquet', [dir]]] as const) {
+    const full = join(tmp, `names-full.${format}`);
+    ok(await runVit(['classify', ...inputs, ...MODEL, '-f', format, '-o', full]));
+    const parts = await runShards('classify', format, [], [...inputs]);
+    const merged = join(tmp, `names-merged.${format}`);
+    const m = await runVit(['merge', merged, ...parts]);
+    assert.equal(m.code, 0, m.stderr);
+    assert.ok(readFileSync(merged).equals(readFileSync(full)), `${format} ${inputs}: merged rows not in the order of one run`);
+    // Resuming the finished file only redoes what the format cannot tell finished (CSV's last row): no row twice.
+    ok(await runVit(['classify', ...inputs, ...MODEL, '-f', format, '-o', full, '--resume']));
+    if (format !== 'parquet') assert.ok(readFileSync(merged).equals(readFileSync(full)), `${format} ${inputs}: resume repeated rows`);
+  }
 });
 
 test('merge: a CSV part that saw only failed inputs (header without embedding columns) joins the others', async () => {

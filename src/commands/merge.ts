@@ -38,12 +38,14 @@ export function mergeCommand(ctx: Context): CommandBody {
       const a = argv as unknown as MergeArgs;
       const format = (a.format as Format | undefined) ?? formatOf(a.output) ?? formatOf(a.parts[0]);
       if (format === undefined) throw new UsageError(`cannot tell the format from "${a.output}": name it with -f (${FORMATS.join(', ')})`);
-      const inputs = a.inputs === undefined
+      const listed = a.inputs === undefined
         ? undefined
-        : (await expandTars(uniquePaths(await collectInputs(a.inputs, { stdin: process.stdin, stdinIsTTY: process.stdin.isTTY === true, nul: a.null })).paths)).paths;
+        : await expandTars(uniquePaths(await collectInputs(a.inputs, { stdin: process.stdin, stdinIsTTY: process.stdin.isTTY === true, nul: a.null })).paths);
+      const inputs = listed?.paths;
+      const inputFiles = listed === undefined ? undefined : [...listed.tars, ...listed.paths];
       // yargs hands a positional `-` to a string option as ''.
       const output = a.output === '' ? '-' : a.output;
-      const rows = await mergeOutputs(a.parts, { format, output, stdout: ctx.stdout, inputs, note: ctx.note });
+      const rows = await mergeOutputs(a.parts, { format, output, stdout: ctx.stdout, inputs, inputFiles, note: ctx.note });
       ctx.verbose(`merged ${rows} rows from ${a.parts.length} parts into ${a.output}`);
     },
   };

@@ -23,7 +23,7 @@ import { PreprocessPool } from '../io/preprocess-pool.js';
 import { expandTars, InputLoader, type RunInputs } from '../io/tar-inputs.js';
 import { displayPath } from '../io/fs-names.js';
 import { createBar, escapeControls } from '../io/progress.js';
-import { checkOutputFormat, openOutput } from '../io/sinks/index.js';
+import { checkOutputFormat, openOutput, rowKey } from '../io/sinks/index.js';
 import type { Provenance } from '../io/sinks/manifest.js';
 import { formatsFor, type ErrorRow, type Format, type RowSchema, type RowWriter } from '../io/sinks/rows.js';
 import type { ModelConfig } from '../model/config.js';
@@ -157,9 +157,10 @@ export async function runPipeline<R extends { path: string }>(a: RunArgs, ctx: C
     const out = await openOutput(kind.schema, { output: a.output, format: a.format as Format, stdout: ctx.stdout, inputs: all, provenance, resume: a.resume });
     writer = out.writer;
     if (out.prior) {
-      const done = new Map(out.prior.rows.map((r) => [r.path, r.error]));
-      storedFailures = paths.filter((p) => done.get(p) === true).length;
-      paths = paths.filter((p) => !done.has(p));
+      const key = rowKey(a.format as Format);
+      const done = new Map(out.prior.rows.map((r) => [key(r.path), r.error]));
+      storedFailures = paths.filter((p) => done.get(key(p)) === true).length;
+      paths = paths.filter((p) => !done.has(key(p)));
       ctx.note(`resuming ${a.output}: ${total - paths.length} of ${total} inputs already done`);
     }
   }
@@ -187,7 +188,8 @@ export async function runPipeline<R extends { path: string }>(a: RunArgs, ctx: C
         if (error !== null) progress.note(`${escapeControls(displayPath(path))}: ${error}`);
       },
     });
-    // 6. The output closed.
+    // 6. The output closed; its manifest says whether every input was done (a stopped shard must not be merged).
+    if (stats.done + stats.failed < paths.length) provenance.unfinished = true;
     await writer.close();
   } catch (e) {
     await writer.abort();

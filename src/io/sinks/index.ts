@@ -4,6 +4,7 @@
  */
 import { open, type FileHandle } from 'node:fs/promises';
 import { OutputError, UsageError } from '../../errors.js';
+import { displayPath, pathBytes } from '../fs-names.js';
 import { CSV } from './csv.js';
 import type { FormatModule } from './format.js';
 import { JSON_ARRAY } from './json.js';
@@ -103,13 +104,14 @@ export async function openOutput<R extends { path: string }>(schema: RowSchema<R
     if (target.kind !== 'file') throw new UsageError(`--resume continues a regular file; ${o.output ?? 'stdout'} is not one`);
     checkResumable(target.path, target.existing?.size ?? 0, o.provenance);
     const prior = await readStoredOutput(target.path, o.format, 'resume');
-    // Written before any row is appended: a kill at any moment leaves a file its manifest describes.
-    writeManifest(target.path, o.provenance);
-    if (mod.resume) return { writer: await mod.resume(schema, target, prior), prior };
+    // Written before any row is appended: a kill at any moment leaves a file its manifest describes, as
+    // unfinished until the run closes it.
+    writeManifest(target.path, { ...o.provenance, unfinished: true });
+    if (mod.resume) return { writer: withManifest(await mod.resume(schema, target, prior), target.path, o.provenance), prior };
     const sink = await InPlaceFileSink.open(target.path, target.name, prior.keep);
     const paths = side.paths === null ? null : await InPlaceFileSink.open(side.paths, side.paths, prior.npy?.pathsKeep ?? 0);
     // A file with nothing worth keeping is written from its start, header and all.
-    return { writer: await mod.writer(schema, { sink, prior: prior.keep > 0 ? prior : null, paths, spool }), prior };
+    return { writer: withManifest(await mod.writer(schema, { sink, prior: prior.keep > 0 ? prior : null, paths, spool }), target.path, o.provenance), prior };
   }
   const sink = await openSink(target, o.stdout);
   const paths = side.paths === null ? null : await AtomicFileSink.open(side.paths, side.paths);
@@ -127,6 +129,8 @@ export interface MergeOptions {
   stdout: NodeJS.WritableStream;
   /** The run's inputs: the merged rows follow their order and must cover them exactly. */
   inputs?: string[];
+  /** Files the merged output and the files beside it may not be: the inputs, and the archives among them. */
+  inputFiles?: readonly string[];
   /** Human notes. */
   note(msg: string): void;
 }
@@ -142,8 +146,20 @@ function some(items: string[], n = 5): string {
   return items.length > n ? `${shown} and ${items.length - n} more` : shown;
 }
 
+/**
+ * How a stored row is matched with its input in a format: JSON and JSONL keep every path exactly; CSV,
+ * parquet and npy's paths.txt write a byte that is not UTF-8 as \xNN (displayPath), which reads back as that
+ * byte, so there paths are compared as written: a name that really holds "\xe9" would otherwise never match
+ * its own row and a resumed run would repeat it. (A directory holding both that name and the one with the
+ * byte has them taken for each other in those formats: the text cannot tell them apart.)
+ */
+export function rowKey(format: Format): (path: string) => string {
+  return format === 'json' || format === 'jsonl' ? (p) => p : displayPath;
+}
+
+/** The order of a run over a directory: by the bytes of the path (a name that is not UTF-8 by its own bytes). */
 function byteOrder(a: string, b: string): number {
-  return Buffer.compare(Buffer.from(a, 'utf8'), Buffer.from(b, 'utf8'));
+  return Buffer.compare(pathBytes(a), pathBytes(b));
 }
 
 /**
@@ -162,6 +178,9 @@ function mergedProvenance(files: string[], manifests: (Manifest | null)[], withI
     return null;
   }
   const ms = manifests as Manifest[];
+  ms.forEach((m, i) => {
+    if (m.unfinished) throw new OutputError(`${files[i]} was stopped before all its inputs were done: finish it with --resume -o ${files[i]}`);
+  });
   const first = ms[0];
   ms.forEach((m, i) => {
     const diff = differences(first, m, { shardIndex: false });
@@ -181,37 +200,40 @@ function mergedProvenance(files: string[], manifests: (Manifest | null)[], withI
   return { command: first.command, format: first.format, model: first.model, options: first.options, shard: null };
 }
 
-/** Every row of every part, by path; a path in two places is an error naming both. */
-function indexRows(parts: StoredOutput[]): Map<string, Placed> {
+/**
+ * Every row of every part, by rowKey of its path; a path in two places is an error naming both.
+ */
+function indexRows(parts: StoredOutput[], rowKey: (path: string) => string): Map<string, Placed> {
   const index = new Map<string, Placed>();
   parts.forEach((p, part) => {
     for (const row of p.rows) {
-      const seen = index.get(row.path);
+      const key = rowKey(row.path);
+      const seen = index.get(key);
       if (seen !== undefined) {
         const other = parts[seen.part].file;
         const where = seen.part === part ? `twice in ${p.file}` : other === p.file ? `twice: ${p.file} is named twice` : `in both ${other} and ${p.file}`;
         throw new OutputError(`${JSON.stringify(row.path)} is ${where}: shards must not overlap (were the parts made with the same --shard count and inputs?)`);
       }
-      index.set(row.path, { part, row });
+      index.set(key, { part, row });
     }
   });
   return index;
 }
 
 /** The rows in output order, checked against the input list when there is one. */
-function orderRows(index: Map<string, Placed>, opts: MergeOptions): Placed[] {
-  if (opts.inputs === undefined) return [...index.keys()].sort(byteOrder).map((p) => index.get(p)!);
-  const wanted = new Set(opts.inputs);
+function orderRows(index: Map<string, Placed>, opts: MergeOptions, rowKey: (path: string) => string): Placed[] {
+  if (opts.inputs === undefined) return [...index.values()].sort((x, y) => byteOrder(x.row.path, y.row.path));
+  const wanted = new Set(opts.inputs.map(rowKey));
   const extra = [...index.keys()].filter((p) => !wanted.has(p));
   if (extra.length > 0) throw new OutputError(`${extra.length} rows are for paths that are not among the inputs: ${some(extra)}`);
-  const missing = opts.inputs.filter((p) => !index.has(p));
+  const missing = opts.inputs.filter((p) => !index.has(rowKey(p)));
   if (missing.length > 0) {
     const msg = `${missing.length} of ${opts.inputs.length} inputs have no row: ${some(missing)}`;
     // npy files hold no error rows, so there a missing row may just be an input that failed.
     if (opts.format !== 'npy') throw new OutputError(`${msg} (is a part missing, or was a shard run on other inputs?)`);
     opts.note(`${msg}: failed inputs have no npy row, or a part is missing`);
   }
-  return opts.inputs.filter((p) => index.has(p)).map((p) => index.get(p)!);
+  return opts.inputs.filter((p) => index.has(rowKey(p))).map((p) => index.get(rowKey(p))!);
 }
 
 /** Reads row bytes out of the parts, one open handle per part. */
@@ -248,14 +270,17 @@ export async function mergeOutputs(partFiles: string[], opts: MergeOptions): Pro
   if (partFiles.length === 0) throw new UsageError('name the shard outputs to merge');
   checkOutputFormat(opts.format, opts.output, 'the merged output');
   // What the merge reads: the parts and the files beside them (manifests, npy paths files).
-  const read = partFiles.flatMap((f) => [f, manifestPath(f), ...(opts.format === 'npy' ? [pathsFileFor(f)] : [])]);
+  // None of them, and no input of the run, may be the merged output or a file beside it.
+  const read = [...partFiles.flatMap((f) => [f, manifestPath(f), ...(opts.format === 'npy' ? [pathsFileFor(f)] : [])]), ...opts.inputFiles ?? []];
   const target = resolveOutput(opts.output, read, 'the merged output');
   if (opts.format === 'npy' && target.kind !== 'file') throw new UsageError('merging npy needs an output file, for its paths file beside it');
+  sidecars(target, opts.format, read);
   const provenance = mergedProvenance(partFiles, partFiles.map(readManifest), opts.inputs !== undefined, opts.note);
   if (provenance !== null && provenance.format !== opts.format) throw new UsageError(`the parts are ${provenance.format}, not ${opts.format}`);
   const parts: StoredOutput[] = [];
   for (const f of partFiles) parts.push(await readStoredOutput(f, opts.format, 'merge'));
-  const rows = orderRows(indexRows(parts), opts);
+  const key = rowKey(opts.format);
+  const rows = orderRows(indexRows(parts, key), opts, key);
   const mod = FORMAT_MODULES[opts.format];
   if (mod.mergeRows) {
     const sink = await openSink(target, opts.stdout);

@@ -19,6 +19,11 @@ export interface Provenance {
   /** The options that shape rows (top-k, labels, pool, normalize, image size, dtype, …), by name. */
   options: Record<string, unknown>;
   shard: { index: number; count: number } | null;
+  /**
+   * Set while a resumed run appends (a kill then leaves it set) and by a run stopped before all its inputs
+   * (SIGTERM, SIGINT): the file is valid but short, so `vit merge` refuses it until --resume finishes it.
+   */
+  unfinished?: true;
 }
 
 export interface Manifest extends Provenance {
