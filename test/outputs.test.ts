@@ -50,6 +50,24 @@ test('-o /dev/stdout on a pipe (and bash\'s >(cmd), /dev/fd/N) writes into the p
   assert.equal(r.stderr, '');
 });
 
+test('an npy spool a killed run left in the temporary directory is removed by the next spooling run; a live one is kept', async () => {
+  // A process that has ended: its id names no running process (ids are not reused this soon).
+  const dead = spawn(process.execPath, ['-e', '']);
+  await new Promise((res) => dead.on('exit', res));
+  const stale = join(tmpdir(), `vit-spool.${dead.pid}.1700000000000.x1.tmp`);
+  const live = join(tmpdir(), `vit-spool.${process.pid}.1700000000000.x2.tmp`);
+  const other = join(tmpdir(), `vit-spool.${dead.pid}.notours.tmp`);
+  for (const f of [stale, live, other]) writeFileSync(f, 'x');
+  try {
+    const r = await runVit(['embed', DIGITS, '-f', 'npy']);
+    assert.equal(r.code, 0, r.stderr);
+    assert.ok(!existsSync(stale), 'stale spool left');
+    assert.ok(existsSync(live) && existsSync(other), 'removed what was not a stale spool');
+  } finally {
+    for (const f of [stale, live, other]) rmSync(f, { force: true });
+  }
+});
+
 test('-o onto a FIFO streams into it and leaves the FIFO in place', async () => {
   const fifo = join(tmp, 'rows.fifo');
   execFileSync('mkfifo', [fifo]);

@@ -275,7 +275,7 @@ function alive(pid: number): boolean {
  * `PREFIX<pid>.tmp` or `PREFIX<pid>.snapshot.tmp`, of processes no longer running: AtomicFileSink's
  * (`.NAME.`) and the manifest's (`NAME.vit.json.`).
  */
-export function removeStaleTempFiles(dir: string, prefix: string): void {
+export function removeStaleTempFiles(dir: string, prefix: string, rest = /^(\d+)\.(?:snapshot\.)?tmp$/): void {
   let entries: string[];
   try {
     entries = readdirSync(dir);
@@ -284,7 +284,7 @@ export function removeStaleTempFiles(dir: string, prefix: string): void {
   }
   for (const e of entries) {
     if (!e.startsWith(prefix)) continue;
-    const m = /^(\d+)\.(?:snapshot\.)?tmp$/.exec(e.slice(prefix.length));
+    const m = rest.exec(e.slice(prefix.length));
     if (m === null || Number(m[1]) === process.pid || alive(Number(m[1]))) continue;
     try {
       unlinkSync(join(dir, e));
@@ -293,6 +293,9 @@ export function removeStaleTempFiles(dir: string, prefix: string): void {
     }
   }
 }
+
+/** Scratch files in the OS temporary directory: SPOOL_PREFIX<pid>.<ms>.<random>.tmp. */
+const SPOOL_PREFIX = 'vit-spool.';
 
 /** A file written at explicit positions (so an npy header can be patched in place). */
 export abstract class FileSink implements Sink {
@@ -357,8 +360,9 @@ export class AtomicFileSink extends FileSink {
   static async open(target: string | null, name: string, existing: Stats | null = null): Promise<AtomicFileSink> {
     // Those of runs that were killed (kill -9, a lost machine) would stay forever, as large as the output.
     if (target !== null) removeStaleTempFiles(dirname(target), `.${basename(target)}.`);
+    else removeStaleTempFiles(tmpdir(), SPOOL_PREFIX, /^(\d+)\.\d+\.[a-z0-9]+\.tmp$/);
     const tmp = target === null
-      ? join(tmpdir(), `vit-spool.${process.pid}.${Date.now()}.${Math.random().toString(36).slice(2)}.tmp`)
+      ? join(tmpdir(), `${SPOOL_PREFIX}${process.pid}.${Date.now()}.${Math.random().toString(36).slice(2)}.tmp`)
       : join(dirname(target), `.${basename(target)}.${process.pid}.tmp`);
     let fh: FileHandle;
     try {
