@@ -4,7 +4,7 @@
  * missing rows and unfinished parts.
  */
 import assert from 'node:assert/strict';
-import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
@@ -166,6 +166,21 @@ test('names that are not UTF-8 merge in the order of one run (their bytes); a na
     ok(await runVit(['classify', ...inputs, ...MODEL, '-f', format, '-o', full, '--resume']));
     if (format !== 'parquet') assert.ok(readFileSync(merged).equals(readFileSync(full)), `${format} ${inputs}: resume repeated rows`);
   }
+});
+
+test('merge: parts written through symbolic links (-o view/p.npy → real/p.npy) are found with their sidecars', async () => {
+  const [real, view] = [join(tmp, 'real'), join(tmp, 'view')];
+  mkdirSync(real);
+  mkdirSync(view);
+  const parts = [1, 2].map((k) => join(view, `p${k}.npy`));
+  parts.forEach((p, i) => symlinkSync(join('..', 'real', `p${i + 1}.npy`), p));
+  for (const [k, p] of parts.entries()) ok(await runVit(['embed', DIR, ...MODEL, '-f', 'npy', '--shard', `${k + 1}/2`, '-o', p]));
+  const full = join(tmp, 'linked-full.npy');
+  ok(await runVit(['embed', DIR, ...MODEL, '-f', 'npy', '-o', full]));
+  const merged = join(tmp, 'linked-merged.npy');
+  const m = await runVit(['merge', merged, ...parts]);
+  assert.equal(m.code, 0, m.stderr);
+  assert.ok(readFileSync(merged).equals(readFileSync(full)));
 });
 
 test('merge: a CSV part that saw only failed inputs (header without embedding columns) joins the others', async () => {

@@ -2,6 +2,7 @@
  * Outputs: the table of formats, opening an output under the -o contract (target.ts) with its provenance
  * (manifest.ts), reading one back for --resume, and joining shard outputs (`vit merge`).
  */
+import { realpathSync } from 'node:fs';
 import { open, type FileHandle } from 'node:fs/promises';
 import { OutputError, UsageError } from '../../errors.js';
 import { displayPath, pathBytes } from '../fs-names.js';
@@ -266,8 +267,16 @@ class PartReader {
  * by the byte order of their path's UTF-8 (as `LC_ALL=C sort`): the order of a run over a directory, whose
  * walk is sorted so. Only an index of the rows is held in memory. Resolves to the number of rows.
  */
-export async function mergeOutputs(partFiles: string[], opts: MergeOptions): Promise<number> {
-  if (partFiles.length === 0) throw new UsageError('name the shard outputs to merge');
+export async function mergeOutputs(given: string[], opts: MergeOptions): Promise<number> {
+  if (given.length === 0) throw new UsageError('name the shard outputs to merge');
+  // A part reached through a symbolic link has its sidecars beside the file it points to, where its run put them.
+  const partFiles = given.map((f) => {
+    try {
+      return realpathSync(f);
+    } catch {
+      return f;
+    }
+  });
   checkOutputFormat(opts.format, opts.output, 'the merged output');
   // What the merge reads: the parts and the files beside them (manifests, npy paths files).
   // None of them, and no input of the run, may be the merged output or a file beside it.
