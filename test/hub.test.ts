@@ -3,7 +3,7 @@ import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { homedir, tmpdir } from 'node:os';
+import { homedir, hostname, tmpdir } from 'node:os';
 import { Writable } from 'node:stream';
 import { dirname, join } from 'node:path';
 import { after, test } from 'node:test';
@@ -203,6 +203,35 @@ test('hub: a dropped connection is resumed with a Range request, in the same run
     assert.deepEqual(resumed.map((q) => q.headers.range), ['bytes=120000-']);
     assert.equal(sha256(readFileSync(join(r2.dir, 'model.safetensors'))), sha256(WEIGHTS));
     assert.ok(!existsSync(partial));
+  });
+});
+
+test('hub: two fetches of one repository at once download each blob once, the other waiting; a lock left by a dead process is taken over', async () => {
+  await withHub([repo('acme/tiny-vit')], async (hub) => {
+    // A slow body, so that the second fetch arrives while the first downloads (both share one cache).
+    hub.trickle.set('model.safetensors', { bytes: 30_000, everyMs: 40 });
+    const s = settings(hub);
+    const notes: string[] = [];
+    const [a, b] = await Promise.all([
+      fetchModel('acme/tiny-vit', { settings: s }),
+      new Promise((r) => setTimeout(r, 100)).then(() => fetchModel('acme/tiny-vit', { settings: s, note: (m) => notes.push(m) })),
+    ]);
+    assert.equal(hub.bodyGets('model.safetensors').length, 1, 'downloaded twice');
+    for (const r of [a, b]) assert.equal(sha256(readFileSync(join(r.dir, 'model.safetensors'))), sha256(WEIGHTS));
+    assert.match(notes.join('\n'), /another process is downloading it; waiting/);
+    const blobs = readdirSync(join(repoDir(s, 'acme/tiny-vit'), 'blobs'));
+    assert.deepEqual(blobs.filter((f) => /\.(lock|incomplete)$/.test(f)), [], 'lock or partial left behind');
+
+    // A lock whose holder is gone (this host, a process that has ended) does not block the next fetch.
+    hub.trickle.delete('model.safetensors');
+    const s2 = settings(hub);
+    const dead = spawnSync(process.execPath, ['-e', 'process.stdout.write(String(process.pid))']).stdout.toString();
+    const lock = join(repoDir(s2, 'acme/tiny-vit'), 'blobs', `${sha256(WEIGHTS)}.vit.lock`);
+    mkdirSync(dirname(lock), { recursive: true });
+    writeFileSync(lock, `${hostname()} ${dead}\n`);
+    const r2 = await within(10, () => fetchModel('acme/tiny-vit', { settings: s2 }));
+    assert.equal(sha256(readFileSync(join(r2.dir, 'model.safetensors'))), sha256(WEIGHTS));
+    assert.ok(!existsSync(lock));
   });
 });
 

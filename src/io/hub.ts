@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import { constants, createReadStream } from 'node:fs';
-import { lstat, mkdir, open, rename, rm, stat, truncate } from 'node:fs/promises';
+import { lstat, mkdir, open, readFile, rename, rm, stat, truncate, utimes } from 'node:fs/promises';
+import { hostname } from 'node:os';
 import { dirname, join } from 'node:path';
 import { ModelError } from '../errors.js';
 import { onnxExportNote } from './checkpoint-files.js';
@@ -10,6 +11,7 @@ import {
   shardsOf, TIMEOUT_ENV, type HubSettings, type HubTimeouts,
 } from './hub-cache.js';
 import { FILE_LIMITS } from './regular-file.js';
+import { alive } from './sinks/target.js';
 
 /**
  * Downloads from the Hugging Face Hub into the shared cache (see hub-cache.ts), the way huggingface_hub does:
@@ -351,6 +353,78 @@ async function ensureFile(job: FileJob, file: string, optional: boolean): Promis
     return 'cached';
   }
   await mkdir(dirname(blob), { recursive: true });
+  const lock = await lockBlob(blob, what, opts.note);
+  try {
+    // Another process may have finished it while this one waited for the lock.
+    if (await stat(blob).then((st) => st.isFile(), () => false)) {
+      cache.link(commit, file, meta.etag);
+      return 'cached';
+    }
+    await download(job, meta, blob, file, what);
+  } finally {
+    await lock.release();
+  }
+  cache.link(commit, file, meta.etag);
+  return 'downloaded';
+}
+
+/** How often a lock holder touches its lock, and how long an untouched lock is trusted. */
+const LOCK_BEAT_MS = 5_000;
+const LOCK_STALE_MS = 60_000;
+
+/**
+ * One download per blob at a time, across processes sharing the cache (a Slurm array's tasks starting
+ * together): `blobs/<etag>.vit.lock`, created exclusively, names its holder (host and pid) and is touched while
+ * the download runs. Others wait for the blob, or take the lock over once its holder has ended (same host, no
+ * such process) or has not touched it for a minute (another host). Without it, two processes appended to the
+ * same .incomplete file and one could move a corrupt blob into place.
+ */
+async function lockBlob(blob: string, what: string, note?: (msg: string) => void): Promise<{ release(): Promise<void> }> {
+  const path = `${blob}.vit.lock`;
+  const me = `${hostname()} ${process.pid}`;
+  let said = false;
+  for (;;) {
+    try {
+      const fh = await open(path, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o644);
+      await fh.writeFile(`${me}\n`);
+      await fh.close();
+      const beat = setInterval(() => void utimes(path, new Date(), new Date()).catch(() => undefined), LOCK_BEAT_MS);
+      beat.unref();
+      return {
+        release: async () => {
+          clearInterval(beat);
+          await rm(path, { force: true });
+        },
+      };
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+    }
+    if (await stat(blob).then((st) => st.isFile(), () => false)) return { release: async () => undefined };
+    if (await staleLock(path)) {
+      await rm(path, { force: true });
+      continue;
+    }
+    if (!said) note?.(`${what}: another process is downloading it; waiting`);
+    said = true;
+    await new Promise((r) => setTimeout(r, 250));
+  }
+}
+
+/** A lock whose holder ended (on this host) or stopped touching it (any host); a lock that is gone is stale too. */
+async function staleLock(path: string): Promise<boolean> {
+  try {
+    const [st, text] = await Promise.all([lstat(path), readFile(path, 'utf8')]);
+    const [host, pid] = text.trim().split(' ');
+    if (host === hostname() && /^\d+$/.test(pid ?? '') && !alive(Number(pid))) return true;
+    return Date.now() - st.mtimeMs > LOCK_STALE_MS;
+  } catch {
+    return true;
+  }
+}
+
+/** Download a blob into place: into its .incomplete file (resumed where a run left it), checked, renamed. */
+async function download(job: FileJob, meta: FileMeta, blob: string, file: string, what: string): Promise<void> {
+  const { client, opts } = job;
   const incomplete = `${blob}.incomplete`;
   if (meta.size === null || meta.size >= LARGE_FILE) opts.note?.(`downloading ${what}${meta.size === null ? '' : ` (${formatBytes(meta.size)})`}`);
   const attempts = Math.max(1, opts.attempts ?? 3);
@@ -370,8 +444,6 @@ async function ensureFile(job: FileJob, file: string, optional: boolean): Promis
   }
   await verify(incomplete, meta, what);
   await rename(incomplete, blob);
-  cache.link(commit, file, meta.etag);
-  return 'downloaded';
 }
 
 /** Size and (for LFS files) sha256 against what the hub announced; a bad file is deleted, never linked. */

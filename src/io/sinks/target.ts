@@ -261,7 +261,7 @@ export function removeTempFiles(): void {
 process.on('exit', removeTempFiles);
 
 /** Whether a process of this id runs on this machine. */
-function alive(pid: number): boolean {
+export function alive(pid: number): boolean {
   try {
     process.kill(pid, 0);
     return true;
