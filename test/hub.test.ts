@@ -10,7 +10,7 @@ import { after, test } from 'node:test';
 import { main } from '../src/cli.js';
 import { ModelError, UsageError } from '../src/errors.js';
 import { hubSettings, hubTimeouts, isHubId, parseHubId, type HubSettings } from '../src/io/hub-cache.js';
-import { fetchModel, resolveHubModel } from '../src/io/hub.js';
+import { fetchModel, resolveHubModel, retryWaitMs } from '../src/io/hub.js';
 import { loadModel } from '../src/io/model-source.js';
 import { VIT_BIN } from './helpers/cli.js';
 import { IMAGES, modelDir } from './helpers/golden.js';
@@ -232,6 +232,25 @@ test('hub: two fetches of one repository at once download each blob once, the ot
     const r2 = await within(10, () => fetchModel('acme/tiny-vit', { settings: s2 }));
     assert.equal(sha256(readFileSync(join(r2.dir, 'model.safetensors'))), sha256(WEIGHTS));
     assert.ok(!existsSync(lock));
+  });
+});
+
+test('hub: 429 and 5xx answers are asked again, after their Retry-After (seconds or a date) or a backoff; a hub that stays busy is an error', { timeout: 60_000 }, async () => {
+  assert.equal(retryWaitMs('3', 1), 3000);
+  assert.equal(retryWaitMs('3600', 1), 60_000);
+  assert.equal(retryWaitMs(new Date(Date.UTC(2030, 0, 1, 0, 0, 2)).toUTCString(), 1, Date.UTC(2030, 0, 1)), 2000);
+  assert.equal(retryWaitMs(null, 4), 4000);
+  assert.equal(retryWaitMs('soon', 2), 2000);
+  await withHub([repo('acme/tiny-vit')], async (hub) => {
+    hub.busy.set('api', { status: 429, times: 1, retryAfter: '0' });
+    hub.busy.set('config.json', { status: 503, times: 1, retryAfter: '0' });
+    hub.busy.set('cdn', { status: 502, times: 1, retryAfter: '0' });
+    const r = await within(10, () => fetchModel('acme/tiny-vit', { settings: settings(hub) }));
+    assert.equal(sha256(readFileSync(join(r.dir, 'model.safetensors'))), sha256(WEIGHTS));
+    assert.deepEqual([...hub.busy.values()].map((b) => b.times), [0, 0, 0], 'every busy answer was met');
+    // Four retries, then the status is the error.
+    hub.busy.set('api', { status: 503, times: 5, retryAfter: '0' });
+    await assert.rejects(fetchModel('acme/tiny-vit', { settings: settings(hub) }), /the hub answered HTTP 503 for acme\/tiny-vit@main$/);
   });
 });
 

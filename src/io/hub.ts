@@ -83,6 +83,20 @@ interface FileMeta {
 }
 
 const REDIRECT = new Set([301, 302, 303, 307, 308]);
+/** Answers worth asking again (huggingface_hub's http_backoff retries these): timeout, rate limit, server errors. */
+const RETRY_STATUS = new Set([408, 429, 500, 502, 503, 504]);
+/** Waits before each retry when the server gives no Retry-After: 1, 2, 4, 8 s (huggingface_hub's backoff). */
+const RETRY_WAITS_S = [1, 2, 4, 8];
+/** A server's Retry-After is followed up to this long. */
+const MAX_RETRY_AFTER_S = 60;
+
+/** Milliseconds to wait: the Retry-After header's (seconds or an HTTP date), capped, else the backoff's. */
+export function retryWaitMs(header: string | null, fallbackS: number, now = Date.now()): number {
+  if (header !== null && /^\s*\d+\s*$/.test(header)) return Math.min(Number(header), MAX_RETRY_AFTER_S) * 1000;
+  const at = header === null ? NaN : Date.parse(header);
+  if (Number.isFinite(at)) return Math.min(Math.max(at - now, 0), MAX_RETRY_AFTER_S * 1000);
+  return fallbackS * 1000;
+}
 const isAbsoluteUrl = (loc: string) => /^[a-z][a-z0-9+.-]*:|^\/\//i.test(loc);
 
 /** ETag header → blob name: weak prefix and quotes removed, and only characters that are safe as a file name. */
@@ -95,7 +109,7 @@ function statusError(status: number, what: string, url: string): ModelError {
   if (status === 401) return new ModelError(`authentication required: set HF_TOKEN (private or gated repository, or a mistyped name: ${what})`);
   if (status === 403) return new ModelError(`access denied to ${what}: the token lacks access (gated model? accept its terms on the hub)`);
   if (status === 404) return new HubNotFoundError(`repository or file not found: ${what}`);
-  return new ModelError(`the hub answered HTTP ${status} for ${what} (${url})`);
+  return new ModelError(`the hub answered HTTP ${status} for ${what}${url ? ` (${url})` : ''}`);
 }
 
 /** Talks to one endpoint; the token goes only to that endpoint's origin, never to a CDN it redirects to. */
@@ -122,6 +136,17 @@ class HubClient {
    */
   async request(url: string, method: 'GET' | 'HEAD', opts: { headers?: Record<string, string>; followAbsolute: boolean; phase: keyof HubTimeouts }): Promise<HttpResponse> {
     const limits: Timeouts = this.timeouts[opts.phase];
+    for (let retry = 0; ; retry++) {
+      const res = await this.follow(url, method, opts, limits);
+      if (!RETRY_STATUS.has(res.status) || retry >= RETRY_WAITS_S.length) return res;
+      res.discard();
+      // As huggingface_hub's http_backoff: busy or failing servers are asked again, after their Retry-After.
+      await new Promise((r) => setTimeout(r, retryWaitMs(res.headers.get('retry-after'), RETRY_WAITS_S[retry])));
+    }
+  }
+
+  /** One request, its redirects followed (see request). */
+  private async follow(url: string, method: 'GET' | 'HEAD', opts: { headers?: Record<string, string>; followAbsolute: boolean; phase: keyof HubTimeouts }, limits: Timeouts): Promise<HttpResponse> {
     for (let hop = 0; ; hop++) {
       let res: HttpResponse;
       try {

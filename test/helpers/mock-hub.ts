@@ -63,6 +63,11 @@ export interface MockHub {
    * the file's); without, chunked, so only the count of bytes received can tell.
    */
   overflow: Map<string, { extra: number; announce: boolean }>;
+  /**
+   * Answer the next `times` requests for 'api' (the model-info API), 'cdn' (any CDN request) or a file name
+   * (its resolve URL) with this status, and a Retry-After when given, as a busy or failing server does.
+   */
+  busy: Map<string, { status: number; times: number; retryAfter?: string }>;
   /** The GETs answered with a file's bytes (hub or CDN), for "was it downloaded?" checks. */
   bodyGets(name?: string): LoggedRequest[];
   close(): Promise<void>;
@@ -108,6 +113,7 @@ export async function startMockHub(repos: MockRepo[], opts: MockHubOptions = {})
     stallAfter: new Map(),
     trickle: new Map(),
     overflow: new Map(),
+    busy: new Map(),
     bodyGets: (name?: string) => requests.filter((r) => r.method === 'GET' && r.served !== undefined && (name === undefined || r.served === name)),
     close: () => Promise.all([hubServer, cdnServer].map((s) => new Promise<void>((r) => {
       s.closeAllConnections();
@@ -121,6 +127,15 @@ export async function startMockHub(repos: MockRepo[], opts: MockHubOptions = {})
     const text = JSON.stringify(body);
     res.writeHead(status, { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(text), ...headers });
     res.end(text);
+  }
+
+  /** Answered as busy (hub.busy) if `key` has busy answers left. */
+  function busy(res: ServerResponse, key: string): boolean {
+    const b = hub.busy.get(key);
+    if (!b || b.times <= 0) return false;
+    b.times--;
+    json(res, b.status, { error: 'busy' }, b.retryAfter === undefined ? {} : { 'Retry-After': b.retryAfter });
+    return true;
   }
 
   function findRepo(id: string, rev: string): MockRepo | undefined {
@@ -144,6 +159,7 @@ export async function startMockHub(repos: MockRepo[], opts: MockHubOptions = {})
     }
     const api = /^\/api\/models\/([^/]+\/[^/]+)\/revision\/(.+)$/.exec(path);
     if (api && hub.stall.has('api')) return;
+    if (api && busy(res, 'api')) return;
     if (api) {
       const repo = findRepo(api[1], api[2]);
       if (repo && !authorized(req, repo)) return json(res, 401, { error: 'Invalid credentials in Authorization header' });
@@ -152,6 +168,7 @@ export async function startMockHub(repos: MockRepo[], opts: MockHubOptions = {})
     }
     const resolve = /^\/([^/]+\/[^/]+)\/resolve\/([^/]+)\/(.+)$/.exec(path);
     if (!resolve) return json(res, 404, { error: 'no such route' });
+    if (busy(res, resolve[3])) return;
     const repo = findRepo(resolve[1], resolve[2]);
     if (repo && !authorized(req, repo)) return json(res, 401, { error: 'Invalid credentials' }, { 'X-Error-Code': 'RepoNotFound' });
     const file = repo && byName.get(`${repo.id}/${resolve[3]}`);
@@ -174,6 +191,7 @@ export async function startMockHub(repos: MockRepo[], opts: MockHubOptions = {})
 
   function onCdn(req: IncomingMessage, res: ServerResponse) {
     const entry = log('cdn', req, cdnUrl);
+    if (busy(res, 'cdn')) return;
     const file = byOid.get(entry.path.slice('/cdn/'.length));
     if (!file) return json(res, 404, { error: 'NoSuchKey' });
     sendBody(req, res, entry, file, { ETag: `"${sha256(file.body)}"` });
