@@ -410,6 +410,10 @@ test('hub: settings from the environment, as huggingface_hub reads them', () => 
   for (const v of ['1', 'true', 'YES', 'on']) assert.equal(hubSettings({ HF_HUB_OFFLINE: v }).offline, true, v);
   for (const v of ['0', 'false', '']) assert.equal(hubSettings({ HF_HUB_OFFLINE: v }).offline, false, v);
   assert.equal(hubSettings({ TRANSFORMERS_OFFLINE: '1' }).offline, true);
+  // huggingface_hub reads `HF_HUB_OFFLINE or TRANSFORMERS_OFFLINE` and `HF_TOKEN or HUGGING_FACE_HUB_TOKEN`:
+  // a set HF_HUB_OFFLINE=0 wins, an empty HF_TOKEN does not.
+  assert.equal(hubSettings({ HF_HUB_OFFLINE: '0', TRANSFORMERS_OFFLINE: '1' }).offline, false);
+  assert.equal(hubSettings({ HF_HOME: freshDir(), HF_TOKEN: '', HUGGING_FACE_HUB_TOKEN: 'hf_legacy' }).token, 'hf_legacy');
   const h = freshDir();
   assert.equal(hubSettings({ HF_HOME: h }).token, null);
   writeFileSync(join(h, 'token'), 'hf_file\n');

@@ -77,14 +77,14 @@ export function hubSettings(env: NodeJS.ProcessEnv = process.env): HubSettings {
   const cacheDir = expandPath(nonEmpty(env.HF_HUB_CACHE) ?? nonEmpty(env.HUGGINGFACE_HUB_CACHE) ?? join(hfHome, 'hub'), env);
   const endpoint = (nonEmpty(env.HF_ENDPOINT) ?? 'https://huggingface.co').replace(/\/+$/, '');
   return {
-    cacheDir, endpoint, token: readToken(env, hfHome), offline: isTrue(env.HF_HUB_OFFLINE) || isTrue(env.TRANSFORMERS_OFFLINE),
+    cacheDir, endpoint, token: readToken(env, hfHome), offline: isTrue(env.HF_HUB_OFFLINE || env.TRANSFORMERS_OFFLINE),
     timeouts: hubTimeouts(env),
   };
 }
 
 /** HF_TOKEN, else the file `huggingface-cli login` writes ($HF_TOKEN_PATH, default $HF_HOME/token). */
 function readToken(env: NodeJS.ProcessEnv, hfHome: string): string | null {
-  const fromEnv = (env.HF_TOKEN ?? env.HUGGING_FACE_HUB_TOKEN)?.trim();
+  const fromEnv = (env.HF_TOKEN || env.HUGGING_FACE_HUB_TOKEN)?.trim();
   if (fromEnv) return fromEnv;
   try {
     return readRegularText(expandPath(env.HF_TOKEN_PATH || join(hfHome, 'token'), env), FILE_LIMITS.small).trim() || null;
