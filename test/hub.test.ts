@@ -357,6 +357,13 @@ test('hub: offline mode serves a cache the Python tools wrote, and fails clearly
   const ok = await runMain(['fetch', 'py/made'], { HF_HUB_CACHE: s.cacheDir, HF_HUB_OFFLINE: 'true' });
   assert.equal(ok.code, 0, ok.stderr);
   assert.equal(ok.stdout, `${snap}\n`);
+  // A snapshot whose weights are gone (the blob deleted): offline, summary still reads the config, a run says
+  // what is missing (exit 1), not a usage error about --weights.
+  rmSync(join(dir, 'blobs', sha256(WEIGHTS)));
+  writeFileSync(join(dir, 'blobs', gitSha1(CONFIG)), readFileSync(join(modelDir('odd40', 'hf'), 'config.json'))); // a config a model can be built from
+  const run = await runMain(['classify', join(IMAGES, 'odd40_0.png'), '-m', 'py/made'], { HF_HUB_CACHE: s.cacheDir, HF_HUB_OFFLINE: '1' });
+  assert.equal(run.code, 1, run.stderr);
+  assert.equal(run.stderr, 'vit: model "py/made" has no weights in the cache (only its config was found): fetch them where the hub is reachable (vit fetch py/made)\n');
 });
 
 test('hub: 401, 404 and malformed ids are clear errors with the right exit status', async () => {

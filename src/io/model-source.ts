@@ -151,6 +151,10 @@ export async function loadWeights(r: ResolvedModel, spec: ModelSpec, verbose: (m
     verbose(`model: ${r.config.name} with random weights (seed 0)`);
     return fromRandom(r.config);
   }
+  if (!r.weightsPath && !r.fromPreset && !isDir(r.source)) {
+    // Found by a resolver (the hub cache, offline: a snapshot may hold only config.json).
+    throw new ModelError(`model "${r.source}" has no weights in the cache (only its config was found): fetch them where the hub is reachable (vit fetch ${r.source})`);
+  }
   if (!r.weightsPath) {
     const note = isDir(r.source) ? onnxExportNote((f) => existsSync(join(r.source, f))) : '';
     throw new UsageError(
