@@ -85,6 +85,29 @@ function lazyCommand(entry: CommandEntry, ctx: Context): CommandModule {
 }
 
 /**
+ * The words after `--` (yargs keeps them apart) are operands, as for any Unix tool (`vit classify -- -x.png`,
+ * `xargs -0 vit classify --`): they fill the command's positional slots in order (a list takes the rest);
+ * more than the slots take is the usual usage error.
+ */
+function operandsAfterDashes(argv: Record<string, unknown>): void {
+  const rest = argv['--'];
+  delete argv['--'];
+  if (!Array.isArray(rest) || rest.length === 0) return;
+  const words = rest.map(String);
+  const entry = COMMANDS.find((c) => c.command.split(' ')[0] === String((argv._ as unknown[])[0]));
+  const slots = entry ? entry.command.split(' ').slice(1) : [];
+  for (const slot of slots) {
+    const name = slot.slice(1, -1).replace(/\.\.$/, '');
+    if (slot.endsWith('..]') || slot.endsWith('..>')) {
+      argv[name] = [...(Array.isArray(argv[name]) ? argv[name] as string[] : []), ...words.splice(0)];
+    } else if (argv[name] === undefined && words.length > 0) {
+      argv[name] = words.shift();
+    }
+  }
+  if (words.length > 0) throw new UsageError(`vit ${entry?.command ?? String((argv._ as unknown[])[0])} does not take "${words[0]}" after --`);
+}
+
+/**
  * yargs reads a number option given as text (`--threads abc`) as NaN, which the checks after it would quote as
  * "NaN": refuse it here, quoting what was typed.
  */
@@ -141,7 +164,9 @@ function tooManyArguments(command: string, text: string, args: string[]): UsageE
 
 /** Run the CLI; resolves to the process exit status. */
 export async function main(args: string[], stdout: NodeJS.WritableStream, stderr: NodeJS.WritableStream): Promise<number> {
-  const flags = { verbose: args.includes('--verbose') || args.includes('-v'), quiet: args.includes('--quiet') || args.includes('-q') };
+  // Options come before `--`: a file named -v after it is an input.
+  const options = args.includes('--') ? args.slice(0, args.indexOf('--')) : args;
+  const flags = { verbose: options.includes('--verbose') || options.includes('-v'), quiet: options.includes('--quiet') || options.includes('-q') };
   const ctx: Context = {
     stdout,
     stderr,
@@ -163,7 +188,11 @@ export async function main(args: string[], stdout: NodeJS.WritableStream, stderr
   // A closed stderr (`2>&1 | head -1`, a terminal gone) must not end the run: notes are then lost, not fatal.
   stderr.on('error', () => undefined);
 
-  const cli = yargs(args)
+  // Operands after `--` that do not look like options are read as plain arguments (so required slots take
+  // them); those that do are given to the command's slots by operandsAfterDashes.
+  const dashes = args.indexOf('--');
+  const parsed = dashes >= 0 && args.slice(dashes + 1).every((x) => !/^-./.test(x)) ? [...args.slice(0, dashes), ...args.slice(dashes + 1)] : args;
+  const cli = yargs(parsed)
     .scriptName('vit')
     .usage('$0 <command> [options]\n\nRun Vision Transformers over images: classify, embed, attention maps, model summaries.')
     .option('verbose', { alias: 'v', type: 'boolean', default: false, describe: 'say which engine and backend ran, with timings' })
@@ -186,6 +215,9 @@ export async function main(args: string[], stdout: NodeJS.WritableStream, stderr
       }
       throw err && err.name !== 'YError' ? err : yargsUsage(msg ?? err?.message ?? '', args);
     })
+    // Everything after `--` is an operand, as for any Unix tool (`vit classify -- -x.png`, `xargs -0 vit classify --`).
+    .parserConfiguration({ 'populate--': true })
+    .middleware((argv) => operandsAfterDashes(argv), true)
     .middleware((argv) => refuseNonNumbers(args, argv));
   for (const c of COMMANDS) cli.command(lazyCommand(c, ctx));
 

@@ -13,6 +13,7 @@ import { VIT_PRESETS, vitPreset as presetConfig } from '../src/model/arch/vit/pr
 import { summarize } from '../src/model/summary.js';
 import { presetConfig as anyPreset } from '../src/model/arch/index.js';
 import { readSafetensors, writeSafetensors } from '../src/model/weights/safetensors.js';
+import { PACKAGE_ROOT } from '../src/io/paths.js';
 import { runVit } from './helpers/cli.js';
 import { modelDir } from './helpers/golden.js';
 
@@ -248,6 +249,29 @@ test('cli: usage errors exit 2 and list the valid choices', async () => {
   const near = await runVit(['-q', 'clasify', 'x.jpg']);
   assert.equal(near.code, 2);
   assert.equal(near.stderr.split('\n')[0], 'vit: unknown command "clasify". Did you mean classify?');
+});
+
+test('cli: everything after -- is an operand: names that start with a dash, in order, into the command\'s slots', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'vit-dashes-'));
+  try {
+    const digit = join(PACKAGE_ROOT, 'examples', 'digits', '0_0800.png');
+    for (const name of ['-x.png', '-q', 'a.png']) cpSync(digit, join(dir, name));
+    const rows = async (args: string[]) => {
+      const r = await runVit(args, { cwd: dir, input: '' });
+      assert.equal(r.code, 0, r.stderr);
+      return r.stdout.trim().split('\n').slice(1).map((l) => l.split(',')[0]);
+    };
+    // -q after -- is a file, not --quiet; xargs -0 vit classify -- gives every name this way.
+    assert.deepEqual(await rows(['classify', '-k', '1', '--', '-x.png', '-q', 'a.png']), ['-x.png', '-q', 'a.png']);
+    assert.deepEqual(await rows(['classify', '-k', '1', './-x.png', '--', 'a.png']), ['./-x.png', 'a.png']);
+    const summary = await runVit(['summary', '--json', '--', 'B/16']);
+    assert.equal(JSON.parse(summary.stdout).model, 'vit_base_patch16_224');
+    const extra = await runVit(['summary', 'B/16', '--', '-x']);
+    assert.equal(extra.code, 2);
+    assert.match(extra.stderr, /^vit: vit summary \[model\] does not take "-x" after --\n/);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
 
 test('cli: a bad option value is one line quoting what was typed, exit 2, before any work', async () => {
