@@ -93,13 +93,17 @@ test('tar inputs: a truncated archive gives an error row and the run goes on (ex
   const cutGzip = join(tmp, 'cut.tar.gz');
   const gz = gzipSync(whole);
   writeFileSync(cutGzip, gz.subarray(0, Math.floor(gz.length / 2)));
-  const r = await runVit(['classify', cutInImage, cutInJson, notTar, cutGzip, images[0], ...MODEL, '-f', 'jsonl']);
+  // A zero-byte archive (a shard left empty by a failed copy) is refused, as GNU tar and Python's tarfile do.
+  const empty = join(tmp, 'empty.tar');
+  writeFileSync(empty, '');
+  const r = await runVit(['classify', cutInImage, cutInJson, notTar, empty, cutGzip, images[0], ...MODEL, '-f', 'jsonl']);
   assert.equal(r.code, 3, r.stderr);
   const rows = jsonl(r.stdout);
   const show = rows.map((x) => [x.path.slice(tmp.length + 1), x.error ?? 'ok']);
   assert.deepEqual(show.slice(0, 3), [['cut-image.tar/000000.png', 'ok'], ['cut-image.tar/000001.png', 'ok'], ['cut-image.tar/000002.png', 'truncated tar archive']]);
   assert.deepEqual(show.slice(3, 6), [['cut-json.tar/000000.png', 'ok'], ['cut-json.tar/000001.png', 'ok'], ['cut-json.tar', 'truncated tar archive after 000001.png']]);
   assert.deepEqual(show[6], ['photo.tar', 'not a tar archive']);
+  assert.deepEqual(show[7], ['empty.tar', 'not a tar archive (empty file)']);
   assert.match(show[show.length - 2][1], /truncated or corrupt gzip data/);
   assert.equal(rows[rows.length - 1].path, images[0]);
   assert.equal(rows[rows.length - 1].error, undefined, 'the run went on');

@@ -63,7 +63,11 @@ async function openArchive(path: string): Promise<Archive> {
   }
   let gzip = false;
   try {
-    if (!(await fh.stat()).isFile()) throw new InputError('not a regular file');
+    const st = await fh.stat();
+    if (!st.isFile()) throw new InputError('not a regular file');
+    // tar-stream ends a stream with no blocks at all quietly, as an archive of nothing; GNU tar and Python's
+    // tarfile refuse it (a shard left empty by a failed copy).
+    if (st.size === 0) throw new InputError('not a tar archive (empty file)');
     const magic = Buffer.alloc(2);
     const { bytesRead } = await fh.read(magic, 0, 2, 0);
     gzip = bytesRead === 2 && magic[0] === 0x1f && magic[1] === 0x8b;
