@@ -86,6 +86,12 @@ test('inputs: globs are expanded and sorted; no match and missing files are kept
   assert.deepEqual(await collectInputs(['photos/*.png'], opts), ['photos/b.png', 'photos/café, "quoted".png']);
   assert.deepEqual(await collectInputs(['photos/**/*.{gif,webp}'], opts), ['photos/sub/deeper/d.webp', 'photos/sub/e.gif']);
   assert.deepEqual(await collectInputs(['nothing/*.jpg', 'missing.jpg', 'photos/e.gif'], opts), ['nothing/*.jpg', 'missing.jpg', 'photos/e.gif']);
+  // A quoted glob is what the shell's expansion gives: the files it matches, and the directories walked.
+  const shell = ['photos/C.jpeg', 'photos/Z', 'photos/a.JPG', 'photos/b.png', 'photos/café, "quoted".png', 'photos/no-extension', 'photos/notes.txt', 'photos/sub', 'photos/x.Tiff'];
+  const expanded: string[] = [];
+  for (const p of shell) expanded.push(...await collectInputs([p], opts));
+  assert.deepEqual(await collectInputs(['photos/*'], opts), expanded);
+  assert.ok(expanded.includes('photos/sub/e.gif') && expanded.includes('photos/Z/z.tif'));
 });
 
 test('inputs: the order of arguments is kept', async () => {

@@ -249,15 +249,24 @@ async function walkDirectory(dir: string, cwd: string): Promise<string[]> {
 }
 
 /**
- * Files a glob pattern matches, sorted; the path itself when nothing does or when it is no pattern at all (it
- * becomes an error row).
+ * What a glob pattern matches, sorted: files as they are, and directories walked as a directory argument is,
+ * which is what the shell's expansion of the same pattern gives (`vit classify 'photos/*'` = `vit classify
+ * photos/*`). A recursive pattern (**) matches every file itself, so there directories are not walked again.
+ * The path itself when nothing matches or when it is no pattern at all (it becomes an error row).
  */
 async function expandGlob(pattern: string, cwd: string): Promise<string[]> {
   const fg = await loadGlob();
   if (!fg.isDynamicPattern(pattern)) return [pattern];
   const roots = fg.generateTasks([pattern], { cwd }).map((t) => resolve(cwd, t.base));
-  const found = await fg(pattern, globOptions(cwd, roots));
-  return found.length > 0 ? found.sort(byteOrder) : [pattern];
+  const recursive = pattern.includes('**');
+  const found = await fg(pattern, { ...globOptions(cwd, roots), onlyFiles: recursive, markDirectories: !recursive });
+  if (found.length === 0) return [pattern];
+  const out: string[] = [];
+  for (const p of found.sort(byteOrder)) {
+    if (!p.endsWith('/')) out.push(p);
+    else for (const f of await walkDirectory(p, cwd)) out.push(f);
+  }
+  return out;
 }
 
 type Kind = 'dir' | 'other' | 'missing';
