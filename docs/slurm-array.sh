@@ -36,7 +36,7 @@
 # Why the merge cannot hang. It depends on the tasks with `afterany`: it starts once every task of its
 # submission has ended, however it ended. `vit merge --inputs` writes $OUT.$FORMAT (atomically) only when
 # every input has exactly one row over all the parts; a part that is missing, cut short or being written
-# makes it fail, naming the inputs without a row, and write nothing. (`afterok` would instead leave the
+# makes it fail, naming the part stopped before its end or the inputs without a row, and write nothing. (`afterok` would instead leave the
 # merge pending forever after one failure.) After a redo, the merge of whichever submission ends last sees
 # every part complete; earlier ones fail harmlessly.
 set -u

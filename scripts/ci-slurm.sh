@@ -199,7 +199,8 @@ expect_state "$victim" CANCELLED 143:0
 grep -q 'SIGTERM: finishing the batch in flight' "tiny/vit-$victim.log" || fail "vit in $victim did not get the SIGTERM"
 done_inputs=$(inputs_in tiny/labels-part-1.csv)
 expect_state "$merge" FAILED 1:0
-grep -q 'inputs have no row' "tiny/vit-merge-$merge.log" || fail "the merge after the cancel failed for another reason"
+grep -q 'labels-part-1.csv was stopped before all its inputs were done: finish it with --resume' "tiny/vit-merge-$merge.log" ||
+  fail "the merge after the cancel failed for another reason"
 [ ! -e tiny/labels.csv ] || fail "the refused merge left tiny/labels.csv"
 say "  cancelled with $done_inputs inputs in its part (complete), exit 143; the merge refused and wrote nothing"
 submit 1 "${tiny[@]}"
