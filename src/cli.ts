@@ -84,6 +84,11 @@ function lazyCommand(entry: CommandEntry, ctx: Context): CommandModule {
   };
 }
 
+/** A command's positional slots as its usage line declares them: `[x]` optional, `<x>` required, `x..` a list. */
+function slotsOf(command: string): { name: string; optional: boolean; list: boolean }[] {
+  return command.split(' ').slice(1).map((s) => ({ name: s.slice(1, -1).replace(/\.\.$/, ''), optional: s.startsWith('['), list: s.endsWith('..]') || s.endsWith('..>') }));
+}
+
 /**
  * The words after `--` (yargs keeps them apart) are operands, as for any Unix tool (`vit classify -- -x.png`,
  * `xargs -0 vit classify --`): they fill the command's positional slots in order (a list takes the rest);
@@ -95,14 +100,9 @@ function operandsAfterDashes(argv: Record<string, unknown>): void {
   if (!Array.isArray(rest) || rest.length === 0) return;
   const words = rest.map(String);
   const entry = COMMANDS.find((c) => c.command.split(' ')[0] === String((argv._ as unknown[])[0]));
-  const slots = entry ? entry.command.split(' ').slice(1) : [];
-  for (const slot of slots) {
-    const name = slot.slice(1, -1).replace(/\.\.$/, '');
-    if (slot.endsWith('..]') || slot.endsWith('..>')) {
-      argv[name] = [...(Array.isArray(argv[name]) ? argv[name] as string[] : []), ...words.splice(0)];
-    } else if (argv[name] === undefined && words.length > 0) {
-      argv[name] = words.shift();
-    }
+  for (const { name, list } of entry ? slotsOf(entry.command) : []) {
+    if (list) argv[name] = [...(Array.isArray(argv[name]) ? argv[name] as string[] : []), ...words.splice(0)];
+    else if (argv[name] === undefined && words.length > 0) argv[name] = words.shift();
   }
   if (words.length > 0) throw new UsageError(`vit ${entry?.command ?? String((argv._ as unknown[])[0])} does not take "${words[0]}" after --`);
 }
@@ -152,11 +152,11 @@ function yargsUsage(text: string, args: string[]): UsageError {
 function tooManyArguments(command: string, text: string, args: string[]): UsageError | null {
   const listed = /^Unknown arguments?: (.+)$/.exec(text)?.[1].split(', ');
   const words = args.filter((x) => !x.startsWith('-'));
-  const slots = command.split(' ').slice(1);
-  if (!listed || slots.some((x) => x.endsWith('..]') || x.endsWith('..>')) || !listed.every((x) => words.includes(x))) return null;
+  const slots = slotsOf(command);
+  if (!listed || slots.some((x) => x.list) || !listed.every((x) => words.includes(x))) return null;
   // yargs fills the command's own slots first and lists what is left.
   const given = slots.length + listed.length;
-  const most = slots.some((x) => x.startsWith('[')) ? 'at most ' : '';
+  const most = slots.some((x) => x.optional) ? 'at most ' : '';
   const noModel = command.startsWith('export ') && !args.some((x) => /^(-m|--model)(=|$)/.test(x));
   return new UsageError(`vit ${command} takes ${most}${slots.length} argument${slots.length === 1 ? '' : 's'}, not ${given}` +
     (noModel ? ' (the model goes with -m: vit export -m MODEL OUTDIR)' : ''));
@@ -165,7 +165,8 @@ function tooManyArguments(command: string, text: string, args: string[]): UsageE
 /** Run the CLI; resolves to the process exit status. */
 export async function main(args: string[], stdout: NodeJS.WritableStream, stderr: NodeJS.WritableStream): Promise<number> {
   // Options come before `--`: a file named -v after it is an input.
-  const options = args.includes('--') ? args.slice(0, args.indexOf('--')) : args;
+  const dashes = args.indexOf('--');
+  const options = dashes >= 0 ? args.slice(0, dashes) : args;
   const flags = { verbose: options.includes('--verbose') || options.includes('-v'), quiet: options.includes('--quiet') || options.includes('-q') };
   const ctx: Context = {
     stdout,
@@ -190,7 +191,6 @@ export async function main(args: string[], stdout: NodeJS.WritableStream, stderr
 
   // Operands after `--` that do not look like options are read as plain arguments (so required slots take
   // them); those that do are given to the command's slots by operandsAfterDashes.
-  const dashes = args.indexOf('--');
   const parsed = dashes >= 0 && args.slice(dashes + 1).every((x) => !/^-./.test(x)) ? [...args.slice(0, dashes), ...args.slice(dashes + 1)] : args;
   const cli = yargs(parsed)
     .scriptName('vit')

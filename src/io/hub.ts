@@ -237,6 +237,11 @@ function formatBytes(n: number): string {
   return n >= 2 ** 30 ? `${(n / 2 ** 30).toFixed(2)} GiB` : `${(n / 2 ** 20).toFixed(1)} MiB`;
 }
 
+/** Whether a regular file is at `path` (a blob in place). */
+async function isFileAt(path: string): Promise<boolean> {
+  return stat(path).then((st) => st.isFile(), () => false);
+}
+
 async function fileSize(path: string): Promise<number> {
   try {
     return (await stat(path)).size;
@@ -373,7 +378,7 @@ async function ensureFile(job: FileJob, file: string, optional: boolean): Promis
     throw new ModelError(`${what}: the hub announces ${meta.size} bytes, more than the ${cap} such a file can have; not downloaded`);
   }
   const blob = cache.blobPath(meta.etag);
-  if (await stat(blob).then((st) => st.isFile(), () => false)) {
+  if (await isFileAt(blob)) {
     cache.link(commit, file, meta.etag);
     return 'cached';
   }
@@ -381,7 +386,7 @@ async function ensureFile(job: FileJob, file: string, optional: boolean): Promis
   const lock = await lockBlob(blob, what, opts.note);
   try {
     // Another process may have finished it while this one waited for the lock.
-    if (await stat(blob).then((st) => st.isFile(), () => false)) {
+    if (await isFileAt(blob)) {
       cache.link(commit, file, meta.etag);
       return 'cached';
     }
@@ -424,7 +429,7 @@ async function lockBlob(blob: string, what: string, note?: (msg: string) => void
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
     }
-    if (await stat(blob).then((st) => st.isFile(), () => false)) return { release: async () => undefined };
+    if (await isFileAt(blob)) return { release: async () => undefined };
     if (await staleLock(path)) {
       await rm(path, { force: true });
       continue;

@@ -224,17 +224,18 @@ function indexRows(parts: StoredOutput[], rowKey: (path: string) => string): Map
 /** The rows in output order, checked against the input list when there is one. */
 function orderRows(index: Map<string, Placed>, opts: MergeOptions, rowKey: (path: string) => string): Placed[] {
   if (opts.inputs === undefined) return [...index.values()].sort((x, y) => byteOrder(x.row.path, y.row.path));
-  const wanted = new Set(opts.inputs.map(rowKey));
+  const keys = opts.inputs.map(rowKey);
+  const wanted = new Set(keys);
   const extra = [...index.keys()].filter((p) => !wanted.has(p));
   if (extra.length > 0) throw new OutputError(`${extra.length} rows are for paths that are not among the inputs: ${some(extra)}`);
-  const missing = opts.inputs.filter((p) => !index.has(rowKey(p)));
+  const missing = opts.inputs.filter((_, i) => !index.has(keys[i]));
   if (missing.length > 0) {
     const msg = `${missing.length} of ${opts.inputs.length} inputs have no row: ${some(missing)}`;
     // npy files hold no error rows, so there a missing row may just be an input that failed.
     if (opts.format !== 'npy') throw new OutputError(`${msg} (is a part missing, or was a shard run on other inputs?)`);
     opts.note(`${msg}: failed inputs have no npy row, or a part is missing`);
   }
-  return opts.inputs.filter((p) => index.has(rowKey(p))).map((p) => index.get(rowKey(p))!);
+  return keys.filter((k) => index.has(k)).map((k) => index.get(k)!);
 }
 
 /** Reads row bytes out of the parts, one open handle per part. */

@@ -32,7 +32,7 @@ export type OutputTarget =
 
 /** A descriptor of this process named as a path: /dev/fd/N, /proc/self/fd/N, /proc/<our pid>/fd/N. */
 function ownDescriptor(path: string): number | null {
-  const m = /^(?:\/dev\/fd|\/proc\/(?:self|thread-self|(\d+)))\/(?:fd\/)?(\d+)$/.exec(path);
+  const m = /^(?:\/dev\/fd|\/proc\/(?:self|thread-self|(\d+))\/fd)\/(\d+)$/.exec(path);
   if (!m || (m[1] !== undefined && Number(m[1]) !== process.pid)) return null;
   return Number(m[2]);
 }
